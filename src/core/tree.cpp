@@ -1,0 +1,461 @@
+#include "tree.hpp"
+
+#include <algorithm>
+
+#include "node_codec.hpp"
+
+namespace aggr {
+
+Sum node_sum(const Node &node) {
+  Sum s;
+  if (node.leaf)
+    for (const Entry &e : node.entries) s += e.value;
+  else
+    for (const Child &c : node.children) s += c.sum;
+  return s;
+}
+
+std::uint64_t node_count(const Node &node) {
+  if (node.leaf) return node.entries.size();
+  std::uint64_t n = 0;
+  for (const Child &c : node.children) n += c.count;
+  return n;
+}
+
+// ---------------------------------------------------------------- queries
+
+Prefix Tree::prefix_before(const Probe &probe) const {
+  Prefix p;
+  NodeId id = meta_.root;
+  while (id != 0) {
+    Node n = store_.load(id);
+    if (n.leaf) {
+      auto end = std::partition_point(n.entries.begin(), n.entries.end(),
+                                      [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
+      for (auto it = n.entries.begin(); it != end; ++it) p.sum += it->value;
+      p.count += static_cast<std::uint64_t>(end - n.entries.begin());
+      return p;
+    }
+    // The child to descend into is the last one whose first key is before the probe.
+    auto after = std::partition_point(n.children.begin() + 1, n.children.end(),
+                                      [&](const Child &c) { return probe.compare_to(c.first_key) > 0; });
+    for (auto it = n.children.begin(); it + 1 != after; ++it) {
+      p.count += it->count;
+      p.sum += it->sum;
+    }
+    id = (after - 1)->id;
+  }
+  return p;
+}
+
+Entry Tree::at(std::uint64_t offset) const {
+  Entry found;
+  scan_from(offset, [&](const Entry &e) {
+    found = e;
+    return false;
+  });
+  return found;
+}
+
+void Tree::scan_from(std::uint64_t offset, const std::function<bool(const Entry &)> &visit) const {
+  if (meta_.root == 0 || offset >= meta_.count) return;
+  struct Frame {
+    Node node;
+    std::size_t index;
+  };
+  std::vector<Frame> path;
+  NodeId id = meta_.root;
+  for (;;) {  // descend to the leaf holding `offset`
+    Node n = store_.load(id);
+    if (n.leaf) {
+      if (offset >= n.entries.size()) throw InvariantViolation("subtree count exceeds leaf size");
+      path.push_back({std::move(n), static_cast<std::size_t>(offset)});
+      break;
+    }
+    std::size_t i = 0;
+    while (i + 1 < n.children.size() && offset >= n.children[i].count) offset -= n.children[i++].count;
+    id = n.children[i].id;
+    path.push_back({std::move(n), i});
+  }
+  for (;;) {
+    Frame &leaf = path.back();
+    while (leaf.index < leaf.node.entries.size())
+      if (!visit(leaf.node.entries[leaf.index++])) return;
+    path.pop_back();
+    // Climb to the next unvisited child, then down its leftmost edge.
+    while (!path.empty() && ++path.back().index >= path.back().node.children.size()) path.pop_back();
+    if (path.empty()) return;
+    NodeId next = path.back().node.children[path.back().index].id;
+    for (;;) {
+      Node n = store_.load(next);
+      bool leaf_node = n.leaf;
+      if (!leaf_node) next = n.children.front().id;
+      path.push_back({std::move(n), 0});
+      if (leaf_node) break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- apply
+
+Tree::Piece Tree::summarize(const Node &node) const {
+  Piece p;
+  p.child.id = node.id;
+  p.child.count = node_count(node);
+  p.child.sum = node_sum(node);
+  p.child.first_key = node.leaf ? node.entries.front().key : node.children.front().first_key;
+  p.bytes = encoded_size(node, config_.sum_kind);
+  return p;
+}
+
+ApplyStats Tree::apply(const std::vector<Op> &ops) {
+  ApplyStats stats;
+  if (ops.empty()) return stats;
+  std::vector<Piece> pieces;
+  if (meta_.root == 0) {
+    Node leaf;
+    leaf.id = store_.allocate();
+    ++meta_.nodes;
+    merge_leaf(leaf, ops.data(), ops.data() + ops.size(), stats);
+    meta_.height = 1;
+    pieces = write_split(std::move(leaf), true);
+  } else {
+    pieces = apply_node(meta_.root, ops.data(), ops.data() + ops.size(), stats);
+  }
+  grow_and_collapse(std::move(pieces));
+  return stats;
+}
+
+std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats) {
+  Node node = store_.load(id);
+  if (node.leaf)
+    merge_leaf(node, first, last, stats);
+  else
+    apply_children(node, first, last, stats);
+  return write_split(std::move(node), false);
+}
+
+void Tree::merge_leaf(Node &node, const Op *first, const Op *last, ApplyStats &stats) const {
+  std::vector<Entry> out;
+  out.reserve(node.entries.size() + static_cast<std::size_t>(last - first));
+  auto it = node.entries.begin();
+  for (const Op *op = first; op != last; ++op) {
+    while (it != node.entries.end() && order_.compare(it->key, op->key) < 0) out.push_back(std::move(*it++));
+    bool present = it != node.entries.end() && order_.compare(it->key, op->key) == 0;
+    if (present != op->expect_present) ++stats.drift;
+    if (present) ++it;
+    if (op->action == Op::Action::Upsert) {
+      ++(present ? stats.replaced : stats.inserted);
+      out.push_back(Entry{op->key, op->value});
+    } else if (present) {
+      ++stats.removed;
+    }
+  }
+  while (it != node.entries.end()) out.push_back(std::move(*it++));
+  node.entries = std::move(out);
+}
+
+void Tree::apply_children(Node &node, const Op *first, const Op *last, ApplyStats &stats) {
+  std::vector<Child> children;
+  std::vector<std::size_t> bytes;  // SIZE_MAX: untouched, assumed well filled
+  const Op *p = first;
+  for (std::size_t i = 0; i < node.children.size(); ++i) {
+    const Op *end = last;
+    if (i + 1 < node.children.size()) {
+      const std::string &next_first = node.children[i + 1].first_key;
+      end = std::partition_point(p, last, [&](const Op &op) { return order_.compare(op.key, next_first) < 0; });
+    }
+    if (p == end) {
+      children.push_back(std::move(node.children[i]));
+      bytes.push_back(SIZE_MAX);
+      continue;
+    }
+    for (Piece &piece : apply_node(node.children[i].id, p, end, stats)) {
+      children.push_back(std::move(piece.child));
+      bytes.push_back(piece.bytes);
+    }
+    p = end;
+  }
+  node.children = std::move(children);
+  fix_underfull(node, bytes);
+}
+
+// Merges each underfull child with a sibling; the pair is re-split if the
+// union is too big. Each child is looked at once, so this terminates.
+void Tree::fix_underfull(Node &node, std::vector<std::size_t> &bytes) {
+  std::size_t j = 0;
+  while (j < node.children.size()) {
+    if (node.children.size() < 2 || bytes[j] == SIZE_MAX || bytes[j] >= config_.min_node_bytes()) {
+      ++j;
+      continue;
+    }
+    std::size_t left = j + 1 < node.children.size() ? j : j - 1;
+    Node merged = store_.load(node.children[left].id);
+    Node right = store_.load(node.children[left + 1].id);
+    if (merged.leaf != right.leaf) throw InvariantViolation("siblings at different levels");
+    for (Entry &e : right.entries) merged.entries.push_back(std::move(e));
+    for (Child &c : right.children) merged.children.push_back(std::move(c));
+    store_.remove(right.id);
+    --meta_.nodes;
+    std::vector<Piece> pieces = write_split(std::move(merged), false);
+    node.children.erase(node.children.begin() + static_cast<long>(left),
+                        node.children.begin() + static_cast<long>(left) + 2);
+    bytes.erase(bytes.begin() + static_cast<long>(left), bytes.begin() + static_cast<long>(left) + 2);
+    for (std::size_t k = 0; k < pieces.size(); ++k) {
+      node.children.insert(node.children.begin() + static_cast<long>(left + k), std::move(pieces[k].child));
+      bytes.insert(bytes.begin() + static_cast<long>(left + k), pieces[k].bytes);
+    }
+    j = left + pieces.size();
+  }
+}
+
+// Saves the node, split into evenly sized parts when it is too big. The
+// first part keeps the node's id. Returns the summaries, in order.
+std::vector<Tree::Piece> Tree::write_split(Node &&node, bool is_new) {
+  std::size_t items = node.leaf ? node.entries.size() : node.children.size();
+  if (items == 0) {
+    if (!is_new) store_.remove(node.id);
+    --meta_.nodes;
+    return {};
+  }
+  std::size_t total = encoded_size(node, config_.sum_kind);
+  if (total <= config_.max_node_bytes) {
+    store_.save(node, is_new);
+    return {summarize(node)};
+  }
+  std::vector<std::size_t> sizes(items);
+  for (std::size_t i = 0; i < items; ++i)
+    sizes[i] = node.leaf ? encoded_entry_size(node.entries[i], config_.sum_kind)
+                         : encoded_child_size(node.children[i], config_.sum_kind);
+  std::size_t target = config_.max_node_bytes * 7 / 10;
+  std::size_t parts = (total + target - 1) / target;
+  std::vector<Piece> out;
+  std::size_t begin = 0, acc = 0;
+  for (std::size_t part = 0; part < parts && begin < items; ++part) {
+    std::size_t goal = total * (part + 1) / parts;  // cumulative byte boundary
+    std::size_t end = begin;
+    do acc += sizes[end++];
+    while (end < items && (part + 1 == parts || acc + sizes[end] / 2 < goal));
+    Node piece;
+    piece.leaf = node.leaf;
+    bool keeps_id = part == 0;
+    piece.id = keeps_id ? node.id : store_.allocate();
+    if (!keeps_id) ++meta_.nodes;
+    if (node.leaf)
+      piece.entries.assign(std::make_move_iterator(node.entries.begin() + static_cast<long>(begin)),
+                           std::make_move_iterator(node.entries.begin() + static_cast<long>(end)));
+    else
+      piece.children.assign(std::make_move_iterator(node.children.begin() + static_cast<long>(begin)),
+                            std::make_move_iterator(node.children.begin() + static_cast<long>(end)));
+    store_.save(piece, keeps_id ? is_new : true);
+    out.push_back(summarize(piece));
+    begin = end;
+  }
+  return out;
+}
+
+void Tree::grow_and_collapse(std::vector<Piece> pieces) {
+  while (pieces.size() > 1) {
+    Node root;
+    root.leaf = false;
+    root.id = store_.allocate();
+    ++meta_.nodes;
+    for (Piece &p : pieces) root.children.push_back(std::move(p.child));
+    ++meta_.height;
+    pieces = write_split(std::move(root), true);
+  }
+  if (pieces.empty()) {
+    meta_ = TreeMeta{0, 0, 0, Sum{}, meta_.nodes};
+    return;
+  }
+  meta_.root = pieces.front().child.id;
+  meta_.count = pieces.front().child.count;
+  meta_.sum = pieces.front().child.sum;
+  while (meta_.height > 1) {  // an internal root with one child is dropped
+    Node r = store_.load(meta_.root);
+    if (r.leaf || r.children.size() > 1) break;
+    store_.remove(r.id);
+    --meta_.nodes;
+    meta_.root = r.children.front().id;
+    --meta_.height;
+  }
+}
+
+void Tree::clear() {
+  if (meta_.root != 0) clear_subtree(meta_.root, meta_.height);
+  meta_ = TreeMeta{};
+}
+
+void Tree::clear_subtree(NodeId id, std::uint32_t level) {
+  if (level > 1) {
+    Node n = store_.load(id);
+    for (const Child &c : n.children) clear_subtree(c.id, level - 1);
+  }
+  store_.remove(id);
+}
+
+// ---------------------------------------------------------------- checker
+
+namespace {
+[[noreturn]] void violation(const std::string &what, NodeId id) {
+  throw InvariantViolation(what + " (node " + std::to_string(id) + ")");
+}
+}  // namespace
+
+void Tree::check() const {
+  if (meta_.root == 0) {
+    if (meta_.count != 0 || meta_.height != 0) violation("empty tree with nonzero count or height", 0);
+    return;
+  }
+  Child top;
+  std::uint64_t nodes = 0;
+  std::string last;
+  check_subtree(meta_.root, meta_.height, nullptr, top, last, nodes);
+  if (top.count != meta_.count) violation("tree count differs from root", meta_.root);
+  if (!top.sum.same_as(meta_.sum)) violation("tree sum differs from root", meta_.root);
+  if (nodes != meta_.nodes) violation("node count differs from tree metadata", meta_.root);
+}
+
+void Tree::check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
+                         std::uint64_t &nodes) const {
+  Node n = store_.load(id);
+  ++nodes;
+  if (n.leaf != (level == 1)) violation("leaf at wrong depth", id);
+  if (encoded_size(n, config_.sum_kind) > config_.max_node_bytes) violation("node over size limit", id);
+  out.id = id;
+  if (n.leaf) {
+    if (n.entries.empty()) violation("empty leaf", id);
+    for (std::size_t i = 0; i < n.entries.size(); ++i) {
+      const std::string *prev = i == 0 ? lower : &n.entries[i - 1].key;
+      if (prev && order_.compare(*prev, n.entries[i].key) >= 0) violation("entries out of order", id);
+    }
+    out.first_key = n.entries.front().key;
+    last = n.entries.back().key;
+    out.count = n.entries.size();
+    out.sum = node_sum(n);
+    return;
+  }
+  if (n.children.empty()) violation("internal node without children", id);
+  if (id == meta_.root && n.children.size() < 2) violation("internal root with one child", id);
+  std::string bound_key;
+  const std::string *bound = lower;
+  Child acc;
+  for (const Child &c : n.children) {
+    Child actual;
+    check_subtree(c.id, level - 1, bound, actual, last, nodes);
+    if (actual.count != c.count) violation("stored child count is wrong", id);
+    if (!actual.sum.same_as(c.sum)) violation("stored child sum is wrong", id);
+    if (actual.first_key != c.first_key) violation("stored separator is wrong", id);
+    acc.count += c.count;
+    acc.sum += c.sum;
+    bound_key = last;  // the next subtree must start after this one's last entry
+    bound = &bound_key;
+  }
+  out.first_key = n.children.front().first_key;
+  out.count = acc.count;
+  out.sum = acc.sum;
+}
+
+// ---------------------------------------------------------------- bulk build
+
+BulkBuilder::BulkBuilder(NodeStore &store, const Ordering &order, TreeConfig config, double fill)
+    : store_(store), order_(order), config_(config),
+      target_bytes_(static_cast<std::size_t>(static_cast<double>(config.max_node_bytes) * fill)) {}
+
+void BulkBuilder::add(Entry entry) {
+  if (count_ > 0 && order_.compare(last_key_, entry.key) >= 0)
+    throw std::invalid_argument("bulk build input is not in strictly ascending order");
+  last_key_ = entry.key;
+  ++count_;
+  sum_ += entry.value;
+  push(0, Child{}, &entry);
+}
+
+void BulkBuilder::push(std::size_t level, Child child, Entry *entry) {
+  if (levels_.size() <= level) {
+    levels_.emplace_back();
+    levels_.back().cur.leaf = level == 0;
+    levels_.back().prev.leaf = level == 0;
+  }
+  Level &l = levels_[level];
+  std::size_t item = entry ? encoded_entry_size(*entry, config_.sum_kind) : encoded_child_size(child, config_.sum_kind);
+  bool cur_empty = l.cur.entries.empty() && l.cur.children.empty();
+  if (!cur_empty && l.cur_bytes + item > target_bytes_) {
+    if (l.has_prev) emit(level, l.prev);
+    l.prev = std::move(l.cur);
+    l.has_prev = true;
+    l.cur = Node{};
+    l.cur.leaf = level == 0;
+    l.cur_bytes = 0;
+  }
+  l.cur_bytes += item;
+  if (entry)
+    l.cur.entries.push_back(std::move(*entry));
+  else
+    l.cur.children.push_back(std::move(child));
+}
+
+void BulkBuilder::emit(std::size_t level, Node &node) {
+  node.id = store_.allocate();
+  ++nodes_;
+  store_.save(node, true);
+  Child c;
+  c.id = node.id;
+  c.count = node_count(node);
+  c.sum = node_sum(node);
+  c.first_key = node.leaf ? node.entries.front().key : node.children.front().first_key;
+  push(level + 1, std::move(c), nullptr);
+}
+
+// The last node of a level may be nearly empty: share with its left sibling.
+void BulkBuilder::rebalance_tail(std::size_t level) {
+  Level &l = levels_[level];
+  if (!l.has_prev || encoded_size(l.cur, config_.sum_kind) >= config_.min_node_bytes()) return;
+  Node merged = std::move(l.prev);
+  for (Entry &e : l.cur.entries) merged.entries.push_back(std::move(e));
+  for (Child &c : l.cur.children) merged.children.push_back(std::move(c));
+  std::size_t items = merged.leaf ? merged.entries.size() : merged.children.size();
+  std::size_t half = items / 2;
+  l.prev = Node{};
+  l.prev.leaf = merged.leaf;
+  l.cur = Node{};
+  l.cur.leaf = merged.leaf;
+  if (merged.leaf) {
+    l.prev.entries.assign(std::make_move_iterator(merged.entries.begin()),
+                          std::make_move_iterator(merged.entries.begin() + static_cast<long>(half)));
+    l.cur.entries.assign(std::make_move_iterator(merged.entries.begin() + static_cast<long>(half)),
+                         std::make_move_iterator(merged.entries.end()));
+  } else {
+    l.prev.children.assign(std::make_move_iterator(merged.children.begin()),
+                           std::make_move_iterator(merged.children.begin() + static_cast<long>(half)));
+    l.cur.children.assign(std::make_move_iterator(merged.children.begin() + static_cast<long>(half)),
+                          std::make_move_iterator(merged.children.end()));
+  }
+}
+
+TreeMeta BulkBuilder::finish() {
+  TreeMeta meta;
+  if (count_ == 0) return meta;
+  for (std::size_t level = 0;; ++level) {
+    rebalance_tail(level);
+    Level &l = levels_[level];
+    bool is_top = !l.has_prev && levels_.size() == level + 1;
+    if (is_top) {
+      l.cur.id = store_.allocate();
+      ++nodes_;
+      store_.save(l.cur, true);
+      meta.root = l.cur.id;
+      meta.height = static_cast<std::uint32_t>(level + 1);
+      break;
+    }
+    if (l.has_prev) emit(level, levels_[level].prev);
+    emit(level, levels_[level].cur);  // emit may grow levels_: re-index
+  }
+  meta.count = count_;
+  meta.sum = sum_;
+  meta.nodes = nodes_;
+  levels_.clear();
+  return meta;
+}
+
+}  // namespace aggr

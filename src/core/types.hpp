@@ -1,0 +1,116 @@
+// Core vocabulary of the counted B+tree. Pure C++: no PostgreSQL headers.
+#pragma once
+#ifdef POSTGRES_H
+#error "src/core must not include PostgreSQL headers"
+#endif
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace aggr {
+
+using NodeId = std::int64_t;  // 0 means "no node"
+using int128 = __int128;
+
+// How an aggregate sums its values: not at all, exactly (integers, scaled
+// decimals) or in double precision.
+enum class SumKind : std::uint8_t { None = 0, Exact = 1, Float = 2 };
+
+struct Sum {
+  int128 exact = 0;
+  double approx = 0.0;
+
+  Sum &operator+=(const Sum &o) {
+    exact += o.exact;
+    approx += o.approx;
+    return *this;
+  }
+  Sum &operator-=(const Sum &o) {
+    exact -= o.exact;
+    approx -= o.approx;
+    return *this;
+  }
+  friend Sum operator+(Sum a, const Sum &b) { return a += b; }
+  friend Sum operator-(Sum a, const Sum &b) { return a -= b; }
+  // Bitwise-style equality: NaN sums compare equal to NaN sums.
+  bool same_as(const Sum &o) const;
+};
+
+// One indexed row: its encoded (key, primary key) and its sum value.
+struct Entry {
+  std::string key;
+  Sum value;
+};
+
+// A child reference kept in an internal node, with the aggregates of the
+// child's subtree and the smallest entry key in it (the separator).
+struct Child {
+  NodeId id = 0;
+  std::uint64_t count = 0;
+  Sum sum;
+  std::string first_key;
+};
+
+struct Node {
+  NodeId id = 0;
+  bool leaf = true;
+  std::vector<Entry> entries;   // leaf only
+  std::vector<Child> children;  // internal only
+};
+
+// Total order of encoded entry keys (key columns, then primary key).
+class Ordering {
+ public:
+  virtual ~Ordering() = default;
+  virtual int compare(std::string_view a, std::string_view b) const = 0;
+};
+
+// A search position: compares itself with entry keys. Returns < 0 when the
+// probe sorts before the entry, > 0 after it, 0 when it names that entry.
+class Probe {
+ public:
+  virtual ~Probe() = default;
+  virtual int compare_to(std::string_view entry_key) const = 0;
+};
+
+// Node persistence. The PostgreSQL binding stores nodes as heap rows.
+class NodeStore {
+ public:
+  virtual ~NodeStore() = default;
+  virtual Node load(NodeId id) = 0;
+  virtual void save(const Node &node, bool is_new) = 0;
+  virtual void remove(NodeId id) = 0;
+  virtual NodeId allocate() = 0;
+};
+
+// What the owner of a tree persists about it besides the nodes.
+struct TreeMeta {
+  NodeId root = 0;
+  std::uint32_t height = 0;  // 0 empty, 1 a single leaf
+  std::uint64_t count = 0;
+  Sum sum;
+  std::uint64_t nodes = 0;
+};
+
+struct TreeConfig {
+  SumKind sum_kind = SumKind::None;
+  std::size_t max_node_bytes = 3200;
+  std::size_t min_node_bytes() const { return max_node_bytes / 4; }
+  // Entries bigger than this could not be split around; callers reject them.
+  std::size_t max_entry_bytes() const { return max_node_bytes / 4 - 64; }
+};
+
+class CorruptNode : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class InvariantViolation : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace aggr

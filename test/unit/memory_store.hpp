@@ -1,0 +1,79 @@
+// Test doubles: an in-memory node store that round-trips every node through
+// the codec, and a memcmp ordering over fixed-width (key, id) encodings.
+#pragma once
+#include <cstring>
+#include <map>
+
+#include "../../src/core/node_codec.hpp"
+#include "../../src/core/tree.hpp"
+
+namespace aggr::test {
+
+class MemoryStore : public NodeStore {
+ public:
+  explicit MemoryStore(SumKind kind) : kind_(kind) {}
+  Node load(NodeId id) override {
+    ++loads;
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) throw std::runtime_error("load of missing node " + std::to_string(id));
+    return decode_node(id, it->second, kind_);
+  }
+  void save(const Node &node, bool is_new) override {
+    ++saves;
+    bool exists = nodes_.count(node.id) > 0;
+    if (exists == is_new) throw std::runtime_error("save: is_new does not match store state");
+    nodes_[node.id] = encode_node(node, kind_);
+  }
+  void remove(NodeId id) override {
+    if (nodes_.erase(id) != 1) throw std::runtime_error("remove of missing node");
+  }
+  NodeId allocate() override { return ++next_; }
+  std::size_t size() const { return nodes_.size(); }
+  std::uint64_t loads = 0, saves = 0;
+
+ private:
+  SumKind kind_;
+  std::map<NodeId, std::string> nodes_;
+  NodeId next_ = 0;
+};
+
+// Entry key: big-endian sign-flipped int64 key, then int64 id, then optional
+// padding bytes (to exercise variable-length entries).
+inline std::string make_key(std::int64_t key, std::int64_t id, std::size_t pad = 0) {
+  std::string s(16 + pad, 'p');
+  auto put = [&](std::size_t at, std::int64_t v) {
+    std::uint64_t u = static_cast<std::uint64_t>(v) ^ (1ULL << 63);
+    for (int i = 7; i >= 0; --i) {
+      s[at + static_cast<std::size_t>(i)] = static_cast<char>(u & 0xff);
+      u >>= 8;
+    }
+  };
+  put(0, key);
+  put(8, id);
+  return s;
+}
+
+class BytesOrdering : public Ordering {
+ public:
+  int compare(std::string_view a, std::string_view b) const override {
+    int c = std::memcmp(a.data(), b.data(), 16);  // padding never decides
+    return c;
+  }
+};
+
+// Before (or after) every entry whose key equals `key`.
+class KeyProbe : public Probe {
+ public:
+  KeyProbe(std::int64_t key, bool after) : prefix_(make_key(key, 0).substr(0, 8)), after_(after) {}
+  int compare_to(std::string_view entry) const override {
+    int c = std::memcmp(prefix_.data(), entry.data(), 8);
+    if (c != 0) return c;
+    return after_ ? 1 : -1;
+  }
+
+ private:
+  std::string prefix_;
+  bool after_;
+};
+
+}  // namespace aggr::test
