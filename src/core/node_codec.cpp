@@ -122,7 +122,7 @@ std::size_t encoded_child_size(const Child &c, SumKind kind) {
          varint_size(c.first_key.size()) + c.first_key.size();
 }
 
-std::size_t encoded_size(const Node &node, SumKind kind) {
+std::size_t encoded_size(const TreeNode &node, SumKind kind) {
   std::size_t n = 2;
   if (node.leaf) {
     n += varint_size(node.entries.size());
@@ -134,7 +134,7 @@ std::size_t encoded_size(const Node &node, SumKind kind) {
   return n;
 }
 
-std::string encode_node(const Node &node, SumKind kind) {
+std::string encode_node(const TreeNode &node, SumKind kind) {
   Writer w(encoded_size(node, kind));
   w.byte(kFormat);
   w.byte(node.leaf ? kLeaf : kInternal);
@@ -156,10 +156,10 @@ std::string encode_node(const Node &node, SumKind kind) {
   return w.take();
 }
 
-Node decode_node(NodeId id, std::string_view payload, SumKind kind) {
+TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   Reader r(payload);
   if (r.byte() != kFormat) throw CorruptNode("node payload: unknown format");
-  Node node;
+  TreeNode node;
   node.id = id;
   std::uint8_t type = r.byte();
   if (type != kLeaf && type != kInternal) throw CorruptNode("node payload: unknown node type");
@@ -200,3 +200,8 @@ bool Sum::same_as(const Sum &o) const {
 }
 
 }  // namespace aggr
+
+// The core is server-independent: fail the build if a server header crept in.
+#ifdef POSTGRES_H
+#error "src/core must not include PostgreSQL headers"
+#endif

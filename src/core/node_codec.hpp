@@ -5,12 +5,12 @@
 namespace aggr {
 
 // Exact size of encode(node, kind), without encoding.
-std::size_t encoded_size(const Node &node, SumKind kind);
+std::size_t encoded_size(const TreeNode &node, SumKind kind);
 std::size_t encoded_entry_size(const Entry &e, SumKind kind);
 std::size_t encoded_child_size(const Child &c, SumKind kind);
 
-std::string encode_node(const Node &node, SumKind kind);
+std::string encode_node(const TreeNode &node, SumKind kind);
 // Throws CorruptNode on any malformed or truncated payload.
-Node decode_node(NodeId id, std::string_view payload, SumKind kind);
+TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind);
 
 }  // namespace aggr

@@ -6,7 +6,7 @@
 
 namespace aggr {
 
-Sum node_sum(const Node &node) {
+Sum node_sum(const TreeNode &node) {
   Sum s;
   if (node.leaf)
     for (const Entry &e : node.entries) s += e.value;
@@ -15,7 +15,7 @@ Sum node_sum(const Node &node) {
   return s;
 }
 
-std::uint64_t node_count(const Node &node) {
+std::uint64_t node_count(const TreeNode &node) {
   if (node.leaf) return node.entries.size();
   std::uint64_t n = 0;
   for (const Child &c : node.children) n += c.count;
@@ -28,7 +28,7 @@ Prefix Tree::prefix_before(const Probe &probe) const {
   Prefix p;
   NodeId id = meta_.root;
   while (id != 0) {
-    Node n = store_.load(id);
+    TreeNode n = store_.load(id);
     if (n.leaf) {
       auto end = std::partition_point(n.entries.begin(), n.entries.end(),
                                       [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
@@ -48,6 +48,45 @@ Prefix Tree::prefix_before(const Probe &probe) const {
   return p;
 }
 
+Prefix Tree::range(const Probe *lower, const Probe *upper) const {
+  Prefix acc;
+  if (meta_.root == 0) return acc;
+  if (!lower && !upper) return Prefix{meta_.count, meta_.sum};
+  range_subtree(meta_.root, lower, upper, lower == nullptr, upper == nullptr, acc);
+  return acc;
+}
+
+// lower_done / upper_done: every entry of this subtree is known to be after
+// the lower probe / before the upper probe.
+void Tree::range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool lower_done, bool upper_done,
+                         Prefix &acc) const {
+  TreeNode n = store_.load(id);
+  if (n.leaf) {
+    for (const Entry &e : n.entries) {
+      if (!upper_done && upper->compare_to(e.key) <= 0) break;
+      if (lower_done || lower->compare_to(e.key) < 0) {
+        ++acc.count;
+        acc.sum += e.value;
+      }
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < n.children.size(); ++i) {
+    const Child &c = n.children[i];
+    if (!upper_done && upper->compare_to(c.first_key) <= 0) break;  // this and later children are past the range
+    const std::string *next_first = i + 1 < n.children.size() ? &n.children[i + 1].first_key : nullptr;
+    if (!lower_done && next_first && lower->compare_to(*next_first) >= 0) continue;  // wholly before the range
+    bool child_lower = lower_done || lower->compare_to(c.first_key) < 0;
+    bool child_upper = upper_done || (next_first && upper->compare_to(*next_first) >= 0);
+    if (child_lower && child_upper) {
+      acc.count += c.count;
+      acc.sum += c.sum;
+    } else {
+      range_subtree(c.id, lower, upper, child_lower, child_upper, acc);
+    }
+  }
+}
+
 Entry Tree::at(std::uint64_t offset) const {
   Entry found;
   scan_from(offset, [&](const Entry &e) {
@@ -58,47 +97,49 @@ Entry Tree::at(std::uint64_t offset) const {
 }
 
 void Tree::scan_from(std::uint64_t offset, const std::function<bool(const Entry &)> &visit) const {
-  if (meta_.root == 0 || offset >= meta_.count) return;
-  struct Frame {
-    Node node;
-    std::size_t index;
-  };
-  std::vector<Frame> path;
-  NodeId id = meta_.root;
+  for (Cursor c(store_, meta_, offset); c.valid(); c.next())
+    if (!visit(c.entry())) return;
+}
+
+Cursor::Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset) : store_(store) {
+  if (meta.root == 0 || offset >= meta.count) return;
+  NodeId id = meta.root;
   for (;;) {  // descend to the leaf holding `offset`
-    Node n = store_.load(id);
+    TreeNode n = store_.load(id);
     if (n.leaf) {
       if (offset >= n.entries.size()) throw InvariantViolation("subtree count exceeds leaf size");
-      path.push_back({std::move(n), static_cast<std::size_t>(offset)});
-      break;
+      path_.push_back({std::move(n), static_cast<std::size_t>(offset)});
+      return;
     }
     std::size_t i = 0;
     while (i + 1 < n.children.size() && offset >= n.children[i].count) offset -= n.children[i++].count;
     id = n.children[i].id;
-    path.push_back({std::move(n), i});
+    path_.push_back({std::move(n), i});
   }
+}
+
+void Cursor::next() {
+  if (++path_.back().index < path_.back().node.entries.size()) return;
+  path_.pop_back();
+  // Climb to the next unvisited child, then down its leftmost edge.
+  while (!path_.empty() && ++path_.back().index >= path_.back().node.children.size()) path_.pop_back();
+  if (!path_.empty()) descend_leftmost(path_.back().node.children[path_.back().index].id);
+}
+
+void Cursor::descend_leftmost(NodeId id) {
   for (;;) {
-    Frame &leaf = path.back();
-    while (leaf.index < leaf.node.entries.size())
-      if (!visit(leaf.node.entries[leaf.index++])) return;
-    path.pop_back();
-    // Climb to the next unvisited child, then down its leftmost edge.
-    while (!path.empty() && ++path.back().index >= path.back().node.children.size()) path.pop_back();
-    if (path.empty()) return;
-    NodeId next = path.back().node.children[path.back().index].id;
-    for (;;) {
-      Node n = store_.load(next);
-      bool leaf_node = n.leaf;
-      if (!leaf_node) next = n.children.front().id;
-      path.push_back({std::move(n), 0});
-      if (leaf_node) break;
-    }
+    TreeNode n = store_.load(id);
+    bool leaf = n.leaf;
+    if (!leaf) id = n.children.front().id;
+    if (leaf && n.entries.empty()) throw InvariantViolation("empty leaf");
+    path_.push_back({std::move(n), 0});
+    if (leaf) return;
   }
 }
 
 // ---------------------------------------------------------------- apply
 
-Tree::Piece Tree::summarize(const Node &node) const {
+Tree::Piece Tree::summarize(const TreeNode &node) const {
   Piece p;
   p.child.id = node.id;
   p.child.count = node_count(node);
@@ -113,7 +154,7 @@ ApplyStats Tree::apply(const std::vector<Op> &ops) {
   if (ops.empty()) return stats;
   std::vector<Piece> pieces;
   if (meta_.root == 0) {
-    Node leaf;
+    TreeNode leaf;
     leaf.id = store_.allocate();
     ++meta_.nodes;
     merge_leaf(leaf, ops.data(), ops.data() + ops.size(), stats);
@@ -127,7 +168,7 @@ ApplyStats Tree::apply(const std::vector<Op> &ops) {
 }
 
 std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats) {
-  Node node = store_.load(id);
+  TreeNode node = store_.load(id);
   if (node.leaf)
     merge_leaf(node, first, last, stats);
   else
@@ -135,7 +176,7 @@ std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *
   return write_split(std::move(node), false);
 }
 
-void Tree::merge_leaf(Node &node, const Op *first, const Op *last, ApplyStats &stats) const {
+void Tree::merge_leaf(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats) const {
   std::vector<Entry> out;
   out.reserve(node.entries.size() + static_cast<std::size_t>(last - first));
   auto it = node.entries.begin();
@@ -155,7 +196,7 @@ void Tree::merge_leaf(Node &node, const Op *first, const Op *last, ApplyStats &s
   node.entries = std::move(out);
 }
 
-void Tree::apply_children(Node &node, const Op *first, const Op *last, ApplyStats &stats) {
+void Tree::apply_children(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats) {
   std::vector<Child> children;
   std::vector<std::size_t> bytes;  // SIZE_MAX: untouched, assumed well filled
   const Op *p = first;
@@ -182,7 +223,7 @@ void Tree::apply_children(Node &node, const Op *first, const Op *last, ApplyStat
 
 // Merges each underfull child with a sibling; the pair is re-split if the
 // union is too big. Each child is looked at once, so this terminates.
-void Tree::fix_underfull(Node &node, std::vector<std::size_t> &bytes) {
+void Tree::fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes) {
   std::size_t j = 0;
   while (j < node.children.size()) {
     if (node.children.size() < 2 || bytes[j] == SIZE_MAX || bytes[j] >= config_.min_node_bytes()) {
@@ -190,8 +231,8 @@ void Tree::fix_underfull(Node &node, std::vector<std::size_t> &bytes) {
       continue;
     }
     std::size_t left = j + 1 < node.children.size() ? j : j - 1;
-    Node merged = store_.load(node.children[left].id);
-    Node right = store_.load(node.children[left + 1].id);
+    TreeNode merged = store_.load(node.children[left].id);
+    TreeNode right = store_.load(node.children[left + 1].id);
     if (merged.leaf != right.leaf) throw InvariantViolation("siblings at different levels");
     for (Entry &e : right.entries) merged.entries.push_back(std::move(e));
     for (Child &c : right.children) merged.children.push_back(std::move(c));
@@ -211,7 +252,7 @@ void Tree::fix_underfull(Node &node, std::vector<std::size_t> &bytes) {
 
 // Saves the node, split into evenly sized parts when it is too big. The
 // first part keeps the node's id. Returns the summaries, in order.
-std::vector<Tree::Piece> Tree::write_split(Node &&node, bool is_new) {
+std::vector<Tree::Piece> Tree::write_split(TreeNode &&node, bool is_new) {
   std::size_t items = node.leaf ? node.entries.size() : node.children.size();
   if (items == 0) {
     if (!is_new) store_.remove(node.id);
@@ -236,7 +277,7 @@ std::vector<Tree::Piece> Tree::write_split(Node &&node, bool is_new) {
     std::size_t end = begin;
     do acc += sizes[end++];
     while (end < items && (part + 1 == parts || acc + sizes[end] / 2 < goal));
-    Node piece;
+    TreeNode piece;
     piece.leaf = node.leaf;
     bool keeps_id = part == 0;
     piece.id = keeps_id ? node.id : store_.allocate();
@@ -256,7 +297,7 @@ std::vector<Tree::Piece> Tree::write_split(Node &&node, bool is_new) {
 
 void Tree::grow_and_collapse(std::vector<Piece> pieces) {
   while (pieces.size() > 1) {
-    Node root;
+    TreeNode root;
     root.leaf = false;
     root.id = store_.allocate();
     ++meta_.nodes;
@@ -272,7 +313,7 @@ void Tree::grow_and_collapse(std::vector<Piece> pieces) {
   meta_.count = pieces.front().child.count;
   meta_.sum = pieces.front().child.sum;
   while (meta_.height > 1) {  // an internal root with one child is dropped
-    Node r = store_.load(meta_.root);
+    TreeNode r = store_.load(meta_.root);
     if (r.leaf || r.children.size() > 1) break;
     store_.remove(r.id);
     --meta_.nodes;
@@ -288,7 +329,7 @@ void Tree::clear() {
 
 void Tree::clear_subtree(NodeId id, std::uint32_t level) {
   if (level > 1) {
-    Node n = store_.load(id);
+    TreeNode n = store_.load(id);
     for (const Child &c : n.children) clear_subtree(c.id, level - 1);
   }
   store_.remove(id);
@@ -318,7 +359,7 @@ void Tree::check() const {
 
 void Tree::check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
                          std::uint64_t &nodes) const {
-  Node n = store_.load(id);
+  TreeNode n = store_.load(id);
   ++nodes;
   if (n.leaf != (level == 1)) violation("leaf at wrong depth", id);
   if (encoded_size(n, config_.sum_kind) > config_.max_node_bytes) violation("node over size limit", id);
@@ -384,7 +425,7 @@ void BulkBuilder::push(std::size_t level, Child child, Entry *entry) {
     if (l.has_prev) emit(level, l.prev);
     l.prev = std::move(l.cur);
     l.has_prev = true;
-    l.cur = Node{};
+    l.cur = TreeNode{};
     l.cur.leaf = level == 0;
     l.cur_bytes = 0;
   }
@@ -395,7 +436,7 @@ void BulkBuilder::push(std::size_t level, Child child, Entry *entry) {
     l.cur.children.push_back(std::move(child));
 }
 
-void BulkBuilder::emit(std::size_t level, Node &node) {
+void BulkBuilder::emit(std::size_t level, TreeNode &node) {
   node.id = store_.allocate();
   ++nodes_;
   store_.save(node, true);
@@ -411,14 +452,14 @@ void BulkBuilder::emit(std::size_t level, Node &node) {
 void BulkBuilder::rebalance_tail(std::size_t level) {
   Level &l = levels_[level];
   if (!l.has_prev || encoded_size(l.cur, config_.sum_kind) >= config_.min_node_bytes()) return;
-  Node merged = std::move(l.prev);
+  TreeNode merged = std::move(l.prev);
   for (Entry &e : l.cur.entries) merged.entries.push_back(std::move(e));
   for (Child &c : l.cur.children) merged.children.push_back(std::move(c));
   std::size_t items = merged.leaf ? merged.entries.size() : merged.children.size();
   std::size_t half = items / 2;
-  l.prev = Node{};
+  l.prev = TreeNode{};
   l.prev.leaf = merged.leaf;
-  l.cur = Node{};
+  l.cur = TreeNode{};
   l.cur.leaf = merged.leaf;
   if (merged.leaf) {
     l.prev.entries.assign(std::make_move_iterator(merged.entries.begin()),
@@ -459,3 +500,8 @@ TreeMeta BulkBuilder::finish() {
 }
 
 }  // namespace aggr
+
+// The core is server-independent: fail the build if a server header crept in.
+#ifdef POSTGRES_H
+#error "src/core must not include PostgreSQL headers"
+#endif

@@ -41,6 +41,9 @@ class Tree {
 
   // Entries strictly before the probe (probe.compare_to(entry) > 0).
   Prefix prefix_before(const Probe &probe) const;
+  // Entries strictly between two probes; a null probe is unbounded. Sums
+  // add whole subtrees inside the range (no subtraction: exact for floats).
+  Prefix range(const Probe *lower, const Probe *upper) const;
   // Entry at 0-based offset; offset must be < count.
   Entry at(std::uint64_t offset) const;
   // Calls visit(entry) for entries from offset on, until it returns false.
@@ -59,13 +62,15 @@ class Tree {
     std::size_t bytes = 0;
   };
   std::vector<Piece> apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats);
-  void merge_leaf(Node &node, const Op *first, const Op *last, ApplyStats &stats) const;
-  void apply_children(Node &node, const Op *first, const Op *last, ApplyStats &stats);
-  void fix_underfull(Node &node, std::vector<std::size_t> &bytes);
-  std::vector<Piece> write_split(Node &&node, bool is_new);
-  Piece summarize(const Node &node) const;
+  void merge_leaf(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats) const;
+  void apply_children(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats);
+  void fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes);
+  std::vector<Piece> write_split(TreeNode &&node, bool is_new);
+  Piece summarize(const TreeNode &node) const;
   void grow_and_collapse(std::vector<Piece> pieces);
   void clear_subtree(NodeId id, std::uint32_t level);
+  void range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool lower_done, bool upper_done,
+                     Prefix &acc) const;
   void check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
                      std::uint64_t &nodes) const;
 
@@ -73,6 +78,24 @@ class Tree {
   const Ordering &order_;
   TreeConfig config_;
   TreeMeta meta_;
+};
+
+// Forward iteration in entry order from an offset; holds one node per level.
+class Cursor {
+ public:
+  Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset);
+  bool valid() const { return !path_.empty(); }
+  const Entry &entry() const { return path_.back().node.entries[path_.back().index]; }
+  void next();
+
+ private:
+  struct Frame {
+    TreeNode node;
+    std::size_t index;
+  };
+  void descend_leftmost(NodeId id);
+  NodeStore &store_;
+  std::vector<Frame> path_;
 };
 
 // Builds a tree bottom-up from entries added in strictly ascending order,
@@ -85,12 +108,12 @@ class BulkBuilder {
 
  private:
   struct Level {
-    Node prev, cur;
+    TreeNode prev, cur;
     bool has_prev = false;
     std::size_t cur_bytes = 0;
   };
   void push(std::size_t level, Child child, Entry *entry);
-  void emit(std::size_t level, Node &node);
+  void emit(std::size_t level, TreeNode &node);
   void rebalance_tail(std::size_t level);
 
   NodeStore &store_;
@@ -104,7 +127,7 @@ class BulkBuilder {
   Sum sum_;
 };
 
-Sum node_sum(const Node &node);
-std::uint64_t node_count(const Node &node);
+Sum node_sum(const TreeNode &node);
+std::uint64_t node_count(const TreeNode &node);
 
 }  // namespace aggr

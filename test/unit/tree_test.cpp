@@ -65,6 +65,32 @@ void expect_matches_model(Fixture &f, std::mt19937_64 &rng) {
       }
     }
   }
+  // Range counts and sums between random probes.
+  for (int i = 0; i < 20; ++i) {
+    std::int64_t a = static_cast<std::int64_t>(rng() % 1100) - 50, b = static_cast<std::int64_t>(rng() % 1100) - 50;
+    bool a_after = rng() % 2, b_after = rng() % 2;
+    KeyProbe lo(a, a_after), hi(b, b_after);
+    bool unbounded_lo = rng() % 5 == 0, unbounded_hi = rng() % 5 == 0;
+    std::uint64_t n = 0;
+    std::int64_t s = 0;
+    for (auto &kv : f.model) {
+      std::int64_t k = kv.first.first;
+      bool after_lo = unbounded_lo || k > a || (k == a && !a_after);
+      bool before_hi = unbounded_hi || k < b || (k == b && b_after);
+      if (after_lo && before_hi) {
+        ++n;
+        s += kv.second;
+      }
+    }
+    Prefix r = t.range(unbounded_lo ? nullptr : &lo, unbounded_hi ? nullptr : &hi);
+    ASSERT_EQ(r.count, n) << a << " " << a_after << " " << b << " " << b_after;
+    if (f.config.sum_kind == SumKind::Exact) {
+      ASSERT_EQ(static_cast<std::int64_t>(r.sum.exact), s);
+    }
+    if (f.config.sum_kind == SumKind::Float) {
+      ASSERT_DOUBLE_EQ(r.sum.approx, static_cast<double>(s));
+    }
+  }
   // Select by offset, and a scan from a random offset.
   if (!f.model.empty()) {
     std::vector<std::pair<std::int64_t, std::int64_t>> order;
@@ -234,6 +260,10 @@ TEST(Tree, FloatSumsFollowIeeeRules) {
   t.apply({Op{make_key(2, 2), value_of(3, SumKind::Float), Op::Action::Upsert, false}});
   EXPECT_EQ(t.meta().sum.approx, 3.0);
   t.check();
+  // A range that excludes an infinite value sums exactly (no Inf - Inf).
+  t.apply({Op{make_key(9, 9), inf, Op::Action::Upsert, false}});
+  KeyProbe hi(5, true);
+  EXPECT_EQ(t.range(nullptr, &hi).sum.approx, 3.0);
 }
 
 }  // namespace

@@ -1,0 +1,29 @@
+# PGXS build of the extension. The pure C++ core is also built and unit
+# tested on its own by CMake (see CMakeLists.txt).
+EXTENSION = aggr_ext
+MODULE_big = aggr_ext
+DATA = aggr_ext--1.0.sql
+PGFILEDESC = "aggr_ext - aggregate indexes"
+
+CORE_SRCS = src/core/node_codec.cpp src/core/tree.cpp
+PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp src/pg/maintenance.cpp \
+          src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/module.cpp
+OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+REGRESS = setup api errors maintenance keys
+REGRESS_OPTS = --inputdir=test --outputdir=test/out
+ISOLATION = concurrent_writers
+ISOLATION_OPTS = --inputdir=test --outputdir=test/out_iso
+
+PG_CONFIG ?= pg_config
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -fno-omit-frame-pointer
+SHLIB_LINK = -lstdc++
+
+# No LLVM bitcode for C++ sources (the JIT inliner would need clang++ flags too).
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PGXS compiles C++ with CXXFLAGS; keep PostgreSQL's C-only flags out.
+override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-statement,$(CXXFLAGS))

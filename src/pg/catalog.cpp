@@ -1,0 +1,532 @@
+#include "catalog.hpp"
+
+#include <cstring>
+
+namespace aggr::pg {
+
+namespace {
+enum AggCol {
+  kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
+  kNsExpr, kState, kNodeBytes, kCreated, kAggCols = kCreated
+};
+constexpr int32 kDefaultNodeBytes = 3200;
+
+std::string text_or_empty(Datum d, bool isnull) { return isnull ? std::string() : std::string(TextDatumGetCString(d)); }
+
+AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
+  Datum v[kAggCols];
+  bool n[kAggCols];
+  heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
+  AggregateDef d;
+  d.id = DatumGetInt32(v[kId - 1]);
+  d.name = text_or_empty(v[kName - 1], n[kName - 1]);
+  d.source = DatumGetObjectId(v[kSource - 1]);
+  d.key_spec = text_or_empty(v[kKeySpec - 1], n[kKeySpec - 1]);
+  d.sum_spec = text_or_empty(v[kSumSpec - 1], n[kSumSpec - 1]);
+  d.ns_spec = text_or_empty(v[kNsSpec - 1], n[kNsSpec - 1]);
+  d.key_exprs = text_or_empty(v[kKeyExprs - 1], n[kKeyExprs - 1]);
+  d.key_flags = text_or_empty(v[kKeyFlags - 1], n[kKeyFlags - 1]);
+  d.sum_expr = text_or_empty(v[kSumExpr - 1], n[kSumExpr - 1]);
+  d.sum_kind = text_or_empty(v[kSumKind - 1], n[kSumKind - 1]);
+  d.sum_scale = DatumGetInt32(v[kSumScale - 1]);
+  d.ns_expr = text_or_empty(v[kNsExpr - 1], n[kNsExpr - 1]);
+  d.state = text_or_empty(v[kState - 1], n[kState - 1]);
+  d.node_bytes = DatumGetInt32(v[kNodeBytes - 1]);
+  d.tid = tup->t_self;
+  return d;
+}
+
+bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out) {
+  bool found = false;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    HeapTuple tup = fetch_row(rel, index == InvalidOid ? r.aggregates_name_key : r.aggregates_pkey, key, 1,
+                              GetLatestSnapshot());
+    if (tup) {
+      out = def_from_tuple(rel, tup);
+      found = true;
+    }
+    table_close(rel, AccessShareLock);
+  });
+  return found;
+}
+}  // namespace
+
+bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok) {
+  ScanKeyData key;
+  text *t = nullptr;
+  pg_guard([&] {
+    t = cstring_to_text_with_len(name.data(), static_cast<int>(name.size()));
+    ScanKeyInit(&key, kName, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(t));
+    key.sk_collation = C_COLLATION_OID;
+  });
+  bool found = load_aggregate(InvalidOid, &key, out);
+  if (!found && !missing_ok)
+    throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + name + "\" does not exist",
+                    "SELECT name FROM aggr_aggregates lists the aggregates of this database.");
+  return found;
+}
+
+bool load_aggregate_by_id(int32 id, AggregateDef &out) {
+  ScanKeyData key;
+  pg_guard([&] { ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id)); });
+  return load_aggregate(1, &key, out);
+}
+
+void update_aggregate_state(const AggregateDef &def, const char *state) {
+  int32 id = def.id;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, RowExclusiveLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+    HeapTuple tup = fetch_row(rel, r.aggregates_pkey, &key, 1, GetLatestSnapshot());
+    if (tup) {
+      Datum v[kAggCols] = {};
+      bool n[kAggCols] = {}, repl[kAggCols] = {};
+      v[kState - 1] = CStringGetTextDatum(state);
+      repl[kState - 1] = true;
+      HeapTuple updated = heap_modify_tuple(tup, RelationGetDescr(rel), v, n, repl);
+      update_row(rel, &tup->t_self, updated);
+    }
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
+                       const ParsedDefinition &p) {
+  int32 id = 0;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, RowExclusiveLock);
+    Datum v[kAggCols];
+    bool n[kAggCols] = {};
+    id = static_cast<int32>(nextval_internal(r.aggregates_seq, false));
+    v[kId - 1] = Int32GetDatum(id);
+    v[kName - 1] = CStringGetTextDatum(name.c_str());
+    v[kSource - 1] = ObjectIdGetDatum(source);
+    v[kKeySpec - 1] = CStringGetTextDatum(key);
+    n[kSumSpec - 1] = sum == nullptr;
+    v[kSumSpec - 1] = sum ? CStringGetTextDatum(sum) : (Datum)0;
+    n[kNsSpec - 1] = ns == nullptr;
+    v[kNsSpec - 1] = ns ? CStringGetTextDatum(ns) : (Datum)0;
+    v[kKeyExprs - 1] = CStringGetTextDatum(nodeToString(p.key_exprs));
+    v[kKeyFlags - 1] = CStringGetTextDatum(p.key_flags.c_str());
+    n[kSumExpr - 1] = p.sum_expr == nullptr;
+    v[kSumExpr - 1] = p.sum_expr ? CStringGetTextDatum(nodeToString(p.sum_expr)) : (Datum)0;
+    v[kSumKind - 1] = CStringGetTextDatum(p.sum_kind.c_str());
+    v[kSumScale - 1] = Int32GetDatum(p.sum_scale);
+    n[kNsExpr - 1] = p.ns_expr == nullptr;
+    v[kNsExpr - 1] = p.ns_expr ? CStringGetTextDatum(nodeToString(p.ns_expr)) : (Datum)0;
+    v[kState - 1] = CStringGetTextDatum("building");
+    v[kNodeBytes - 1] = Int32GetDatum(kDefaultNodeBytes);
+    v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+    HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
+    insert_row(rel, tup);
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+  return id;
+}
+
+void delete_aggregate(const AggregateDef &def) {
+  ItemPointerData tid = def.tid;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, RowExclusiveLock);
+    delete_row(rel, &tid);
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+// ---------------------------------------------------------------- parsing
+
+namespace {
+ParseState *parse_state_for(Relation rel, const char *text) {
+  ParseState *pstate = make_parsestate(NULL);
+  pstate->p_sourcetext = text;
+  ParseNamespaceItem *item = addRangeTableEntryForRelation(pstate, rel, AccessShareLock, NULL, false, true);
+  addNSItemToQuery(pstate, item, true, true, true);
+  return pstate;
+}
+
+SelectStmt *parse_select(const char *sql, const char *what) {
+  List *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+  if (list_length(raw) != 1 || !IsA(castNode(RawStmt, linitial(raw))->stmt, SelectStmt))
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what)));
+  SelectStmt *s = (SelectStmt *)castNode(RawStmt, linitial(raw))->stmt;
+  if (s->op != SETOP_NONE || s->whereClause || s->groupClause || s->havingClause || s->windowClause ||
+      s->limitCount || s->limitOffset || s->lockingClause || s->withClause || s->distinctClause ||
+      list_length(s->fromClause) != 1)
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what)));
+  return s;
+}
+
+Node *transform_row_expression(Relation rel, Node *raw, const char *text, const char *what) {
+  ParseState *pstate = parse_state_for(rel, text);
+  Node *expr = transformExpr(pstate, raw, EXPR_KIND_INDEX_EXPRESSION);
+  assign_expr_collations(pstate, expr);
+  if (contain_mutable_functions((Node *)expression_planner((Expr *)expr)))
+    ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                    errmsg("functions in the %s of an aggregate must be marked IMMUTABLE", what),
+                    errhint("The aggregate must give the same answer for a row every time it is evaluated.")));
+  return expr;
+}
+
+Node *parse_single_expression(Relation rel, const char *text, const char *what) {
+  char *sql = psprintf("SELECT %s FROM aggr_source", text);
+  SelectStmt *s = parse_select(sql, what);
+  if (list_length(s->targetList) != 1 || s->sortClause)
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("%s must be a single expression", what)));
+  ResTarget *rt = castNode(ResTarget, linitial(s->targetList));
+  return transform_row_expression(rel, rt->val, text, what);
+}
+
+void check_namespace_type(Node *expr) {
+  Oid type = exprType(expr);
+  TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_BTREE_OPFAMILY);
+  bool ok = false;
+  if (OidIsValid(tc->btree_opf)) {
+    Oid proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype, tc->btree_opintype, BTEQUALIMAGE_PROC);
+    ok = OidIsValid(proc) &&
+         DatumGetBool(OidFunctionCall1Coll(proc, exprCollation(expr), ObjectIdGetDatum(tc->btree_opintype)));
+  }
+  if (!ok)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("a namespace of type %s is not supported", format_type_be(type)),
+                    errdetail("Equal values of this type (or collation) can differ in binary form."),
+                    errhint("Use an integer, text (deterministic collation), uuid or date namespace, or cast to one.")));
+}
+
+void classify_sum(Node *expr, ParsedDefinition &p) {
+  Oid type = exprType(expr);
+  switch (type) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID: p.sum_kind = "exact"; p.sum_scale = 0; return;
+    case FLOAT4OID:
+    case FLOAT8OID: p.sum_kind = "float"; return;
+    case NUMERICOID: {
+      int32 typmod = exprTypmod(expr);
+      if (typmod < (int32)VARHDRSZ)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("sum_value of unconstrained type numeric is not supported"),
+                        errhint("Cast it to a numeric with a declared scale, such as (price)::numeric(12,2), or to float8.")));
+      int scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
+      if (scale > 18)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("sum_value scale %d is above the supported 18", scale)));
+      p.sum_kind = "exact";
+      p.sum_scale = scale < 0 ? 0 : scale;
+      return;
+    }
+    default:
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(type)),
+                      errhint("Use an expression of type smallint, integer, bigint, numeric(p,s), real or double precision.")));
+  }
+}
+}  // namespace
+
+ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns) {
+  ParsedDefinition p;
+  char *sql = psprintf("SELECT FROM aggr_source ORDER BY %s", key);
+  SelectStmt *s = parse_select(sql, "key");
+  if (s->targetList != NIL || s->sortClause == NIL)
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid key")));
+  ListCell *lc;
+  foreach (lc, s->sortClause) {
+    SortBy *sb = lfirst_node(SortBy, lc);
+    if (sb->sortby_dir == SORTBY_USING)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("ORDER BY ... USING is not supported in a key"),
+                      errhint("Use ASC or DESC.")));
+    Node *expr = transform_row_expression(rel, sb->node, key, "key");
+    bool desc = sb->sortby_dir == SORTBY_DESC;
+    bool nulls_first = sb->sortby_nulls == SORTBY_NULLS_FIRST || (sb->sortby_nulls == SORTBY_NULLS_DEFAULT && desc);
+    TypeCacheEntry *tc = lookup_type_cache(exprType(expr), TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+    if (!OidIsValid(tc->lt_opr) || !OidIsValid(tc->gt_opr))
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                      errmsg("key type %s has no default btree operator class", format_type_be(exprType(expr)))));
+    p.key_exprs = lappend(p.key_exprs, expr);
+    p.key_flags.push_back(desc ? 'D' : 'A');
+    p.key_flags.push_back(nulls_first ? 'F' : 'L');
+  }
+  if (sum_value) {
+    p.sum_expr = parse_single_expression(rel, sum_value, "sum_value");
+    classify_sum(p.sum_expr, p);
+  }
+  if (ns) {
+    p.ns_expr = parse_single_expression(rel, ns, "namespace");
+    check_namespace_type(p.ns_expr);
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------- compiled form
+
+CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
+  pg_guard([&] {
+    cxt_ = AllocSetContextCreate(TopMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(cxt_);
+    Relation rel = try_relation_open(def_.source, AccessShareLock);
+    if (!rel)
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                      errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
+                      errhint("Drop the aggregate with aggr_drop('%s').", def_.name.c_str())));
+    List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
+    ListCell *lc;
+    std::size_t i = 0;
+    foreach (lc, exprs) {
+      Expr *e = expression_planner((Expr *)lfirst(lc));
+      key_exprs_ = lappend(key_exprs_, e);
+      key_states_ = lappend(key_states_, ExecInitExpr(e, NULL));
+      layout_.add_column(exprType((Node *)e), exprTypmod((Node *)e), exprCollation((Node *)e), def_.key_flags[2 * i] == 'D',
+                         def_.key_flags[2 * i + 1] == 'F');
+      ++i;
+    }
+    nkey_ = i;
+    pk_index_ = RelationGetPrimaryKeyIndex(rel);
+    if (!OidIsValid(pk_index_))
+      ereport(ERROR, (errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+                      errmsg("source table of aggregate \"%s\" has no primary key", def_.name.c_str())));
+    Relation idx = index_open(pk_index_, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(rel);
+    for (int k = 0; k < idx->rd_index->indnkeyatts; ++k) {
+      AttrNumber att = idx->rd_index->indkey.values[k];
+      Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+      pk_attnums_.push_back(att);
+      layout_.add_column(a->atttypid, a->atttypmod, a->attcollation, false, false);
+    }
+    index_close(idx, AccessShareLock);
+    if (!def_.sum_expr.empty()) {
+      sum_expr_ = expression_planner((Expr *)stringToNode(def_.sum_expr.c_str()));
+      sum_state_ = ExecInitExpr(sum_expr_, NULL);
+      sum_type_ = exprType((Node *)sum_expr_);
+      sum_.kind = def_.sum_kind == "float" ? SumKind::Float : SumKind::Exact;
+      sum_.scale = def_.sum_scale;
+    }
+    if (!def_.ns_expr.empty()) {
+      ns_expr_ = expression_planner((Expr *)stringToNode(def_.ns_expr.c_str()));
+      ns_state_ = ExecInitExpr(ns_expr_, NULL);
+      ns_type_ = exprType((Node *)ns_expr_);
+      ns_layout_.add_column(ns_type_, exprTypmod((Node *)ns_expr_), exprCollation((Node *)ns_expr_), false, false);
+    }
+    Bitmapset *cols = NULL;
+    pull_varattnos((Node *)key_exprs_, 1, &cols);
+    if (sum_expr_) pull_varattnos((Node *)sum_expr_, 1, &cols);
+    if (ns_expr_) pull_varattnos((Node *)ns_expr_, 1, &cols);
+    for (AttrNumber att : pk_attnums_) cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
+    int member = -1;
+    while ((member = bms_next_member(cols, member)) >= 0)
+      referenced_.push_back(static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber));
+    slot_ = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsHeapTuple);
+    econtext_ = CreateStandaloneExprContext();
+    relation_close(rel, AccessShareLock);
+    MemoryContextSwitchTo(old);
+  });
+}
+
+CompiledAggregate::~CompiledAggregate() {
+  if (!cxt_) return;
+  MemoryContext cxt = cxt_;
+  ExprContext *econtext = econtext_;
+  TupleTableSlot *slot = slot_;
+  try {
+    pg_guard([&] {
+      if (econtext) FreeExprContext(econtext, false);
+      if (slot) ExecDropSingleTupleTableSlot(slot);
+      MemoryContextDelete(cxt);
+    });
+  } catch (...) {
+  }
+}
+
+TreeConfig CompiledAggregate::tree_config() const {
+  TreeConfig c;
+  c.sum_kind = sum_.kind;
+  c.max_node_bytes = static_cast<std::size_t>(def_.node_bytes);
+  return c;
+}
+
+void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
+  out.ns.clear();
+  out.key.clear();
+  out.value = Sum{};
+  ExecStoreHeapTuple(tuple, slot_, false);
+  econtext_->ecxt_scantuple = slot_;
+  MemoryContext old = MemoryContextSwitchTo(econtext_->ecxt_per_tuple_memory);
+  bool isnull;
+  if (ns_state_) {
+    Datum d = ExecEvalExpr(ns_state_, econtext_, &isnull);
+    if (isnull)
+      ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                      errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(),
+                             get_rel_name(def_.source)),
+                      errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
+    ns_layout_.encode(out.ns, 0, d, false);
+  }
+  ListCell *lc;
+  std::size_t i = 0;
+  foreach (lc, key_states_) {
+    Datum d = ExecEvalExpr((ExprState *)lfirst(lc), econtext_, &isnull);
+    layout_.encode(out.key, i++, d, isnull);
+  }
+  for (AttrNumber att : pk_attnums_) {
+    Datum d = slot_getattr(slot_, att, &isnull);
+    layout_.encode(out.key, i++, d, isnull);
+  }
+  if (sum_state_) {
+    Datum d = ExecEvalExpr(sum_state_, econtext_, &isnull);
+    out.value = sum_.from_datum(d, isnull, sum_type_);
+  }
+  MemoryContextSwitchTo(old);
+  ResetExprContext(econtext_);
+  ExecClearTuple(slot_);
+}
+
+void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out) {
+  out.ns.clear();
+  out.key.clear();
+  out.value = Sum{};
+  int col = 1;
+  bool isnull;
+  if (ns_state_) {
+    Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
+    if (isnull)
+      ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                      errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(),
+                             get_rel_name(def_.source)),
+                      errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
+    ns_layout_.encode(out.ns, 0, d, false);
+  }
+  for (std::size_t i = 0; i < layout_.size(); ++i) {
+    Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
+    layout_.encode(out.key, i, d, isnull);
+  }
+  if (sum_state_) {
+    Datum d = SPI_getbinval(tuple, desc, col, &isnull);
+    out.value = sum_.from_datum(d, isnull, sum_type_);
+  }
+}
+
+std::string CompiledAggregate::scan_query() const {
+  std::string sql;
+  pg_guard([&] {
+    List *ctx = deparse_context_for(get_rel_name(def_.source), def_.source);
+    StringInfoData select, order;
+    initStringInfo(&select);
+    initStringInfo(&order);
+    int col = 0;
+    auto add = [&](const char *expr, const char *dir) {
+      appendStringInfo(&select, "%s%s", col ? ", " : "", expr);
+      ++col;
+      if (dir) appendStringInfo(&order, "%s%d %s", order.len ? ", " : "", col, dir);
+    };
+    if (ns_expr_) add(deparse_expression((Node *)ns_expr_, ctx, false, false), "");
+    ListCell *lc;
+    std::size_t i = 0;
+    foreach (lc, key_exprs_) {
+      const char *dir = def_.key_flags[2 * i] == 'D' ? (def_.key_flags[2 * i + 1] == 'F' ? "DESC NULLS FIRST" : "DESC NULLS LAST")
+                                                     : (def_.key_flags[2 * i + 1] == 'F' ? "ASC NULLS FIRST" : "ASC NULLS LAST");
+      add(deparse_expression((Node *)lfirst(lc), ctx, false, false), dir);
+      ++i;
+    }
+    Relation rel = relation_open(def_.source, AccessShareLock);
+    for (AttrNumber att : pk_attnums_)
+      add(quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), att - 1)->attname)), "ASC");
+    if (sum_expr_) add(deparse_expression((Node *)sum_expr_, ctx, false, false), nullptr);
+    char *relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
+    relation_close(rel, AccessShareLock);
+    sql = psprintf("SELECT %s FROM ONLY %s %s ORDER BY %s", select.data, relname,
+                   quote_identifier(get_rel_name(def_.source)), order.data);
+  });
+  return sql;
+}
+
+namespace {
+// Quotes one element the way record_out does.
+void append_record_field(std::string &out, const char *value) {
+  bool quote = *value == '\0';
+  for (const char *p = value; *p && !quote; ++p)
+    quote = *p == '"' || *p == '\\' || *p == '(' || *p == ')' || *p == ',' || isspace(static_cast<unsigned char>(*p));
+  if (!quote) {
+    out += value;
+    return;
+  }
+  out.push_back('"');
+  for (const char *p = value; *p; ++p) {
+    if (*p == '"' || *p == '\\') out.push_back(*p);
+    out.push_back(*p);
+  }
+  out.push_back('"');
+}
+}  // namespace
+
+std::string CompiledAggregate::columns_text(std::string_view entry, std::size_t from, std::size_t to) const {
+  std::string out;
+  pg_guard([&] {
+    std::size_t pos = 0;
+    bool isnull;
+    for (std::size_t i = 0; i < from; ++i) (void)layout_.decode(entry, pos, i, isnull);
+    bool single = to - from == 1;
+    if (!single) out.push_back('(');
+    for (std::size_t i = from; i < to; ++i) {
+      Datum d = layout_.decode(entry, pos, i, isnull);
+      if (i > from) out.push_back(',');
+      if (isnull) continue;
+      Oid output;
+      bool varlena;
+      getTypeOutputInfo(layout_.column(i).type, &output, &varlena);
+      char *text = OidOutputFunctionCall(output, d);
+      if (single)
+        out += text;
+      else
+        append_record_field(out, text);
+    }
+    if (!single) out.push_back(')');
+  });
+  return out;
+}
+
+std::string CompiledAggregate::key_text(std::string_view entry) const { return columns_text(entry, 0, nkey_); }
+std::string CompiledAggregate::id_text(std::string_view entry) const { return columns_text(entry, nkey_, layout_.size()); }
+
+void CompiledAggregate::id_values(std::string_view entry, Datum *values, bool *nulls) const {
+  std::size_t pos = 0;
+  bool isnull;
+  for (std::size_t i = 0; i < nkey_; ++i) (void)layout_.decode(entry, pos, i, isnull);
+  for (std::size_t i = nkey_; i < layout_.size(); ++i) values[i - nkey_] = layout_.decode(entry, pos, i, nulls[i - nkey_]);
+}
+
+// ---------------------------------------------------------------- cache
+
+namespace {
+std::map<int32, std::unique_ptr<CompiledAggregate>> &cache() {
+  static std::map<int32, std::unique_ptr<CompiledAggregate>> c;
+  return c;
+}
+}  // namespace
+
+CompiledAggregate *compiled_aggregate(int32 aggr_id) {
+  auto it = cache().find(aggr_id);
+  if (it != cache().end()) return it->second.get();
+  AggregateDef def;
+  if (!load_aggregate_by_id(aggr_id, def)) return nullptr;
+  return &compiled_aggregate(def);
+}
+
+CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
+  auto it = cache().find(def.id);
+  // Entries are never replaced within a transaction: callers hold references.
+  if (it != cache().end()) return *it->second;
+  auto compiled = std::make_unique<CompiledAggregate>(def);
+  CompiledAggregate &ref = *compiled;
+  cache()[def.id] = std::move(compiled);
+  return ref;
+}
+
+void forget_compiled_aggregates() { cache().clear(); }
+
+}  // namespace aggr::pg

@@ -1,0 +1,105 @@
+// Aggregate definitions: the catalog row, its parsing from the user's
+// key / sum_value / namespace text, and the compiled form used to turn a
+// source row into (namespace, entry key, sum).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "keys.hpp"
+#include "storage.hpp"
+
+namespace aggr::pg {
+
+struct AggregateDef {
+  int32 id = 0;
+  std::string name;
+  Oid source = InvalidOid;
+  std::string key_spec, sum_spec, ns_spec;
+  std::string key_exprs, key_flags, sum_expr, ns_expr;
+  std::string sum_kind;
+  int32 sum_scale = 0;
+  std::string state;
+  int32 node_bytes = 3200;
+  ItemPointerData tid{};
+  bool namespaced() const { return !ns_expr.empty(); }
+};
+
+// pg-side lookups; missing_ok=false raises "aggregate ... does not exist".
+bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok);
+bool load_aggregate_by_id(int32 id, AggregateDef &out);
+void update_aggregate_state(const AggregateDef &def, const char *state);
+
+// A definition ready to evaluate rows and compare entries.
+class CompiledAggregate {
+ public:
+  explicit CompiledAggregate(const AggregateDef &def);  // guarded
+  ~CompiledAggregate();
+  const AggregateDef &def() const { return def_; }
+  const KeyLayout &layout() const { return layout_; }
+  const KeyLayout &ns_layout() const { return ns_layout_; }
+  const SumSpec &sum() const { return sum_; }
+  std::size_t key_columns() const { return nkey_; }
+  Oid ns_type() const { return ns_type_; }
+  TreeConfig tree_config() const;
+
+  struct RowEntry {
+    std::string ns, key;
+    Sum value;
+  };
+  // pg-side: evaluates the aggregate over one source tuple.
+  void evaluate(HeapTuple tuple, RowEntry &out);
+  // pg-side: encodes one row of the ordered scan query (ns?, keys..., pks..., sum?).
+  void encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out);
+  // SQL that lists (ns, keys, pks, sum) of every row in aggregate order.
+  std::string scan_query() const;
+  // Text of the key / primary key part of an entry (column output functions).
+  std::string key_text(std::string_view entry) const;
+  std::string id_text(std::string_view entry) const;
+  // pg-side: splits the primary key values out of an entry.
+  void id_values(std::string_view entry, Datum *values, bool *nulls) const;
+  const std::vector<AttrNumber> &pk_attnums() const { return pk_attnums_; }
+  // Columns of the source table the aggregate reveals (key, sum, namespace, primary key).
+  const std::vector<AttrNumber> &referenced_columns() const { return referenced_; }
+  Oid pk_index() const { return pk_index_; }
+
+ private:
+  std::string columns_text(std::string_view entry, std::size_t from, std::size_t to) const;
+  AggregateDef def_;
+  MemoryContext cxt_ = nullptr;
+  KeyLayout layout_, ns_layout_;
+  SumSpec sum_;
+  Oid sum_type_ = InvalidOid, ns_type_ = InvalidOid;
+  std::size_t nkey_ = 0;
+  std::vector<AttrNumber> pk_attnums_, referenced_;
+  Oid pk_index_ = InvalidOid;
+  List *key_exprs_ = nullptr;  // planned Expr list
+  Expr *sum_expr_ = nullptr, *ns_expr_ = nullptr;
+  List *key_states_ = nullptr;
+  ExprState *sum_state_ = nullptr, *ns_state_ = nullptr;
+  ExprContext *econtext_ = nullptr;
+  TupleTableSlot *slot_ = nullptr;
+};
+
+// Per-transaction cache of compiled aggregates (definitions can change
+// between transactions). Returns nullptr when the aggregate is gone.
+CompiledAggregate *compiled_aggregate(int32 aggr_id);
+CompiledAggregate &compiled_aggregate(const AggregateDef &def);
+void forget_compiled_aggregates();
+
+// What aggr_create stores, derived from the user's text. pg-side.
+struct ParsedDefinition {
+  List *key_exprs = nullptr;
+  std::string key_flags;
+  Node *sum_expr = nullptr;
+  std::string sum_kind = "none";
+  int32 sum_scale = 0;
+  Node *ns_expr = nullptr;
+};
+ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns);
+int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
+                       const ParsedDefinition &parsed);
+void delete_aggregate(const AggregateDef &def);
+
+}  // namespace aggr::pg

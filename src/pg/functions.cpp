@@ -1,0 +1,535 @@
+// SQL-callable functions: definition, queries, operations.
+#include <memory>
+#include <set>
+
+#include "maintenance.hpp"
+
+using namespace aggr;
+using namespace aggr::pg;
+
+namespace {
+
+enum class Access { Read, Own };
+
+std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
+  if (PG_ARGISNULL(argno)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string(what) + " must not be NULL");
+  std::string out;
+  pg_guard([&] { out = TextDatumGetCString(PG_GETARG_DATUM(argno)); });
+  return out;
+}
+
+void check_access(const AggregateDef &def, CompiledAggregate *agg, Access access) {
+  pg_guard([&] {
+    char *relname = get_rel_name(def.source);
+    if (!relname)
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                      errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
+                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", def.name.c_str())));
+    if (access == Access::Own) {
+      if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+      return;
+    }
+    if (pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK) return;
+    // Without table-level SELECT, every column the aggregate reveals must be readable.
+    for (AttrNumber att : agg->referenced_columns())
+      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+  });
+}
+
+struct Target {
+  AggregateDef def;
+  CompiledAggregate *agg = nullptr;
+};
+
+Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
+  Target t;
+  load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false);
+  pg_guard([&] {
+    if (!get_rel_name(t.def.source))
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                      errmsg("source table of aggregate \"%s\" no longer exists", t.def.name.c_str()),
+                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", t.def.name.c_str())));
+  });
+  t.agg = &compiled_aggregate(t.def);
+  check_access(t.def, t.agg, access);
+  if (require_ready && t.def.state != "ready")
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "aggregate \"" + t.def.name + "\" is not ready (state: " + t.def.state + ")",
+                    "Fill it with CALL aggr_backfill('" + t.def.name + "').");
+  return t;
+}
+
+// The encoded namespace named by argument `argno` ("" when not namespaced).
+std::string namespace_arg(FunctionCallInfo fcinfo, int argno, const Target &t) {
+  bool given = PG_NARGS() > argno && !PG_ARGISNULL(argno);
+  if (!t.def.namespaced()) {
+    if (given)
+      throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "aggregate \"" + t.def.name + "\" has no namespace",
+                      "Call it without namespace =>.");
+    return {};
+  }
+  if (!given)
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "aggregate \"" + t.def.name + "\" is namespaced by " + t.def.ns_spec + ": pass namespace => <value>");
+  std::string ns;
+  pg_guard([&] {
+    bool isnull;
+    Datum v = coerce_any_arg(fcinfo, argno, t.agg->ns_type(), -1, "namespace", &isnull);
+    t.agg->ns_layout().encode(ns, 0, v, false);
+  });
+  return ns;
+}
+
+// Key values of a bound or rank argument: a scalar, or ROW(...) for a
+// multi-column key (a shorter ROW is a prefix). False when SQL NULL.
+bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<Datum> &values, std::vector<bool> &nulls) {
+  if (PG_NARGS() <= argno || PG_ARGISNULL(argno)) return false;
+  std::size_t nkey = t.agg->key_columns();
+  const KeyLayout &layout = t.agg->layout();
+  std::size_t count = 0;
+  Datum vals[INDEX_MAX_KEYS];
+  bool isnull[INDEX_MAX_KEYS];
+  pg_guard([&] {
+    Oid type = get_fn_expr_argtype(fcinfo->flinfo, argno);
+    if (type_is_rowtype(type)) {
+      HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(argno);
+      TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
+      HeapTupleData tuple;
+      tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+      tuple.t_data = rec;
+      ItemPointerSetInvalid(&tuple.t_self);
+      tuple.t_tableOid = InvalidOid;
+      if (desc->natts > (int)nkey)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("key value has %d fields but the key of aggregate \"%s\" has %d columns", desc->natts,
+                               t.def.name.c_str(), (int)nkey)));
+      Datum fields[INDEX_MAX_KEYS];
+      bool fnull[INDEX_MAX_KEYS];
+      heap_deform_tuple(&tuple, desc, fields, fnull);
+      for (int i = 0; i < desc->natts; ++i) {
+        const Column &c = layout.column(static_cast<std::size_t>(i));
+        isnull[i] = fnull[i];
+        vals[i] = fnull[i] ? (Datum)0 : coerce_value(fields[i], TupleDescAttr(desc, i)->atttypid, c.type, c.typmod, "key value");
+      }
+      count = static_cast<std::size_t>(desc->natts);
+      ReleaseTupleDesc(desc);
+    } else {
+      const Column &c = layout.column(0);
+      vals[0] = coerce_any_arg(fcinfo, argno, c.type, c.typmod, "key value", &isnull[0]);
+      count = 1;
+    }
+  });
+  values.assign(vals, vals + count);
+  nulls.assign(isnull, isnull + count);
+  return true;
+}
+
+bool bool_arg(FunctionCallInfo fcinfo, int argno, bool dflt) {
+  return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_BOOL(argno) : dflt;
+}
+
+// One tree opened for reading with the caller's snapshot (plus this
+// transaction's own flushed changes).
+class ReadTree {
+ public:
+  ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()) {
+    op_buffer().flush();
+    pg_guard([&] {
+      r_ = internal_relations();
+      PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+      UpdateActiveSnapshotCommandId();
+      pushed_ = true;
+      snap_ = GetActiveSnapshot();
+      trees_ = table_open(r_.trees, AccessShareLock);
+      nodes_ = table_open(r_.nodes, AccessShareLock);
+      row_ = load_tree_row(trees_, r_, t.def.id, ns, snap_);
+    });
+    store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
+    tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
+  }
+  ~ReadTree() {
+    Relation trees = trees_, nodes = nodes_;
+    bool pushed = pushed_;
+    try {
+      pg_guard([&] {
+        if (nodes) table_close(nodes, AccessShareLock);
+        if (trees) table_close(trees, AccessShareLock);
+        if (pushed) PopActiveSnapshot();
+      });
+    } catch (...) {
+    }
+  }
+  Tree &tree() { return *tree_; }
+  NodeStore &store() { return *store_; }
+  const EntryOrdering &order() const { return order_; }
+  Snapshot snapshot() const { return snap_; }
+
+ private:
+  EntryOrdering order_;
+  Relations r_{};
+  Relation trees_ = nullptr, nodes_ = nullptr;
+  Snapshot snap_ = nullptr;
+  bool pushed_ = false;
+  TreeRow row_;
+  std::unique_ptr<PgNodeStore> store_;
+  std::unique_ptr<Tree> tree_;
+};
+
+Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
+  std::vector<Datum> lv, uv;
+  std::vector<bool> ln, un;
+  bool has_lower = key_arg(fcinfo, 2, t, lv, ln);
+  bool has_upper = key_arg(fcinfo, 3, t, uv, un);
+  std::unique_ptr<KeyProbe> lower, upper;
+  if (has_lower) lower = std::make_unique<KeyProbe>(t.agg->layout(), lv, ln, !bool_arg(fcinfo, 4, true));
+  if (has_upper) upper = std::make_unique<KeyProbe>(t.agg->layout(), uv, un, bool_arg(fcinfo, 5, true));
+  return rt.tree().range(lower.get(), upper.get());
+}
+
+// Resolves a possibly negative offset against the entry count.
+std::uint64_t resolve_offset(int64 offset, std::uint64_t count, const std::string &name, bool past_end_ok) {
+  int64 resolved = offset < 0 ? offset + static_cast<int64>(count) : offset;
+  if (resolved < 0 || (!past_end_ok && static_cast<std::uint64_t>(resolved) >= count))
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "offset " + std::to_string(offset) + " is out of range for aggregate \"" + name + "\"",
+                    "It has " + std::to_string(count) + " entries; offsets run from 0 to " +
+                        std::to_string(static_cast<int64>(count) - 1) + ", or from -1 backwards.");
+  return static_cast<std::uint64_t>(resolved);
+}
+
+// Emits (position, id, key, sum_value) rows for `limit` entries from `offset`.
+void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::uint64_t offset, std::uint64_t limit) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
+  std::uint64_t pos = offset;
+  for (Cursor c(rt.store(), rt.tree().meta(), offset); c.valid() && pos < offset + limit; c.next(), ++pos) {
+    const Entry &e = c.entry();
+    bool key_null = t.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
+    std::string id = t.agg->id_text(e.key), key = key_null ? std::string() : t.agg->key_text(e.key);
+    pg_guard([&] {
+      Datum values[4];
+      bool nulls[4] = {false, false, key_null, t.agg->sum().kind == SumKind::None};
+      values[0] = Int64GetDatum(static_cast<int64>(pos));
+      values[1] = CStringGetTextDatum(id.c_str());
+      values[2] = key_null ? (Datum)0 : CStringGetTextDatum(key.c_str());
+      values[3] = nulls[3] ? (Datum)0 : t.agg->sum().to_numeric(e.value);
+      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    });
+  }
+}
+
+Datum key_at_end(FunctionCallInfo fcinfo, bool last) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+  std::uint64_t count = rt.tree().meta().count;
+  if (count == 0) PG_RETURN_NULL();
+  Entry e = rt.tree().at(last ? count - 1 : 0);
+  if (t.agg->key_columns() == 1 && e.key[0] == 0) PG_RETURN_NULL();
+  std::string text = t.agg->key_text(e.key);
+  Datum result = 0;
+  pg_guard([&] { result = CStringGetTextDatum(text.c_str()); });
+  return result;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- queries
+
+AGGR_FUNCTION(aggr_count) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+  return Int64GetDatum(static_cast<int64>(range_of(fcinfo, t, rt).count));
+}
+
+AGGR_FUNCTION(aggr_sum) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  if (t.agg->sum().kind == SumKind::None)
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "aggregate \"" + t.def.name + "\" has no sum_value",
+                    "Create it with aggr_create(..., sum_value => 'column').");
+  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+  Sum s = range_of(fcinfo, t, rt).sum;
+  Datum result = 0;
+  pg_guard([&] { result = t.agg->sum().to_numeric(s); });
+  return result;
+}
+
+AGGR_FUNCTION(aggr_rank) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+  std::vector<Datum> v;
+  std::vector<bool> n;
+  if (!key_arg(fcinfo, 1, t, v, n)) PG_RETURN_NULL();
+  KeyProbe probe(t.agg->layout(), v, n, false);
+  return Int64GetDatum(static_cast<int64>(rt.tree().prefix_before(probe).count + 1));
+}
+
+AGGR_FUNCTION(aggr_at) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+  if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, false);
+  emit_entries(fcinfo, t, rt, offset, 1);
+  return (Datum)0;
+}
+
+AGGR_FUNCTION(aggr_page) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+  if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
+  int32 limit = PG_GETARG_INT32(2);
+  if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, true);
+  emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
+  return (Datum)0;
+}
+
+AGGR_FUNCTION(aggr_page_rows) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  pg_guard([&] {
+    if (pg_class_aclcheck(t.def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+      aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
+    Oid rowtype = get_fn_expr_argtype(fcinfo->flinfo, 3);
+    if (rowtype != get_rel_type_id(t.def.source))
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                      errmsg("row_type must be the row type of %s, not %s", get_rel_name(t.def.source), format_type_be(rowtype)),
+                      errhint("Pass NULL::%s.", quote_identifier(get_rel_name(t.def.source)))));
+  });
+  ReadTree rt(t, namespace_arg(fcinfo, 4, t));
+  if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
+  int32 limit = PG_GETARG_INT32(2);
+  if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, true);
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  Relation rel = nullptr;
+  const std::vector<AttrNumber> &pk = t.agg->pk_attnums();
+  ScanKeyData keys[INDEX_MAX_KEYS];
+  pg_guard([&] {
+    InitMaterializedSRF(fcinfo, 0);
+    rel = table_open(t.def.source, AccessShareLock);
+    for (std::size_t i = 0; i < pk.size(); ++i) {
+      const Column &c = t.agg->layout().column(t.agg->key_columns() + i);
+      TypeCacheEntry *tc = lookup_type_cache(c.type, TYPECACHE_EQ_OPR_FINFO);
+      ScanKeyInit(&keys[i], pk[i], BTEqualStrategyNumber, tc->eq_opr_finfo.fn_oid, (Datum)0);
+      keys[i].sk_collation = c.collation;
+    }
+  });
+  std::uint64_t pos = offset;
+  for (Cursor c(rt.store(), rt.tree().meta(), offset); c.valid() && pos < offset + static_cast<std::uint64_t>(limit);
+       c.next(), ++pos) {
+    const Entry &e = c.entry();
+    pg_guard([&] {
+      Datum values[INDEX_MAX_KEYS];
+      bool nulls[INDEX_MAX_KEYS];
+      t.agg->id_values(e.key, values, nulls);
+      for (std::size_t i = 0; i < pk.size(); ++i) keys[i].sk_argument = values[i];
+      SysScanDesc scan = systable_beginscan(rel, t.agg->pk_index(), true, rt.snapshot(), static_cast<int>(pk.size()), keys);
+      HeapTuple tup = systable_getnext(scan);
+      if (!HeapTupleIsValid(tup))
+        ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                        errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
+                               get_rel_name(t.def.source)),
+                        errhint("Check it with SELECT * FROM aggr_verify('%s').", t.def.name.c_str())));
+      tuplestore_puttuple(rsinfo->setResult, tup);
+      systable_endscan(scan);
+    });
+  }
+  pg_guard([&] { table_close(rel, AccessShareLock); });
+  return (Datum)0;
+}
+
+AGGR_FUNCTION(aggr_min) { return key_at_end(fcinfo, false); }
+AGGR_FUNCTION(aggr_max) { return key_at_end(fcinfo, true); }
+
+// ---------------------------------------------------------------- definition
+
+AGGR_FUNCTION(aggr_create) {
+  std::string name = text_arg(fcinfo, 0, "name");
+  if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "source must not be NULL");
+  std::string key = text_arg(fcinfo, 2, "key");
+  if (name.empty()) throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "aggregate name must not be empty");
+  AggregateDef existing;
+  if (load_aggregate_by_name(name, existing, true))
+    throw UserError(ERRCODE_DUPLICATE_OBJECT, "aggregate \"" + name + "\" already exists");
+  Oid source = PG_GETARG_OID(1);
+  int32 id = 0;
+  pg_guard([&] {
+    Relation rel = table_open(source, ShareRowExclusiveLock);  // as CREATE TRIGGER: no writes while we build
+    const char *relname = RelationGetRelationName(rel);
+    if (rel->rd_rel->relkind != RELKIND_RELATION)
+      ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
+                      errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
+    if (!pg_class_ownercheck(source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+    if (rel->rd_rel->relrowsecurity)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("table \"%s\" has row-level security enabled", relname),
+                      errdetail("An aggregate would count rows that some readers may not see.")));
+    if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+      ereport(ERROR, (errcode(ERRCODE_INVALID_TABLE_DEFINITION), errmsg("table \"%s\" has no primary key", relname),
+                      errhint("Aggregate entries are identified by the primary key: ALTER TABLE %s ADD PRIMARY KEY (...).",
+                              relname)));
+    const char *sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
+    const char *ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
+    ParsedDefinition parsed = parse_definition(rel, key.c_str(), sum, ns);
+    id = insert_aggregate(name, source, key.c_str(), sum, ns, parsed);
+
+    // Maintenance triggers fire ALWAYS: also under session_replication_role = replica.
+    char *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname);
+    table_close(rel, NoLock);  // ALTER TABLE below refuses a relation this function still holds open
+    const char *fnschema = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
+    char *row_trigger = psprintf("aggr_ext_%d", id);
+    char *truncate_trigger = psprintf("aggr_ext_%d_truncate", id);
+    char *sql = psprintf(
+        "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s.aggr_ext_row_trigger('%d');"
+        "CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.aggr_ext_truncate_trigger('%d');"
+        "ALTER TABLE %s ENABLE ALWAYS TRIGGER %s, ENABLE ALWAYS TRIGGER %s;",
+        row_trigger, qualified, fnschema, id, truncate_trigger, qualified, fnschema, id, qualified, row_trigger,
+        truncate_trigger);
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not create the triggers of aggregate \"%s\"", name.c_str());
+    SPI_finish();
+    // DROP EXTENSION removes the triggers with it.
+    Oid ext = get_extension_oid("aggr_ext", true);
+    if (OidIsValid(ext)) {
+      ObjectAddress extaddr, trigaddr;
+      ObjectAddressSet(extaddr, ExtensionRelationId, ext);
+      for (char *trig : {row_trigger, truncate_trigger}) {
+        ObjectAddressSet(trigaddr, TriggerRelationId, get_trigger_oid(source, trig, false));
+        recordDependencyOn(&trigaddr, &extaddr, DEPENDENCY_AUTO);
+      }
+    }
+    CommandCounterIncrement();
+  });
+  AggregateDef def;
+  if (!load_aggregate_by_id(id, def)) throw std::logic_error("aggregate vanished while being created");
+  build_trees(def, "aggr_create");
+  update_aggregate_state(def, "ready");
+  PG_RETURN_VOID();
+}
+
+AGGR_FUNCTION(aggr_drop) {
+  AggregateDef def;
+  load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), def, false);
+  bool table_exists = false;
+  pg_guard([&] {
+    char *relname = get_rel_name(def.source);
+    table_exists = relname != nullptr;
+    if (table_exists && !pg_class_ownercheck(def.source, GetUserId()))
+      aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+    lock_aggregate(def.id, AccessExclusiveLock);
+  });
+  op_buffer().flush();
+  if (table_exists) {
+    pg_guard([&] {
+      Relation rel = table_open(def.source, ShareRowExclusiveLock);
+      char *qualified =
+          quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
+      char *sql = psprintf("DROP TRIGGER IF EXISTS aggr_ext_%d ON %s; DROP TRIGGER IF EXISTS aggr_ext_%d_truncate ON %s;",
+                           def.id, qualified, def.id, qualified);
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+      if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop the triggers of aggregate \"%s\"", def.name.c_str());
+      SPI_finish();
+      table_close(rel, NoLock);
+    });
+  }
+  clear_trees(def, nullptr);
+  delete_aggregate(def);
+  PG_RETURN_VOID();
+}
+
+AGGR_FUNCTION(aggr_clear) {
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  op_buffer().flush();
+  bool one = PG_NARGS() > 1 && !PG_ARGISNULL(1);
+  if (one) {
+    std::string ns = namespace_arg(fcinfo, 1, t);
+    clear_trees(t.def, &ns);
+  } else {
+    clear_trees(t.def, nullptr);
+  }
+  update_aggregate_state(t.def, "needs_backfill");
+  PG_RETURN_VOID();
+}
+
+AGGR_FUNCTION(aggr_backfill_now) {
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  pg_guard([&] {
+    Relation rel = table_open(t.def.source, ShareRowExclusiveLock);
+    table_close(rel, NoLock);
+    lock_aggregate(t.def.id, AccessExclusiveLock);
+  });
+  update_aggregate_state(t.def, "building");
+  std::uint64_t rows = build_trees(t.def, "aggr_backfill");
+  update_aggregate_state(t.def, "ready");
+  pg_guard([&] {
+    ereport(NOTICE, (errmsg("aggregate \"%s\" rebuilt from %lu rows", t.def.name.c_str(), (unsigned long)rows)));
+  });
+  PG_RETURN_VOID();
+}
+
+// ---------------------------------------------------------------- operations
+
+AGGR_FUNCTION(aggr_status) {
+  Target t = open_aggregate(fcinfo, Access::Read, false);
+  op_buffer().flush();
+  int64 namespaces = 0, entries = 0, nodes = 0, bytes = 0, drift = 0;
+  int32 depth = 0;
+  Sum total;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation trees = table_open(r.trees, AccessShareLock);
+    Relation nodes_rel = table_open(r.nodes, AccessShareLock);
+    PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+    UpdateActiveSnapshotCommandId();
+    Snapshot snap = GetActiveSnapshot();
+    ScanKeyData key;
+    ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(t.def.id));
+    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 1, &key);
+    HeapTuple tup;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
+      TreeRow row = tree_row_from_tuple(trees, tup);
+      ++namespaces;
+      entries += static_cast<int64>(row.meta.count);
+      nodes += static_cast<int64>(row.meta.nodes);
+      drift += row.drift;
+      depth = std::max(depth, static_cast<int32>(row.meta.height));
+      total += row.meta.sum;
+      ScanKeyData nk;
+      ScanKeyInit(&nk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(row.tree_id));
+      SysScanDesc ns = systable_beginscan(nodes_rel, r.nodes_pkey, true, snap, 1, &nk);
+      HeapTuple n;
+      while (HeapTupleIsValid(n = systable_getnext(ns))) bytes += n->t_len;
+      systable_endscan(ns);
+    }
+    systable_endscan(scan);
+    PopActiveSnapshot();
+    table_close(nodes_rel, AccessShareLock);
+    table_close(trees, AccessShareLock);
+  });
+  Datum result = 0;
+  pg_guard([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+    Datum v[13];
+    bool n[13] = {};
+    v[0] = CStringGetTextDatum(t.def.name.c_str());
+    v[1] = ObjectIdGetDatum(t.def.source);
+    v[2] = CStringGetTextDatum(t.def.state.c_str());
+    v[3] = CStringGetTextDatum(t.def.key_spec.c_str());
+    n[4] = t.def.sum_spec.empty();
+    v[4] = n[4] ? (Datum)0 : CStringGetTextDatum(t.def.sum_spec.c_str());
+    n[5] = t.def.ns_spec.empty();
+    v[5] = n[5] ? (Datum)0 : CStringGetTextDatum(t.def.ns_spec.c_str());
+    v[6] = Int64GetDatum(namespaces);
+    v[7] = Int64GetDatum(entries);
+    v[8] = Int32GetDatum(depth);
+    v[9] = Int64GetDatum(nodes);
+    v[10] = Int64GetDatum(bytes);
+    v[11] = Int64GetDatum(drift);
+    n[12] = t.agg->sum().kind == SumKind::None;
+    v[12] = n[12] ? (Datum)0 : t.agg->sum().to_numeric(total);
+    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+  });
+  return result;
+}

@@ -1,0 +1,53 @@
+#include "guard.hpp"
+
+#include "../core/types.hpp"
+
+namespace aggr::pg {
+
+namespace {
+char *copy_text(const std::string &s) { return s.empty() ? nullptr : pstrdup(s.c_str()); }
+}  // namespace
+
+ErrorReport capture_current_exception() noexcept {
+  ErrorReport r;
+  try {
+    throw;
+  } catch (const PgError &e) {
+    r.pg = e.data();
+  } catch (const UserError &e) {
+    r.sqlstate = e.sqlstate();
+    r.message = pstrdup(e.what());
+    r.hint = copy_text(e.hint());
+    r.detail = copy_text(e.detail());
+  } catch (const std::bad_alloc &) {
+    r.sqlstate = ERRCODE_OUT_OF_MEMORY;
+    r.message = pstrdup("out of memory in aggr_ext");
+  } catch (const CorruptNode &e) {
+    r.sqlstate = ERRCODE_DATA_CORRUPTED;
+    r.message = psprintf("aggregate index is corrupt: %s", e.what());
+    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+  } catch (const InvariantViolation &e) {
+    r.sqlstate = ERRCODE_DATA_CORRUPTED;
+    r.message = psprintf("aggregate index is corrupt: %s", e.what());
+    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+  } catch (const std::invalid_argument &e) {
+    r.sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
+    r.message = pstrdup(e.what());
+  } catch (const std::exception &e) {
+    r.sqlstate = ERRCODE_INTERNAL_ERROR;
+    r.message = psprintf("aggr_ext internal error: %s", e.what());
+  } catch (...) {
+    r.sqlstate = ERRCODE_INTERNAL_ERROR;
+    r.message = pstrdup("aggr_ext internal error: unknown exception");
+  }
+  return r;
+}
+
+void raise_report(const ErrorReport &r) {
+  if (r.pg) ReThrowError(r.pg);
+  ereport(ERROR, (errcode(r.sqlstate), errmsg_internal("%s", r.message), r.hint ? errhint("%s", r.hint) : 0,
+                  r.detail ? errdetail_internal("%s", r.detail) : 0));
+  pg_unreachable();
+}
+
+}  // namespace aggr::pg

@@ -1,0 +1,104 @@
+// The C++ / PostgreSQL boundary.
+//
+// pg_guard(f): runs PostgreSQL code; an ereport(ERROR) inside becomes a C++
+// PgError instead of a longjmp through C++ frames. f must hold no C++
+// object with a destructor (plain data and PostgreSQL calls only).
+//
+// AGGR_FUNCTION(name): defines an fmgr entry point whose body runs in C++;
+// any exception is turned into ereport only after every C++ object of the
+// body is gone.
+#pragma once
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "pg.hpp"
+
+namespace aggr::pg {
+
+// An error raised by PostgreSQL, carried across C++ frames.
+class PgError : public std::exception {
+ public:
+  explicit PgError(ErrorData *data) : data_(data) {}
+  ErrorData *data() const { return data_; }
+  const char *what() const noexcept override { return data_ && data_->message ? data_->message : "postgres error"; }
+
+ private:
+  ErrorData *data_;  // palloc'd in the caller's memory context
+};
+
+// An error the binding raises itself, with a SQLSTATE and optional hint.
+class UserError : public std::exception {
+ public:
+  UserError(int sqlstate, std::string message, std::string hint = {}, std::string detail = {})
+      : sqlstate_(sqlstate), message_(std::move(message)), hint_(std::move(hint)), detail_(std::move(detail)) {}
+  int sqlstate() const { return sqlstate_; }
+  const char *what() const noexcept override { return message_.c_str(); }
+  const std::string &hint() const { return hint_; }
+  const std::string &detail() const { return detail_; }
+
+ private:
+  int sqlstate_;
+  std::string message_, hint_, detail_;
+};
+
+template <typename F>
+void pg_guard(F &&f) {
+  MemoryContext cxt = CurrentMemoryContext;
+  ErrorData *volatile edata = nullptr;
+  std::exception_ptr cpp_error;  // a C++ exception must not leave PG_TRY
+  PG_TRY();
+  {
+    try {
+      f();
+    } catch (...) {
+      cpp_error = std::current_exception();
+    }
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(cxt);
+    edata = CopyErrorData();
+    FlushErrorState();
+  }
+  PG_END_TRY();
+  if (cpp_error) std::rethrow_exception(cpp_error);
+  if (edata) throw PgError(edata);
+}
+
+// Plain-data description of a caught exception, safe to keep on a frame
+// that ereport will longjmp out of.
+struct ErrorReport {
+  ErrorData *pg = nullptr;
+  int sqlstate = 0;
+  char *message = nullptr;
+  char *hint = nullptr;
+  char *detail = nullptr;
+};
+
+// Call inside catch (...): describes the in-flight exception in palloc'd data.
+ErrorReport capture_current_exception() noexcept;
+[[noreturn]] void raise_report(const ErrorReport &report);
+
+}  // namespace aggr::pg
+
+#define AGGR_FUNCTION(name)                                            \
+  static Datum name##_body(FunctionCallInfo fcinfo);                   \
+  extern "C" {                                                         \
+  PG_FUNCTION_INFO_V1(name);                                           \
+  Datum name(PG_FUNCTION_ARGS) {                                       \
+    aggr::pg::ErrorReport report;                                      \
+    bool failed = false;                                               \
+    Datum result = 0;                                                  \
+    try {                                                              \
+      result = name##_body(fcinfo);                                    \
+    } catch (...) {                                                    \
+      report = aggr::pg::capture_current_exception();                  \
+      failed = true;                                                   \
+    }                                                                  \
+    if (failed) aggr::pg::raise_report(report);                        \
+    return result;                                                     \
+  }                                                                    \
+  }                                                                    \
+  static Datum name##_body(FunctionCallInfo fcinfo)

@@ -1,0 +1,301 @@
+#include "keys.hpp"
+
+#include <cstring>
+
+namespace aggr::pg {
+
+void KeyLayout::add_column(Oid type, int32 typmod, Oid collation, bool desc, bool nulls_first) {
+  Column c;
+  c.type = type;
+  c.typmod = typmod;
+  c.collation = collation;
+  c.desc = desc;
+  c.nulls_first = nulls_first;
+  get_typlenbyvalalign(type, &c.typlen, &c.typbyval, &c.typalign);
+  TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+  Oid op = desc ? tc->gt_opr : tc->lt_opr;
+  if (!OidIsValid(op))
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                    errmsg("type %s has no default btree operator class", format_type_be(type)),
+                    errhint("Aggregate keys need a type that ORDER BY can sort with its default ordering.")));
+  memset(&c.ssup, 0, sizeof c.ssup);
+  c.ssup.ssup_cxt = CurrentMemoryContext;  // the owner's context
+  c.ssup.ssup_collation = collation;
+  c.ssup.ssup_nulls_first = nulls_first;
+  c.ssup.abbreviate = false;
+  PrepareSortSupportFromOrderingOp(op, &c.ssup);
+  cols_.push_back(c);
+}
+
+namespace {
+constexpr char kNull = 0, kValue = 1, kShortVarlena = 2, kLongVarlena = 3;
+
+void put_u32(std::string &out, uint32 v) { out.append(reinterpret_cast<const char *>(&v), 4); }
+}  // namespace
+
+void KeyLayout::encode(std::string &out, std::size_t col, Datum value, bool isnull) const {
+  const Column &c = cols_[col];
+  if (isnull) {
+    out.push_back(kNull);
+    return;
+  }
+  if (c.typlen == -1) {
+    struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+    uint32 len = VARSIZE_ANY_EXHDR(v);
+    const char *data = VARDATA_ANY(v);
+    if (len + VARHDRSZ_SHORT <= VARATT_SHORT_MAX) {
+      // Stored as a complete short varlena: decodes without a copy.
+      out.push_back(kShortVarlena);
+      char hdr[1];
+      SET_VARSIZE_SHORT(hdr, len + VARHDRSZ_SHORT);
+      out.push_back(hdr[0]);
+    } else {
+      out.push_back(kLongVarlena);
+      put_u32(out, len);
+    }
+    out.append(data, len);
+    return;
+  }
+  out.push_back(kValue);
+  if (c.typlen == -2) {
+    const char *s = DatumGetCString(value);
+    out.append(s, strlen(s) + 1);
+  } else if (c.typbyval) {
+    switch (c.typlen) {
+      case 1: { char v = DatumGetChar(value); out.append(&v, 1); break; }
+      case 2: { int16 v = DatumGetInt16(value); out.append(reinterpret_cast<char *>(&v), 2); break; }
+      case 4: { int32 v = DatumGetInt32(value); out.append(reinterpret_cast<char *>(&v), 4); break; }
+      default: { int64 v = DatumGetInt64(value); out.append(reinterpret_cast<char *>(&v), 8); break; }
+    }
+  } else {
+    out.append(DatumGetPointer(value), static_cast<std::size_t>(c.typlen));
+  }
+}
+
+Datum KeyLayout::decode(std::string_view bytes, std::size_t &pos, std::size_t col, bool &isnull) const {
+  const Column &c = cols_[col];
+  auto need = [&](std::size_t n) {
+    if (n > bytes.size() - pos) ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("aggregate entry key is truncated")));
+  };
+  need(1);
+  char flag = bytes[pos++];
+  isnull = flag == kNull;
+  if (isnull) return (Datum)0;
+  const char *p = bytes.data() + pos;
+  if (c.typlen == -1) {
+    if (flag == kShortVarlena) {
+      need(1);
+      std::size_t total = VARSIZE_1B(p);
+      need(total);
+      pos += total;
+      return PointerGetDatum(p);
+    }
+    if (flag != kLongVarlena) ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("aggregate entry key is corrupt")));
+    need(4);
+    uint32 len;
+    memcpy(&len, p, 4);
+    need(4 + static_cast<std::size_t>(len));
+    struct varlena *v = static_cast<struct varlena *>(palloc(len + VARHDRSZ));
+    SET_VARSIZE(v, len + VARHDRSZ);
+    memcpy(VARDATA(v), p + 4, len);
+    pos += 4 + len;
+    return PointerGetDatum(v);
+  }
+  if (flag != kValue) ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("aggregate entry key is corrupt")));
+  if (c.typlen == -2) {
+    const void *end = memchr(p, 0, bytes.size() - pos);
+    if (!end) ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("aggregate entry key is truncated")));
+    pos += static_cast<const char *>(end) - p + 1;
+    return CStringGetDatum(p);
+  }
+  need(static_cast<std::size_t>(c.typlen));
+  pos += static_cast<std::size_t>(c.typlen);
+  if (c.typbyval) {
+    switch (c.typlen) {
+      case 1: return CharGetDatum(*p);
+      case 2: { int16 v; memcpy(&v, p, 2); return Int16GetDatum(v); }
+      case 4: { int32 v; memcpy(&v, p, 4); return Int32GetDatum(v); }
+      default: { int64 v; memcpy(&v, p, 8); return Int64GetDatum(v); }
+    }
+  }
+  if (c.typalign == 'c') return PointerGetDatum(p);
+  void *copy = palloc(static_cast<std::size_t>(c.typlen));  // palloc is maximally aligned
+  memcpy(copy, p, static_cast<std::size_t>(c.typlen));
+  return PointerGetDatum(copy);
+}
+
+int KeyLayout::compare_values(std::size_t col, Datum a, bool an, Datum b, bool bn) const {
+  return ApplySortComparator(a, an, b, bn, const_cast<SortSupport>(&cols_[col].ssup));
+}
+
+int KeyLayout::compare_raw(std::string_view a, std::string_view b, std::size_t ncols) const {
+  std::size_t pa = 0, pb = 0;
+  for (std::size_t i = 0; i < ncols; ++i) {
+    bool an, bn;
+    Datum da = decode(a, pa, i, an);
+    Datum db = decode(b, pb, i, bn);
+    int c = compare_values(i, da, an, db, bn);
+    if (c != 0) return c;
+  }
+  return 0;
+}
+
+EntryOrdering::EntryOrdering(const KeyLayout &layout) : layout_(layout) {
+  pg_guard([&] { scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext compare", ALLOCSET_SMALL_SIZES); });
+}
+EntryOrdering::~EntryOrdering() { MemoryContextDelete(scratch_); }
+
+int EntryOrdering::compare(std::string_view a, std::string_view b) const {
+  int result = 0;
+  MemoryContext scratch = scratch_;
+  const KeyLayout &layout = layout_;
+  pg_guard([&] {
+    MemoryContext old = MemoryContextSwitchTo(scratch);
+    result = layout.compare_raw(a, b, layout.size());
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(scratch);
+  });
+  return result;
+}
+
+KeyProbe::KeyProbe(const KeyLayout &layout, std::vector<Datum> values, std::vector<bool> nulls, bool after)
+    : layout_(layout), values_(std::move(values)), nulls_(std::move(nulls)), after_(after) {
+  pg_guard([&] { scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES); });
+}
+KeyProbe::~KeyProbe() { MemoryContextDelete(scratch_); }
+
+int KeyProbe::compare_to(std::string_view entry) const {
+  int result = 0;
+  std::size_t n = values_.size();
+  const Datum *values = values_.data();
+  const std::vector<bool> &nulls = nulls_;
+  const KeyLayout &layout = layout_;
+  MemoryContext scratch = scratch_;
+  pg_guard([&] {
+    MemoryContext old = MemoryContextSwitchTo(scratch);
+    std::size_t pos = 0;
+    for (std::size_t i = 0; i < n && result == 0; ++i) {
+      bool en;
+      Datum ed = layout.decode(entry, pos, i, en);
+      result = layout.compare_values(i, values[i], nulls[i], ed, en);
+    }
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(scratch);
+  });
+  if (result != 0) return result;
+  return after_ ? 1 : -1;
+}
+
+// ---------------------------------------------------------------- sums
+
+std::string int128_to_string(aggr::int128 v) {
+  if (v == 0) return "0";
+  bool neg = v < 0;
+  unsigned __int128 u = neg ? static_cast<unsigned __int128>(-(v + 1)) + 1 : static_cast<unsigned __int128>(v);
+  std::string s;
+  while (u) {
+    s.push_back(static_cast<char>('0' + static_cast<int>(u % 10)));
+    u /= 10;
+  }
+  if (neg) s.push_back('-');
+  return std::string(s.rbegin(), s.rend());
+}
+
+namespace {
+// Parses numeric_out text into an integer scaled by 10^scale.
+bool parse_scaled(const char *text, int scale, aggr::int128 &out) {
+  bool neg = *text == '-';
+  if (neg || *text == '+') ++text;
+  unsigned __int128 v = 0;
+  const unsigned __int128 limit = (~static_cast<unsigned __int128>(0)) >> 2;
+  int frac = -1;
+  for (; *text; ++text) {
+    if (*text == '.') {
+      frac = 0;
+      continue;
+    }
+    if (*text < '0' || *text > '9') return false;
+    if (frac >= 0 && ++frac > scale) {
+      if (*text != '0') return false;  // more decimals than the scale
+      continue;
+    }
+    if (v > limit / 10) return false;
+    v = v * 10 + static_cast<unsigned>(*text - '0');
+  }
+  for (int i = frac < 0 ? 0 : frac; i < scale; ++i) {
+    if (v > limit / 10) return false;
+    v *= 10;
+  }
+  out = neg ? -static_cast<aggr::int128>(v) : static_cast<aggr::int128>(v);
+  return true;
+}
+}  // namespace
+
+Sum SumSpec::from_datum(Datum value, bool isnull, Oid type) const {
+  Sum s;
+  if (isnull || kind == SumKind::None) return s;
+  switch (type) {
+    case INT2OID: s.exact = DatumGetInt16(value); break;
+    case INT4OID: s.exact = DatumGetInt32(value); break;
+    case INT8OID: s.exact = DatumGetInt64(value); break;
+    case FLOAT4OID: s.approx = DatumGetFloat4(value); break;
+    case FLOAT8OID: s.approx = DatumGetFloat8(value); break;
+    case NUMERICOID: {
+      char *text = DatumGetCString(DirectFunctionCall1(numeric_out, value));
+      if (!parse_scaled(text, scale, s.exact))
+        ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                        errmsg("sum value %s cannot be summed exactly at scale %d", text, scale),
+                        errhint("NaN, infinities and values beyond 38 digits are not supported in exact sums; use a float8 sum_value.")));
+      break;
+    }
+    default:
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("unsupported sum type %s", format_type_be(type))));
+  }
+  return s;
+}
+
+Datum SumSpec::to_numeric(const Sum &s) const {
+  if (kind == SumKind::Float) return DirectFunctionCall1(float8_numeric, Float8GetDatum(s.approx));
+  std::string digits = int128_to_string(s.exact);
+  if (kind == SumKind::Exact && scale > 0) {
+    bool neg = digits[0] == '-';
+    std::string mag = neg ? digits.substr(1) : digits;
+    if (mag.size() <= static_cast<std::size_t>(scale)) mag.insert(0, static_cast<std::size_t>(scale) + 1 - mag.size(), '0');
+    mag.insert(mag.size() - static_cast<std::size_t>(scale), ".");
+    digits = (neg ? "-" : "") + mag;
+  }
+  return DirectFunctionCall3(numeric_in, CStringGetDatum(digits.c_str()), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+}
+
+// ---------------------------------------------------------------- argument coercion
+
+Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what) {
+  if (source == target && typmod < 0) return value;
+  if (source == UNKNOWNOID || source == CSTRINGOID) {
+    Oid input, ioparam;
+    getTypeInputInfo(target, &input, &ioparam);
+    return OidInputFunctionCall(input, DatumGetCString(value), ioparam, typmod);
+  }
+  int16 len;
+  bool byval;
+  get_typlenbyval(source, &len, &byval);
+  Node *c = (Node *)makeConst(source, -1, InvalidOid, len, value, false, byval);
+  Node *expr = coerce_to_target_type(NULL, c, source, target, typmod, COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
+  if (!expr)
+    ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                    errmsg("%s must be of type %s, not %s", what, format_type_be(target), format_type_be(source)),
+                    errhint("Cast the value to %s.", format_type_be(target))));
+  expr = (Node *)expression_planner((Expr *)expr);
+  Const *result = (Const *)evaluate_expr((Expr *)expr, target, typmod, InvalidOid);
+  return result->constvalue;
+}
+
+Datum coerce_any_arg(FunctionCallInfo fcinfo, int argno, Oid target, int32 typmod, const char *what, bool *isnull) {
+  *isnull = PG_ARGISNULL(argno);
+  if (*isnull) return (Datum)0;
+  Oid source = get_fn_expr_argtype(fcinfo->flinfo, argno);
+  if (!OidIsValid(source)) ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not determine type of %s", what)));
+  return coerce_value(PG_GETARG_DATUM(argno), source, target, typmod, what);
+}
+
+}  // namespace aggr::pg

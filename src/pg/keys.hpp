@@ -1,0 +1,89 @@
+// Encoding of key, primary key and namespace values into the byte strings
+// the core orders, and their comparison through each type's btree opclass.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "../core/types.hpp"
+#include "guard.hpp"
+
+namespace aggr::pg {
+
+struct Column {
+  Oid type = InvalidOid;
+  int32 typmod = -1;
+  Oid collation = InvalidOid;
+  int16 typlen = 0;
+  bool typbyval = false;
+  char typalign = 'c';
+  bool desc = false;
+  bool nulls_first = false;
+  SortSupportData ssup;  // prepared comparator (direction and NULL placement included)
+};
+
+// Columns of an entry key: the aggregate's key columns, then the primary key.
+class KeyLayout {
+ public:
+  // Prepares sort support; call inside pg_guard (looks up catalogs).
+  void add_column(Oid type, int32 typmod, Oid collation, bool desc, bool nulls_first);
+  std::size_t size() const { return cols_.size(); }
+  const Column &column(std::size_t i) const { return cols_[i]; }
+
+  // PostgreSQL-side (call inside pg_guard): append one column's value.
+  void encode(std::string &out, std::size_t col, Datum value, bool isnull) const;
+  // Reads one column at `pos`, advancing it. Pointer results point into
+  // `bytes` or into memory palloc'd in the current context.
+  Datum decode(std::string_view bytes, std::size_t &pos, std::size_t col, bool &isnull) const;
+  int compare_values(std::size_t col, Datum a, bool an, Datum b, bool bn) const;
+  // Compares encoded entries over columns [0, ncols).
+  int compare_raw(std::string_view a, std::string_view b, std::size_t ncols) const;
+
+ private:
+  std::vector<Column> cols_;
+};
+
+// Total order of entries for the core; every comparison is guarded.
+class EntryOrdering : public aggr::Ordering {
+ public:
+  explicit EntryOrdering(const KeyLayout &layout);
+  ~EntryOrdering() override;
+  int compare(std::string_view a, std::string_view b) const override;
+
+ private:
+  const KeyLayout &layout_;
+  MemoryContext scratch_;
+};
+
+// Before or after every entry whose first `values.size()` key columns equal
+// `values`. With no values: before / after everything.
+class KeyProbe : public aggr::Probe {
+ public:
+  KeyProbe(const KeyLayout &layout, std::vector<Datum> values, std::vector<bool> nulls, bool after);
+  ~KeyProbe() override;
+  int compare_to(std::string_view entry) const override;
+
+ private:
+  const KeyLayout &layout_;
+  std::vector<Datum> values_;
+  std::vector<bool> nulls_;
+  bool after_;
+  MemoryContext scratch_;
+};
+
+// How an aggregate's sum_value is typed, and conversions to and from Sum.
+struct SumSpec {
+  SumKind kind = SumKind::None;
+  int scale = 0;  // decimal places of an exact numeric sum
+  Sum from_datum(Datum value, bool isnull, Oid type) const;  // pg-side
+  Datum to_numeric(const Sum &s) const;                        // pg-side
+};
+
+// Coerces argument `argno` of a "any" parameter to `target`; sets isnull.
+// Errors name `what` and the expected type. pg-side.
+Datum coerce_any_arg(FunctionCallInfo fcinfo, int argno, Oid target, int32 typmod, const char *what, bool *isnull);
+// Coerces a Datum of type `source` to `target` (assignment cast or input).
+Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what);
+
+std::string int128_to_string(aggr::int128 v);
+
+}  // namespace aggr::pg

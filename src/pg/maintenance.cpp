@@ -1,0 +1,349 @@
+#include "maintenance.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+namespace aggr::pg {
+
+namespace {
+// Flush when this much is buffered: bounds backend memory on huge loads.
+constexpr std::size_t kFlushBytes = 64u << 20;
+
+// Everything the flush of one aggregate needs open.
+struct OpenTrees {
+  Relations r;
+  Relation trees = nullptr, nodes = nullptr;
+};
+
+OpenTrees open_trees(LOCKMODE mode) {
+  OpenTrees o;
+  pg_guard([&] {
+    o.r = internal_relations();
+    o.trees = table_open(o.r.trees, mode);
+    o.nodes = table_open(o.r.nodes, mode);
+  });
+  return o;
+}
+
+void close_trees(OpenTrees &o, LOCKMODE mode) {
+  pg_guard([&] {
+    table_close(o.nodes, mode);
+    table_close(o.trees, mode);
+  });
+}
+
+// The tree row as the writer must see it: the newest committed version.
+// Under REPEATABLE READ / SERIALIZABLE a version the transaction's snapshot
+// cannot see means a concurrent writer got there first.
+TreeRow load_tree_for_write(const OpenTrees &o, const AggregateDef &def, const std::string &ns) {
+  TreeRow latest, mine;
+  bool conflict = false;
+  pg_guard([&] {
+    lock_tree(def.id, ns);
+    latest = load_tree_row(o.trees, o.r, def.id, ns, GetLatestSnapshot());
+    if (IsolationUsesXactSnapshot()) {
+      PushCopiedSnapshot(GetTransactionSnapshot());
+      UpdateActiveSnapshotCommandId();
+      mine = load_tree_row(o.trees, o.r, def.id, ns, GetActiveSnapshot());
+      PopActiveSnapshot();
+      conflict = latest.exists != mine.exists || (latest.exists && !ItemPointerEquals(&latest.tid, &mine.tid));
+    }
+  });
+  if (conflict)
+    throw UserError(ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    "could not serialize access due to concurrent update of aggregate \"" + def.name + "\"",
+                    "The transaction might succeed if retried.");
+  return latest;
+}
+
+// Collapses the ops of one tree (sorted by key, then time) into one
+// idempotent op per entry: the last change decides the action, the first
+// says whether the entry should have been there before.
+std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const EntryOrdering &order) {
+  std::vector<Op> out;
+  std::size_t i = 0;
+  while (i < run.size()) {
+    std::size_t j = i + 1;
+    while (j < run.size() && order.compare(run[i]->key, run[j]->key) == 0) ++j;
+    const PendingOp &first = *run[i], &last = *run[j - 1];
+    if (!(first.insert && !last.insert)) {  // inserted then deleted: nothing to do
+      Op op;
+      op.key = last.key;
+      op.value = last.value;
+      op.action = last.insert ? Op::Action::Upsert : Op::Action::Remove;
+      op.expect_present = !first.insert;
+      out.push_back(std::move(op));
+    }
+    i = j;
+  }
+  return out;
+}
+
+void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
+  CompiledAggregate &agg = compiled_aggregate(def);
+  EntryOrdering order(agg.layout());
+  std::stable_sort(ops.begin(), ops.end(), [&](const PendingOp *a, const PendingOp *b) {
+    if (a->ns != b->ns) return a->ns < b->ns;
+    return order.compare(a->key, b->key) < 0;
+  });
+  pg_guard([&] { lock_aggregate(def.id, RowExclusiveLock); });
+  OpenTrees o = open_trees(RowExclusiveLock);
+  std::size_t i = 0;
+  while (i < ops.size()) {
+    std::size_t j = i;
+    std::vector<const PendingOp *> run;
+    while (j < ops.size() && ops[j]->ns == ops[i]->ns) run.push_back(ops[j++]);
+    std::vector<Op> net = net_ops(run, order);
+    if (!net.empty()) {
+      TreeRow row = load_tree_for_write(o, def, ops[i]->ns);
+      if (!row.exists) pg_guard([&] { row.tree_id = nextval_internal(o.r.trees_seq, false); });
+      Snapshot snap = nullptr;
+      pg_guard([&] {
+        PushCopiedSnapshot(GetLatestSnapshot());
+        snap = GetActiveSnapshot();
+      });
+      PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config().sum_kind, snap, false);
+      Tree tree(store, order, agg.tree_config(), row.meta);
+      ApplyStats stats = tree.apply(net);
+      store.write_back();
+      row.meta = tree.meta();
+      row.drift += static_cast<int64>(stats.drift);
+      pg_guard([&] {
+        PopActiveSnapshot();
+        store_tree_row(o.trees, o.r, row);
+      });
+    }
+    i = j;
+  }
+  close_trees(o, RowExclusiveLock);
+}
+}  // namespace
+
+OpBuffer &op_buffer() {
+  static OpBuffer buffer;
+  return buffer;
+}
+
+void OpBuffer::add(PendingOp op) {
+  pending_bytes_ += op.key.size() + op.ns.size() + sizeof(PendingOp);
+  ops_.push_back(std::move(op));
+  if (pending_bytes_ > kFlushBytes) flush();
+}
+
+void OpBuffer::flush() {
+  if (empty()) return;
+  std::vector<const PendingOp *> todo;
+  for (std::size_t i = flushed_; i < ops_.size(); ++i) todo.push_back(&ops_[i]);
+  std::stable_sort(todo.begin(), todo.end(), [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
+  std::size_t i = 0;
+  while (i < todo.size()) {
+    std::size_t j = i;
+    std::vector<const PendingOp *> mine;
+    while (j < todo.size() && todo[j]->aggr_id == todo[i]->aggr_id) mine.push_back(todo[j++]);
+    AggregateDef def;
+    if (load_aggregate_by_id(todo[i]->aggr_id, def)) flush_aggregate(def, mine);  // else: dropped meanwhile
+    i = j;
+  }
+  pg_guard([] { CommandCounterIncrement(); });
+  flushed_ = ops_.size();
+  pending_bytes_ = 0;
+  forget_flushed_if_top_level();
+}
+
+void OpBuffer::forget_flushed_if_top_level() {
+  if (!levels_.empty() || flushed_ != ops_.size()) return;
+  ops_.clear();
+  flushed_ = 0;
+}
+
+void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, ops_.size(), flushed_}); }
+
+void OpBuffer::subxact_commit(SubTransactionId id) {
+  while (!levels_.empty()) {
+    bool match = levels_.back().id == id;
+    levels_.pop_back();
+    if (match) break;
+  }
+  forget_flushed_if_top_level();
+}
+
+void OpBuffer::subxact_abort(SubTransactionId id) {
+  while (!levels_.empty()) {
+    Level l = levels_.back();
+    levels_.pop_back();
+    if (l.id != id) continue;
+    // The subtransaction's tree writes are rolled back: what it flushed of
+    // earlier ops is pending again; its own ops are gone.
+    ops_.resize(l.start);
+    flushed_ = std::min(flushed_, l.flushed_at_start);
+    pending_bytes_ = 0;
+    for (std::size_t i = flushed_; i < ops_.size(); ++i)
+      pending_bytes_ += ops_[i].key.size() + ops_[i].ns.size() + sizeof(PendingOp);
+    break;
+  }
+  forget_flushed_if_top_level();
+}
+
+void OpBuffer::reset() {
+  ops_.clear();
+  ops_.shrink_to_fit();
+  levels_.clear();
+  flushed_ = 0;
+  pending_bytes_ = 0;
+}
+
+// ---------------------------------------------------------------- callbacks
+
+namespace {
+void run_flush_at_commit() {
+  ErrorReport report;
+  bool failed = false;
+  try {
+    op_buffer().flush();
+  } catch (...) {
+    report = capture_current_exception();
+    failed = true;
+  }
+  if (failed) raise_report(report);
+}
+
+void xact_callback(XactEvent event, void *) {
+  switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+      run_flush_at_commit();
+      break;
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PREPARE:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PARALLEL_ABORT:
+      op_buffer().reset();
+      forget_compiled_aggregates();
+      break;
+    default:
+      break;
+  }
+}
+
+void subxact_callback(SubXactEvent event, SubTransactionId mine, SubTransactionId, void *) {
+  switch (event) {
+    case SUBXACT_EVENT_START_SUB: op_buffer().subxact_start(mine); break;
+    case SUBXACT_EVENT_COMMIT_SUB: op_buffer().subxact_commit(mine); break;
+    case SUBXACT_EVENT_ABORT_SUB: op_buffer().subxact_abort(mine); break;
+    default: break;
+  }
+}
+}  // namespace
+
+void register_transaction_callbacks() {
+  RegisterXactCallback(xact_callback, nullptr);
+  RegisterSubXactCallback(subxact_callback, nullptr);
+}
+
+// ---------------------------------------------------------------- clear and build
+
+void clear_trees(const AggregateDef &def, const std::string *ns) {
+  int32 id = def.id;
+  OpenTrees o = open_trees(RowExclusiveLock);
+  pg_guard([&] {
+    if (ns) {
+      lock_aggregate(id, RowExclusiveLock);
+      lock_tree(id, *ns);
+    } else {
+      lock_aggregate(id, AccessExclusiveLock);
+    }
+    ScanKeyData key;
+    ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+    SysScanDesc scan = systable_beginscan(o.trees, o.r.trees_aggr_ns_key, true, GetLatestSnapshot(), 1, &key);
+    HeapTuple tup;
+    List *rows = NIL;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) rows = lappend(rows, heap_copytuple(tup));
+    systable_endscan(scan);
+    ListCell *lc;
+    foreach (lc, rows) {
+      TreeRow row = tree_row_from_tuple(o.trees, (HeapTuple)lfirst(lc));
+      if (!ns || row.ns == *ns) drop_tree(o.trees, o.nodes, o.r, row);
+    }
+    CommandCounterIncrement();
+  });
+  close_trees(o, RowExclusiveLock);
+}
+
+namespace {
+struct NamespaceBuild {
+  TreeRow row;
+  std::unique_ptr<PgNodeStore> store;
+  std::unique_ptr<BulkBuilder> builder;
+};
+
+void finish_build(NamespaceBuild &b, const OpenTrees &o) {
+  if (!b.builder) return;
+  TreeMeta meta = b.builder->finish();
+  b.row.meta = meta;
+  pg_guard([&] { store_tree_row(o.trees, o.r, b.row); });
+  b.builder.reset();
+  b.store.reset();
+}
+}  // namespace
+
+std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
+  op_buffer().flush();
+  clear_trees(def, nullptr);
+  CompiledAggregate &agg = compiled_aggregate(def);
+  EntryOrdering order(agg.layout());
+  std::string sql = agg.scan_query();
+  OpenTrees o = open_trees(RowExclusiveLock);
+  Portal portal = nullptr;
+  pg_guard([&] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
+    if (!plan) elog(ERROR, "could not plan the scan of aggregate \"%s\": %s", def.name.c_str(), sql.c_str());
+    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+  });
+  NamespaceBuild current;
+  CompiledAggregate::RowEntry entry;
+  std::uint64_t rows = 0;
+  for (;;) {
+    uint64 n = 0;
+    pg_guard([&] {
+      SPI_cursor_fetch(portal, true, 10000);
+      n = SPI_processed;
+    });
+    if (n == 0) break;
+    for (uint64 i = 0; i < n; ++i) {
+      pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
+      if (!current.builder || entry.ns != current.row.ns) {
+        finish_build(current, o);
+        current.row = TreeRow{};
+        current.row.aggr_id = def.id;
+        current.row.ns = entry.ns;
+        pg_guard([&] { current.row.tree_id = nextval_internal(o.r.trees_seq, false); });
+        current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config().sum_kind,
+                                                      nullptr, true);
+        current.builder = std::make_unique<BulkBuilder>(*current.store, order, agg.tree_config());
+      }
+      if (entry.key.size() > agg.tree_config().max_entry_bytes())
+        throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                        "key of aggregate \"" + def.name + "\" is too large (" + std::to_string(entry.key.size()) +
+                            " bytes, at most " + std::to_string(agg.tree_config().max_entry_bytes()) + ")",
+                        "Index a prefix or a hash of long values.");
+      current.builder->add(Entry{entry.key, entry.value});
+      if (++rows % 1000000 == 0) {
+        std::uint64_t done = rows;
+        pg_guard([&] { ereport(NOTICE, (errmsg("%s \"%s\": %lu rows indexed", verb, def.name.c_str(), (unsigned long)done))); });
+      }
+    }
+    pg_guard([] { SPI_freetuptable(SPI_tuptable); });
+  }
+  finish_build(current, o);
+  pg_guard([&] {
+    SPI_cursor_close(portal);
+    SPI_finish();
+    CommandCounterIncrement();
+  });
+  close_trees(o, RowExclusiveLock);
+  return rows;
+}
+
+}  // namespace aggr::pg

@@ -1,0 +1,9 @@
+// Module entry: one _PG_init that initializes each part.
+#include "maintenance.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+void _PG_init(void) { aggr::pg::register_transaction_callbacks(); }

@@ -1,0 +1,85 @@
+// Internal relations of the extension and row-level access to them. Tree
+// nodes and tree metadata are ordinary heap rows (WAL, MVCC, replication).
+#pragma once
+#include <map>
+#include <string>
+
+#include "../core/tree.hpp"
+#include "guard.hpp"
+
+namespace aggr::pg {
+
+// OIDs of the internal schema's relations; looked up per call (syscache).
+struct Relations {
+  Oid aggregates, aggregates_pkey, aggregates_name_key, aggregates_seq;
+  Oid trees, trees_pkey, trees_aggr_ns_key, trees_seq;
+  Oid nodes, nodes_pkey;
+};
+Relations internal_relations();  // pg-side
+
+// pg-side heap helpers: write a row and maintain every index of the table.
+HeapTuple fetch_row(Relation rel, Oid index, ScanKey keys, int nkeys, Snapshot snap);
+void insert_row(Relation rel, HeapTuple tup);
+void update_row(Relation rel, ItemPointer tid, HeapTuple tup);
+void delete_row(Relation rel, ItemPointer tid);
+
+// Lock ordering: the aggregate lock (shared by writers, exclusive for
+// clear/drop/backfill), then tree locks in ascending namespace order.
+void lock_aggregate(int32 aggr_id, LOCKMODE mode);
+void lock_tree(int32 aggr_id, const std::string &ns);
+
+// The persisted header of one tree (one namespace of one aggregate).
+struct TreeRow {
+  bool exists = false;
+  ItemPointerData tid{};
+  int64 tree_id = 0;
+  int32 aggr_id = 0;
+  std::string ns;
+  TreeMeta meta;
+  int64 next_node = 1;
+  int64 drift = 0;
+};
+
+// pg-side: a tree row by (aggregate, namespace) as `snap` sees it.
+TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, const std::string &ns, Snapshot snap);
+TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup);
+// pg-side: inserts (allocating tree_id) or updates the row.
+void store_tree_row(Relation trees, const Relations &r, TreeRow &row);
+
+// Nodes of one tree. Reads go through `snap`; writes are buffered and
+// applied by write_back(), so each node is written at most once per flush
+// and a node saved in this flush reads back as saved.
+class PgNodeStore : public NodeStore {
+ public:
+  PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through);
+  TreeNode load(NodeId id) override;
+  void save(const TreeNode &node, bool is_new) override;
+  void remove(NodeId id) override;
+  NodeId allocate() override;
+  void write_back();
+  std::uint64_t loads() const { return loads_; }
+
+ private:
+  struct Pending {
+    std::string payload;
+    bool is_new = false;
+    bool removed = false;
+  };
+  std::string fetch_payload(NodeId id, ItemPointerData *tid);
+  void write_node(NodeId id, const std::string *payload, bool is_new);
+
+  Relation nodes_;
+  Oid pkey_;
+  TreeRow &tree_;
+  SumKind kind_;
+  Snapshot snap_;
+  bool write_through_;  // bulk build: nodes are written as saved, never reloaded
+  std::map<NodeId, Pending> pending_;
+  std::map<NodeId, ItemPointerData> tids_;
+  std::uint64_t loads_ = 0;
+};
+
+// pg-side: deletes every node and the row of a tree.
+void drop_tree(Relation trees, Relation nodes, const Relations &r, const TreeRow &row);
+
+}  // namespace aggr::pg

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Starts or stops a throwaway PostgreSQL 15 cluster for tests and the demo.
+#   test/pg_cluster.sh start DIR PORT   |   test/pg_cluster.sh stop DIR
+# PostgreSQL refuses to run as root: as root, the cluster runs as `postgres`.
+set -euo pipefail
+BIN=$(pg_config --bindir)
+action=$1 dir=$2 port=${3:-5499}
+
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$action" in
+  start)
+    if [ ! -s "$dir/PG_VERSION" ]; then
+      mkdir -p "$dir"
+      [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+      as_owner "$BIN/initdb" -D "$dir" -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
+        { cat "$dir.initdb.log"; exit 1; }
+      cat >>"$dir/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+fsync = off
+shared_buffers = 512MB
+max_wal_size = 4GB
+work_mem = 64MB
+maintenance_work_mem = 512MB
+max_connections = 50
+max_prepared_transactions = 10
+CONF
+    fi
+    as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
+    ;;
+  stop)
+    [ -s "$dir/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
+    ;;
+  *) echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2 ;;
+esac
