@@ -11,9 +11,9 @@ PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = setup api errors maintenance keys
-REGRESS_OPTS = --inputdir=test --outputdir=test/out
-ISOLATION = concurrent_writers
-ISOLATION_OPTS = --inputdir=test --outputdir=test/out_iso
+REGRESS_OPTS = --load-extension=plpgsql
+ISOLATION = concurrency
+ISOLATION_OPTS = --outputdir=output_iso
 
 PG_CONFIG ?= pg_config
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -fno-omit-frame-pointer

@@ -156,12 +156,14 @@ ParseState *parse_state_for(Relation rel, const char *text) {
 SelectStmt *parse_select(const char *sql, const char *what) {
   List *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
   if (list_length(raw) != 1 || !IsA(castNode(RawStmt, linitial(raw))->stmt, SelectStmt))
-    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what)));
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
+                    errhint("A key is an ORDER BY list such as 'score DESC, name'; sum_value and namespace are single expressions over the row.")));
   SelectStmt *s = (SelectStmt *)castNode(RawStmt, linitial(raw))->stmt;
   if (s->op != SETOP_NONE || s->whereClause || s->groupClause || s->havingClause || s->windowClause ||
       s->limitCount || s->limitOffset || s->lockingClause || s->withClause || s->distinctClause ||
       list_length(s->fromClause) != 1)
-    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what)));
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
+                    errhint("A key is an ORDER BY list such as 'score DESC, name'; sum_value and namespace are single expressions over the row.")));
   return s;
 }
 

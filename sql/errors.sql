@@ -1,0 +1,129 @@
+-- Every documented error: clear message, SQLSTATE, and nothing changed.
+\set VERBOSITY default
+SELECT aggr_create('lb', 'scores'::regclass, key => 'score DESC', sum_value => 'points');
+SELECT aggr_create('ns', 'scores'::regclass, key => 'score', namespace => 'game');
+
+-- unknown names, NULL arguments
+SELECT aggr_count('nope');
+SELECT aggr_count(NULL);
+SELECT aggr_at('lb', NULL);
+-- duplicate name
+SELECT aggr_create('lb', 'scores'::regclass, key => 'id');
+-- tables without primary key, views, partitioned tables, row-level security
+CREATE TABLE no_pk (a int);
+SELECT aggr_create('x', 'no_pk'::regclass, key => 'a');
+CREATE VIEW v AS SELECT * FROM scores;
+SELECT aggr_create('x', 'v'::regclass, key => 'score');
+CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+SELECT aggr_create('x', 'parted'::regclass, key => 'id');
+CREATE TABLE secret (id int PRIMARY KEY, v int);
+ALTER TABLE secret ENABLE ROW LEVEL SECURITY;
+SELECT aggr_create('x', 'secret'::regclass, key => 'v');
+-- bad key, sum and namespace expressions
+SELECT aggr_create('x', 'scores'::regclass, key => 'score DESC; DROP TABLE scores');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score LIMIT 1');
+SELECT aggr_create('x', 'scores'::regclass, key => 'no_such_column');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score + random()');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score USING <');
+SELECT aggr_create('x', 'scores'::regclass, key => 'point(score, score)');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score', sum_value => 'points::numeric');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score', sum_value => 'points::text');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score', sum_value => 'points, id');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score', namespace => 'game::numeric');
+SELECT aggr_create('x', 'scores'::regclass, key => 'score', namespace => '(SELECT 1)');
+SELECT count(*) AS nothing_created FROM aggr_aggregates WHERE name = 'x';
+-- namespace rules
+SELECT aggr_count('ns');
+SELECT aggr_count('lb', namespace => 1);
+SELECT aggr_count('ns', namespace => 'abc');
+SELECT aggr_count('ns', namespace => '3'), (SELECT count(*) FROM scores WHERE game = 3) AS oracle;
+-- offsets, limits and bounds
+SELECT * FROM aggr_at('lb', 60000);
+SELECT * FROM aggr_at('lb', -60001);
+SELECT * FROM aggr_at('lb', 9223372036854775807);
+SELECT * FROM aggr_page('lb', 0, -1);
+SELECT * FROM aggr_page('lb', -60001, 5);
+SELECT aggr_count('lb', lower => 'abc');
+SELECT aggr_count('lb', lower => now());
+SELECT aggr_count('lb', lower => ROW(1, 2));
+SELECT aggr_count('lb', lower => '4000') = (SELECT count(*) FROM scores WHERE score <= 4000) AS untyped_literal_ok;
+SELECT aggr_count('lb', lower => 4000::bigint) = (SELECT count(*) FROM scores WHERE score <= 4000) AS bigint_bound_ok;
+SELECT aggr_count('lb', lower => 40000000000);
+SELECT aggr_sum('ns', namespace => 1);
+SELECT * FROM aggr_page_rows('lb', 0, 1, NULL::no_pk);
+-- NULL namespace values are refused like a NOT NULL constraint
+CREATE TABLE maybe (id int PRIMARY KEY, g int, v int);
+INSERT INTO maybe VALUES (1, NULL, 1);
+SELECT aggr_create('maybe_ns', 'maybe'::regclass, key => 'v', namespace => 'g');
+DELETE FROM maybe;
+SELECT aggr_create('maybe_ns', 'maybe'::regclass, key => 'v', namespace => 'g');
+INSERT INTO maybe VALUES (2, NULL, 2);
+SELECT aggr_count('maybe_ns', namespace => 1);
+-- oversize keys are rejected, as btree rejects them
+CREATE TABLE docs (id int PRIMARY KEY, body text);
+SELECT aggr_create('docs_body', 'docs'::regclass, key => 'body');
+INSERT INTO docs VALUES (1, repeat('x', 2000));
+INSERT INTO docs VALUES (2, repeat('y', 600));
+SELECT aggr_count('docs_body');
+-- a cleared aggregate refuses reads until backfilled
+SELECT aggr_clear('lb');
+SELECT aggr_count('lb');
+SELECT state FROM aggr_status('lb');
+CALL aggr_backfill('lb');
+SELECT aggr_count('lb') = (SELECT count(*) FROM scores) AS back;
+-- privileges: reading needs SELECT on the table, maintenance needs ownership
+CREATE ROLE aggr_reader;
+CREATE ROLE aggr_stranger;
+GRANT SELECT ON scores TO aggr_reader;
+SET ROLE aggr_reader;
+SELECT aggr_count('lb') = 60000 AS reader_can_count;
+SELECT aggr_clear('lb');
+SELECT aggr_drop('lb');
+SELECT * FROM aggr_verify('lb');
+SELECT count(*) FROM aggr_internal.nodes;
+RESET ROLE;
+SET ROLE aggr_stranger;
+SELECT aggr_count('lb');
+SELECT * FROM aggr_at('lb', 0);
+SELECT aggr_create('mine', 'scores'::regclass, key => 'score');
+RESET ROLE;
+-- column privileges: the key and primary key columns are enough
+REVOKE SELECT ON scores FROM aggr_reader;
+GRANT SELECT (id, score, points) ON scores TO aggr_reader;
+SET ROLE aggr_reader;
+SELECT aggr_count('lb') = 60000 AS column_privileges_ok;
+SELECT aggr_count('ns', namespace => 1);
+SELECT * FROM aggr_page_rows('lb', 0, 1, NULL::scores);
+RESET ROLE;
+REVOKE ALL ON scores FROM aggr_reader;
+DROP ROLE aggr_reader;
+DROP ROLE aggr_stranger;
+-- SQLSTATEs of the errors above, for programs that branch on them
+CREATE FUNCTION sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE q; RETURN 'no error'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$;
+SELECT q, sqlstate_of(q) FROM (VALUES
+  ($q$SELECT aggr_count('nope')$q$),
+  ($q$SELECT aggr_count(NULL)$q$),
+  ($q$SELECT aggr_create('lb', 'scores'::regclass, key => 'id')$q$),
+  ($q$SELECT aggr_create('x', 'no_pk'::regclass, key => 'a')$q$),
+  ($q$SELECT aggr_create('x', 'v'::regclass, key => 'score')$q$),
+  ($q$SELECT aggr_create('x', 'scores'::regclass, key => 'score LIMIT 1')$q$),
+  ($q$SELECT aggr_create('x', 'scores'::regclass, key => 'score + random()')$q$),
+  ($q$SELECT aggr_create('x', 'scores'::regclass, key => 'score', sum_value => 'points::text')$q$),
+  ($q$SELECT aggr_count('ns')$q$),
+  ($q$SELECT * FROM aggr_at('lb', 60000)$q$),
+  ($q$SELECT aggr_count('lb', lower => now())$q$),
+  ($q$SELECT aggr_sum('ns', namespace => 1)$q$),
+  ($q$INSERT INTO docs VALUES (3, repeat('x', 2000))$q$),
+  ($q$INSERT INTO maybe VALUES (3, NULL, 2)$q$)) t(q);
+DROP FUNCTION sqlstate_of(text);
+-- dropped source table
+CREATE TABLE gone (id int PRIMARY KEY, v int);
+SELECT aggr_create('gone_v', 'gone'::regclass, key => 'v');
+DROP TABLE gone;
+SELECT aggr_count('gone_v');
+SELECT aggr_drop('gone_v');
+SELECT aggr_drop('gone_v');
+SELECT aggr_drop('lb'), aggr_drop('ns'), aggr_drop('maybe_ns'), aggr_drop('docs_body');
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgname LIKE 'aggr_ext_%';
+SELECT (SELECT count(*) FROM aggr_internal.trees) AS trees_left, (SELECT count(*) FROM aggr_internal.nodes) AS nodes_left;
