@@ -9,8 +9,8 @@
 namespace aggr {
 namespace {
 
-Node sample_leaf() {
-  Node n;
+TreeNode sample_leaf() {
+  TreeNode n;
   n.id = 7;
   n.leaf = true;
   for (int i = 0; i < 20; ++i) {
@@ -22,8 +22,8 @@ Node sample_leaf() {
   return n;
 }
 
-Node sample_internal() {
-  Node n;
+TreeNode sample_internal() {
+  TreeNode n;
   n.id = 9;
   n.leaf = false;
   for (int i = 1; i <= 10; ++i) {
@@ -37,10 +37,10 @@ Node sample_internal() {
 
 TEST(NodeCodec, RoundTripsEveryKind) {
   for (SumKind kind : {SumKind::None, SumKind::Exact, SumKind::Float}) {
-    for (const Node &n : {sample_leaf(), sample_internal()}) {
+    for (const TreeNode &n : {sample_leaf(), sample_internal()}) {
       std::string bytes = encode_node(n, kind);
       EXPECT_EQ(bytes.size(), encoded_size(n, kind));
-      Node back = decode_node(n.id, bytes, kind);
+      TreeNode back = decode_node(n.id, bytes, kind);
       EXPECT_EQ(encode_node(back, kind), bytes);
       ASSERT_EQ(back.leaf, n.leaf);
       if (kind == SumKind::Exact && n.leaf) {
@@ -51,13 +51,13 @@ TEST(NodeCodec, RoundTripsEveryKind) {
 }
 
 TEST(NodeCodec, ExtremeSumsRoundTrip) {
-  Node n;
+  TreeNode n;
   n.leaf = true;
   Sum big, small;
   big.exact = static_cast<int128>(~static_cast<unsigned __int128>(0) >> 1);
   small.exact = -big.exact - 1;
   n.entries = {Entry{"a", big}, Entry{"b", small}};
-  Node back = decode_node(1, encode_node(n, SumKind::Exact), SumKind::Exact);
+  TreeNode back = decode_node(1, encode_node(n, SumKind::Exact), SumKind::Exact);
   EXPECT_TRUE(back.entries[0].value.exact == big.exact);
   EXPECT_TRUE(back.entries[1].value.exact == small.exact);
 }
@@ -66,7 +66,7 @@ TEST(NodeCodec, RejectsTruncatedAndCorruptPayloads) {
   std::mt19937 rng(42);
   int rejected = 0, accepted = 0;
   for (SumKind kind : {SumKind::None, SumKind::Exact, SumKind::Float}) {
-    for (const Node &n : {sample_leaf(), sample_internal()}) {
+    for (const TreeNode &n : {sample_leaf(), sample_internal()}) {
       std::string good = encode_node(n, kind);
       for (std::size_t len = 0; len < good.size(); ++len)
         EXPECT_THROW(decode_node(1, std::string_view(good).substr(0, len), kind), CorruptNode) << len;

@@ -12,13 +12,13 @@ namespace aggr::test {
 class MemoryStore : public NodeStore {
  public:
   explicit MemoryStore(SumKind kind) : kind_(kind) {}
-  Node load(NodeId id) override {
+  TreeNode load(NodeId id) override {
     ++loads;
     auto it = nodes_.find(id);
     if (it == nodes_.end()) throw std::runtime_error("load of missing node " + std::to_string(id));
     return decode_node(id, it->second, kind_);
   }
-  void save(const Node &node, bool is_new) override {
+  void save(const TreeNode &node, bool is_new) override {
     ++saves;
     bool exists = nodes_.count(node.id) > 0;
     if (exists == is_new) throw std::runtime_error("save: is_new does not match store state");

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test: core unit tests (ASan/UBSan), then the extension's
+# regression and isolation suites on a throwaway cluster.
+# Needs: pg_config (PostgreSQL 15 server + dev headers), cmake, g++, GoogleTest;
+# installs the extension into the server's directories (run as root or with
+# write access to them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PORT=${AGGR_TEST_PORT:-5499}
+DATA=$(mktemp -d /tmp/aggr_ext_test.XXXXXX)
+passed=0 failed=0
+
+cleanup() { test/pg_cluster.sh stop "$DATA/pg" || true; rm -rf "$DATA"; }
+trap cleanup EXIT
+
+echo "== core unit tests (AddressSanitizer + UBSan)"
+cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=Debug -DAGGR_SANITIZE=ON >/dev/null
+cmake --build build/unit -j"$(nproc)" >/dev/null
+if (cd build/unit && ctest --output-on-failure -j"$(nproc)" | tee "$DATA/ctest.log" | tail -3); then :; fi
+unit_total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$DATA/ctest.log")
+unit_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$DATA/ctest.log")
+passed=$((passed + ${unit_total:-0} - ${unit_failed:-0}))
+failed=$((failed + ${unit_failed:-1}))
+
+echo "== build and install the extension"
+make -s -j"$(nproc)" >/dev/null
+make -s install >/dev/null
+
+echo "== regression and isolation suites"
+mkdir -p "$DATA/pg"
+[ "$(id -u)" = 0 ] && chmod 755 "$DATA"
+test/pg_cluster.sh start "$DATA/pg" "$PORT"
+export PGHOST="$DATA/pg" PGPORT="$PORT" PGUSER=postgres
+set +e
+make -s installcheck 2>&1 | tee "$DATA/installcheck.log"
+status=${PIPESTATUS[0]}
+set -e
+for f in regression.diffs output_iso/regression.diffs; do [ -s "$f" ] && cat "$f"; done
+ok=$(grep -cE '^(not )?ok|\.\.\. ok' "$DATA/installcheck.log" || true)
+bad=$(grep -cE '\.\.\. FAILED' "$DATA/installcheck.log" || true)
+passed=$((passed + ok))
+failed=$((failed + bad))
+if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
