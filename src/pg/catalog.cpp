@@ -352,6 +352,21 @@ TreeConfig CompiledAggregate::tree_config() const {
   return c;
 }
 
+void CompiledAggregate::raise_null_namespace() const {
+  ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                  errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(), get_rel_name(def_.source)),
+                  errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
+}
+
+void CompiledAggregate::check_entry_size(const std::string &key) const {
+  std::size_t limit = tree_config().max_entry_bytes();
+  if (key.size() > limit)
+    throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                    "key of aggregate \"" + def_.name + "\" is too large (" + std::to_string(key.size()) +
+                        " bytes, at most " + std::to_string(limit) + ")",
+                    "Index a prefix or a hash of long values.");
+}
+
 void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
   out.ns.clear();
   out.key.clear();
@@ -363,10 +378,7 @@ void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
   if (ns_state_) {
     Datum d = ExecEvalExpr(ns_state_, econtext_, &isnull);
     if (isnull)
-      ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
-                      errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(),
-                             get_rel_name(def_.source)),
-                      errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
+      raise_null_namespace();
     ns_layout_.encode(out.ns, 0, d, false);
   }
   ListCell *lc;
@@ -397,10 +409,7 @@ void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntr
   if (ns_state_) {
     Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
     if (isnull)
-      ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
-                      errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(),
-                             get_rel_name(def_.source)),
-                      errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
+      raise_null_namespace();
     ns_layout_.encode(out.ns, 0, d, false);
   }
   for (std::size_t i = 0; i < layout_.size(); ++i) {

@@ -48,6 +48,8 @@ class CompiledAggregate {
     std::string ns, key;
     Sum value;
   };
+  // Rejects entries too large for a node (as btree rejects oversize rows).
+  void check_entry_size(const std::string &key) const;
   // pg-side: evaluates the aggregate over one source tuple.
   void evaluate(HeapTuple tuple, RowEntry &out);
   // pg-side: encodes one row of the ordered scan query (ns?, keys..., pks..., sum?).
@@ -65,6 +67,7 @@ class CompiledAggregate {
   Oid pk_index() const { return pk_index_; }
 
  private:
+  void raise_null_namespace() const;  // pg-side
   std::string columns_text(std::string_view entry, std::size_t from, std::size_t to) const;
   AggregateDef def_;
   MemoryContext cxt_ = nullptr;

@@ -270,6 +270,35 @@ void clear_trees(const AggregateDef &def, const std::string *ns) {
   close_trees(o, RowExclusiveLock);
 }
 
+void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
+  std::string sql = agg.scan_query();
+  Portal portal = nullptr;
+  pg_guard([&] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
+    if (!plan) elog(ERROR, "could not plan the ordered scan of aggregate \"%s\": %s", agg.def().name.c_str(), sql.c_str());
+    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+  });
+  CompiledAggregate::RowEntry entry;
+  for (;;) {
+    uint64 n = 0;
+    pg_guard([&] {
+      SPI_cursor_fetch(portal, true, 10000);
+      n = SPI_processed;
+    });
+    if (n == 0) break;
+    for (uint64 i = 0; i < n; ++i) {
+      pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
+      visit(entry);
+    }
+    pg_guard([] { SPI_freetuptable(SPI_tuptable); });
+  }
+  pg_guard([&] {
+    SPI_cursor_close(portal);
+    SPI_finish();
+  });
+}
+
 namespace {
 struct NamespaceBuild {
   TreeRow row;
@@ -292,56 +321,29 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   clear_trees(def, nullptr);
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
-  std::string sql = agg.scan_query();
   OpenTrees o = open_trees(RowExclusiveLock);
-  Portal portal = nullptr;
-  pg_guard([&] {
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
-    if (!plan) elog(ERROR, "could not plan the scan of aggregate \"%s\": %s", def.name.c_str(), sql.c_str());
-    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-  });
   NamespaceBuild current;
-  CompiledAggregate::RowEntry entry;
   std::uint64_t rows = 0;
-  for (;;) {
-    uint64 n = 0;
-    pg_guard([&] {
-      SPI_cursor_fetch(portal, true, 10000);
-      n = SPI_processed;
-    });
-    if (n == 0) break;
-    for (uint64 i = 0; i < n; ++i) {
-      pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
-      if (!current.builder || entry.ns != current.row.ns) {
-        finish_build(current, o);
-        current.row = TreeRow{};
-        current.row.aggr_id = def.id;
-        current.row.ns = entry.ns;
-        pg_guard([&] { current.row.tree_id = nextval_internal(o.r.trees_seq, false); });
-        current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config().sum_kind,
-                                                      nullptr, true);
-        current.builder = std::make_unique<BulkBuilder>(*current.store, order, agg.tree_config());
-      }
-      if (entry.key.size() > agg.tree_config().max_entry_bytes())
-        throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                        "key of aggregate \"" + def.name + "\" is too large (" + std::to_string(entry.key.size()) +
-                            " bytes, at most " + std::to_string(agg.tree_config().max_entry_bytes()) + ")",
-                        "Index a prefix or a hash of long values.");
-      current.builder->add(Entry{entry.key, entry.value});
-      if (++rows % 1000000 == 0) {
-        std::uint64_t done = rows;
-        pg_guard([&] { ereport(NOTICE, (errmsg("%s \"%s\": %lu rows indexed", verb, def.name.c_str(), (unsigned long)done))); });
-      }
+  scan_in_order(agg, [&](const CompiledAggregate::RowEntry &entry) {
+    if (!current.builder || entry.ns != current.row.ns) {
+      finish_build(current, o);
+      current.row = TreeRow{};
+      current.row.aggr_id = def.id;
+      current.row.ns = entry.ns;
+      pg_guard([&] { current.row.tree_id = nextval_internal(o.r.trees_seq, false); });
+      current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config().sum_kind,
+                                                    nullptr, true);
+      current.builder = std::make_unique<BulkBuilder>(*current.store, order, agg.tree_config());
     }
-    pg_guard([] { SPI_freetuptable(SPI_tuptable); });
-  }
-  finish_build(current, o);
-  pg_guard([&] {
-    SPI_cursor_close(portal);
-    SPI_finish();
-    CommandCounterIncrement();
+    agg.check_entry_size(entry.key);
+    current.builder->add(Entry{entry.key, entry.value});
+    if (++rows % 1000000 == 0) {
+      std::uint64_t done = rows;
+      pg_guard([&] { ereport(NOTICE, (errmsg("%s \"%s\": %lu rows indexed", verb, def.name.c_str(), (unsigned long)done))); });
+    }
   });
+  finish_build(current, o);
+  pg_guard([] { CommandCounterIncrement(); });
   close_trees(o, RowExclusiveLock);
   return rows;
 }

@@ -1,6 +1,7 @@
 // Keeping trees in step with their tables: the per-transaction op buffer,
 // its flush into the trees, clearing, and the bulk build.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ class OpBuffer {
 
 OpBuffer &op_buffer();
 void register_transaction_callbacks();
+
+// Visits every row of the source table as (namespace, entry, sum), in
+// aggregate order (namespace, key, primary key), through an SPI cursor.
+void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit);
 
 // Empties the trees of an aggregate (one namespace when ns != nullptr).
 void clear_trees(const AggregateDef &def, const std::string *ns);

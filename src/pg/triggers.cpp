@@ -19,14 +19,13 @@ TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *name) {
 
 int32 aggregate_id(TriggerData *td) { return static_cast<int32>(std::strtol(td->tg_trigger->tgargs[0], nullptr, 10)); }
 
-void record(CompiledAggregate &agg, HeapTuple tuple, bool insert, CompiledAggregate::RowEntry &entry) {
-  pg_guard([&] { agg.evaluate(tuple, entry); });
-  if (insert && entry.key.size() > agg.tree_config().max_entry_bytes())
-    throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                    "key of aggregate \"" + agg.def().name + "\" is too large (" + std::to_string(entry.key.size()) +
-                        " bytes, at most " + std::to_string(agg.tree_config().max_entry_bytes()) + ")",
-                    "Index a prefix or a hash of long values.");
+void record(CompiledAggregate &agg, bool insert, const CompiledAggregate::RowEntry &entry) {
+  if (insert) agg.check_entry_size(entry.key);
   op_buffer().add(PendingOp{agg.def().id, insert, entry.ns, entry.key, entry.value});
+}
+
+void evaluate(CompiledAggregate &agg, HeapTuple tuple, CompiledAggregate::RowEntry &entry) {
+  pg_guard([&] { agg.evaluate(tuple, entry); });
 }
 }  // namespace
 
@@ -37,18 +36,18 @@ AGGR_FUNCTION(aggr_ext_row_trigger) {
   TriggerEvent ev = td->tg_event;
   CompiledAggregate::RowEntry before, after;
   if (TRIGGER_FIRED_BY_INSERT(ev)) {
-    record(*agg, td->tg_trigtuple, true, after);
+    evaluate(*agg, td->tg_trigtuple, after);
+    record(*agg, true, after);
   } else if (TRIGGER_FIRED_BY_DELETE(ev)) {
-    record(*agg, td->tg_trigtuple, false, before);
+    evaluate(*agg, td->tg_trigtuple, before);
+    record(*agg, false, before);
   } else if (TRIGGER_FIRED_BY_UPDATE(ev)) {
-    pg_guard([&] {
-      agg->evaluate(td->tg_trigtuple, before);
-      agg->evaluate(td->tg_newtuple, after);
-    });
-    bool same = before.ns == after.ns && before.key == after.key && before.value.same_as(after.value);
-    if (!same) {
-      op_buffer().add(PendingOp{agg->def().id, false, before.ns, before.key, before.value});
-      record(*agg, td->tg_newtuple, true, after);
+    evaluate(*agg, td->tg_trigtuple, before);
+    evaluate(*agg, td->tg_newtuple, after);
+    // An update that changes nothing the aggregate holds costs no op.
+    if (before.ns != after.ns || before.key != after.key || !before.value.same_as(after.value)) {
+      record(*agg, false, before);
+      record(*agg, true, after);
     }
   }
   return PointerGetDatum(nullptr);

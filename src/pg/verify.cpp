@@ -198,35 +198,6 @@ class Verifier {
   Figures f_;
 };
 
-void scan_table(CompiledAggregate &agg, Verifier &v) {
-  std::string sql = agg.scan_query();
-  Portal portal = nullptr;
-  pg_guard([&] {
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
-    if (!plan) elog(ERROR, "could not plan the verification scan: %s", sql.c_str());
-    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-  });
-  CompiledAggregate::RowEntry entry;
-  for (;;) {
-    uint64 n = 0;
-    pg_guard([&] {
-      SPI_cursor_fetch(portal, true, 10000);
-      n = SPI_processed;
-    });
-    if (n == 0) break;
-    for (uint64 i = 0; i < n; ++i) {
-      pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
-      v.table_row(entry);
-    }
-    pg_guard([] { SPI_freetuptable(SPI_tuptable); });
-  }
-  pg_guard([&] {
-    SPI_cursor_close(portal);
-    SPI_finish();
-  });
-}
-
 }  // namespace
 
 AGGR_FUNCTION(aggr_verify) {
@@ -243,7 +214,7 @@ AGGR_FUNCTION(aggr_verify) {
   Figures f;
   {
     Verifier v(agg);
-    scan_table(agg, v);
+    scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     f = v.figures();
   }
