@@ -7,12 +7,12 @@ PGFILEDESC = "aggr_ext - aggregate indexes"
 
 CORE_SRCS = src/core/node_codec.cpp src/core/tree.cpp
 PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp src/pg/maintenance.cpp \
-          src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/module.cpp
+          src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup api errors maintenance keys
+REGRESS = setup api errors maintenance keys backfill
 REGRESS_OPTS = --load-extension=plpgsql
-ISOLATION = concurrency
+ISOLATION = concurrency backfill_live
 ISOLATION_OPTS = --outputdir=output_iso
 
 PG_CONFIG ?= pg_config

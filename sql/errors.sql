@@ -1,4 +1,5 @@
 -- Every documented error: clear message, SQLSTATE, and nothing changed.
+SET client_min_messages = warning;
 \set VERBOSITY default
 SELECT aggr_create('lb', 'scores'::regclass, key => 'score DESC', sum_value => 'points');
 SELECT aggr_create('ns', 'scores'::regclass, key => 'score', namespace => 'game');
@@ -69,7 +70,7 @@ SELECT aggr_count('docs_body');
 SELECT aggr_clear('lb');
 SELECT aggr_count('lb');
 SELECT state FROM aggr_status('lb');
-CALL aggr_backfill('lb');
+CALL aggr_backfill('lb', wait => true);
 SELECT aggr_count('lb') = (SELECT count(*) FROM scores) AS back;
 -- privileges: reading needs SELECT on the table, maintenance needs ownership
 CREATE ROLE aggr_reader;

@@ -1,4 +1,5 @@
 -- Triggers keep the aggregate exact through every kind of change, inside
+SET client_min_messages = warning;
 -- transactions, savepoints and rollbacks. The oracle is plain SQL.
 SELECT aggr_create('lb', 'scores'::regclass, key => 'score DESC', sum_value => 'points');
 SELECT aggr_create('pg', 'scores'::regclass, key => 'score DESC', sum_value => 'points', namespace => 'game');
@@ -121,7 +122,7 @@ SELECT id, key, sum_value FROM aggr_page('lb', 0, 10);
 -- clear one namespace, then backfill
 SELECT aggr_clear('pg', namespace => 1);
 SELECT state FROM aggr_status('pg');
-CALL aggr_backfill('pg');
+CALL aggr_backfill('pg', wait => true);
 SELECT * FROM check_all();
 
 -- a big INSERT ... SELECT is one batched flush per 64 MB of changes

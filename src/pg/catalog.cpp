@@ -7,7 +7,7 @@ namespace aggr::pg {
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
-  kNsExpr, kState, kNodeBytes, kCreated, kAggCols = kCreated
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kAggCols = kBuildGeneration
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
@@ -32,6 +32,8 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.ns_expr = text_or_empty(v[kNsExpr - 1], n[kNsExpr - 1]);
   d.state = text_or_empty(v[kState - 1], n[kState - 1]);
   d.node_bytes = DatumGetInt32(v[kNodeBytes - 1]);
+  d.generation = DatumGetInt32(v[kGeneration - 1]);
+  d.build_generation = n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
   d.tid = tup->t_self;
   return d;
 }
@@ -74,8 +76,9 @@ bool load_aggregate_by_id(int32 id, AggregateDef &out) {
   return load_aggregate(1, &key, out);
 }
 
-void update_aggregate_state(const AggregateDef &def, const char *state) {
-  int32 id = def.id;
+namespace {
+// Replaces the given columns of an aggregate's catalog row.
+void update_aggregate_columns(int32 id, const Datum *values, const bool *nulls, const bool *replace) {
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, RowExclusiveLock);
@@ -83,16 +86,33 @@ void update_aggregate_state(const AggregateDef &def, const char *state) {
     ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
     HeapTuple tup = fetch_row(rel, r.aggregates_pkey, &key, 1, GetLatestSnapshot());
     if (tup) {
-      Datum v[kAggCols] = {};
-      bool n[kAggCols] = {}, repl[kAggCols] = {};
-      v[kState - 1] = CStringGetTextDatum(state);
-      repl[kState - 1] = true;
-      HeapTuple updated = heap_modify_tuple(tup, RelationGetDescr(rel), v, n, repl);
+      HeapTuple updated = heap_modify_tuple(tup, RelationGetDescr(rel), const_cast<Datum *>(values),
+                                            const_cast<bool *>(nulls), const_cast<bool *>(replace));
       update_row(rel, &tup->t_self, updated);
     }
     table_close(rel, RowExclusiveLock);
     CommandCounterIncrement();
   });
+}
+}  // namespace
+
+void update_aggregate_state(const AggregateDef &def, const char *state) {
+  Datum v[kAggCols] = {};
+  bool n[kAggCols] = {}, repl[kAggCols] = {};
+  pg_guard([&] { v[kState - 1] = CStringGetTextDatum(state); });
+  repl[kState - 1] = true;
+  update_aggregate_columns(def.id, v, n, repl);
+}
+
+void update_aggregate_generations(int32 aggr_id, const char *state, int32 generation, int32 build_generation) {
+  Datum v[kAggCols] = {};
+  bool n[kAggCols] = {}, repl[kAggCols] = {};
+  pg_guard([&] { v[kState - 1] = CStringGetTextDatum(state); });
+  v[kGeneration - 1] = Int32GetDatum(generation);
+  v[kBuildGeneration - 1] = Int32GetDatum(build_generation);
+  n[kBuildGeneration - 1] = build_generation == 0;
+  repl[kState - 1] = repl[kGeneration - 1] = repl[kBuildGeneration - 1] = true;
+  update_aggregate_columns(aggr_id, v, n, repl);
 }
 
 int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
@@ -123,6 +143,8 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     v[kState - 1] = CStringGetTextDatum("building");
     v[kNodeBytes - 1] = Int32GetDatum(kDefaultNodeBytes);
     v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+    v[kGeneration - 1] = Int32GetDatum(0);
+    n[kBuildGeneration - 1] = true;
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     insert_row(rel, tup);
     table_close(rel, RowExclusiveLock);

@@ -22,6 +22,8 @@ struct AggregateDef {
   int32 sum_scale = 0;
   std::string state;
   int32 node_bytes = 3200;
+  int32 generation = 0;        // trees that reads use; 0 until first built
+  int32 build_generation = 0;  // trees being filled by a job; 0 when none
   ItemPointerData tid{};
   bool namespaced() const { return !ns_expr.empty(); }
 };
@@ -30,6 +32,8 @@ struct AggregateDef {
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok);
 bool load_aggregate_by_id(int32 id, AggregateDef &out);
 void update_aggregate_state(const AggregateDef &def, const char *state);
+// Sets state, live generation and build generation in one update.
+void update_aggregate_generations(int32 aggr_id, const char *state, int32 generation, int32 build_generation);
 
 // A definition ready to evaluate rows and compare entries.
 class CompiledAggregate {

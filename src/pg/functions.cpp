@@ -2,6 +2,7 @@
 #include <memory>
 #include <set>
 
+#include "jobs.hpp"
 #include "maintenance.hpp"
 
 using namespace aggr;
@@ -10,6 +11,10 @@ using namespace aggr::pg;
 namespace {
 
 enum class Access { Read, Own };
+
+// aggr_create(build => 'auto') builds in the background from this many rows.
+constexpr double kBackgroundBuildRows = 100000;
+constexpr int32 kDefaultBatchRows = 50000;
 
 std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
   if (PG_ARGISNULL(argno)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string(what) + " must not be NULL");
@@ -53,10 +58,15 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
   });
   t.agg = &compiled_aggregate(t.def);
   check_access(t.def, t.agg, access);
-  if (require_ready && t.def.state != "ready")
+  if (require_ready && t.def.state != "ready") {
+    ensure_job_worker(t.def.id);  // after a restart, resume the job
+    JobRow job = load_job(t.def.id);
+    std::string detail = job.exists ? "; " + job_progress_text(job) : "";
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "aggregate \"" + t.def.name + "\" is not ready (state: " + t.def.state + ")",
-                    "Fill it with CALL aggr_backfill('" + t.def.name + "').");
+                    "aggregate \"" + t.def.name + "\" is not ready (state: " + t.def.state + detail + ")",
+                    job.exists && !job.cancelled ? "Wait for the job: CALL aggr_wait('" + t.def.name + "')."
+                                                 : "Fill it with CALL aggr_backfill('" + t.def.name + "').");
+  }
   return t;
 }
 
@@ -143,7 +153,7 @@ class ReadTree {
       snap_ = GetActiveSnapshot();
       trees_ = table_open(r_.trees, AccessShareLock);
       nodes_ = table_open(r_.nodes, AccessShareLock);
-      row_ = load_tree_row(trees_, r_, t.def.id, ns, snap_);
+      row_ = load_tree_row(trees_, r_, t.def.id, t.def.generation, ns, snap_);
     });
     store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
     tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
@@ -402,8 +412,23 @@ AGGR_FUNCTION(aggr_create) {
   });
   AggregateDef def;
   if (!load_aggregate_by_id(id, def)) throw std::logic_error("aggregate vanished while being created");
-  build_trees(def, "aggr_create");
-  update_aggregate_state(def, "ready");
+  std::string build = PG_NARGS() > 5 && !PG_ARGISNULL(5) ? text_arg(fcinfo, 5, "build") : "auto";
+  if (build != "auto" && build != "now" && build != "background")
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "build must be 'auto', 'now' or 'background', not '" + build + "'");
+  bool background = build == "background";
+  if (build == "auto") {
+    double estimate = 0;
+    pg_guard([&] {
+      Relation rel = table_open(source, AccessShareLock);
+      estimate = rel->rd_rel->reltuples >= 0 ? rel->rd_rel->reltuples : RelationGetNumberOfBlocks(rel) * 100.0;
+      table_close(rel, AccessShareLock);
+    });
+    background = estimate >= kBackgroundBuildRows;
+  }
+  if (background)
+    start_job(def, "backfill", kDefaultBatchRows, true);
+  else
+    build_trees(def, "aggr_create");
   PG_RETURN_VOID();
 }
 
@@ -432,7 +457,8 @@ AGGR_FUNCTION(aggr_drop) {
       table_close(rel, NoLock);
     });
   }
-  clear_trees(def, nullptr);
+  discard_job(def);
+  drop_generations_except(def, -1, -1);
   delete_aggregate(def);
   PG_RETURN_VOID();
 }
@@ -440,31 +466,63 @@ AGGR_FUNCTION(aggr_drop) {
 AGGR_FUNCTION(aggr_clear) {
   Target t = open_aggregate(fcinfo, Access::Own, false);
   op_buffer().flush();
+  if (t.def.build_generation != 0)
+    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + t.def.name + "\" is running",
+                    "Cancel it first with SELECT aggr_backfill_cancel('" + t.def.name + "').");
   bool one = PG_NARGS() > 1 && !PG_ARGISNULL(1);
   if (one) {
     std::string ns = namespace_arg(fcinfo, 1, t);
-    clear_trees(t.def, &ns);
+    clear_trees(t.def, t.def.generation, &ns);
   } else {
-    clear_trees(t.def, nullptr);
+    clear_trees(t.def, t.def.generation, nullptr);
   }
   update_aggregate_state(t.def, "needs_backfill");
   PG_RETURN_VOID();
 }
 
-AGGR_FUNCTION(aggr_backfill_now) {
+AGGR_FUNCTION(aggr_job_start) {
   Target t = open_aggregate(fcinfo, Access::Own, false);
-  pg_guard([&] {
-    Relation rel = table_open(t.def.source, ShareRowExclusiveLock);
-    table_close(rel, NoLock);
-    lock_aggregate(t.def.id, AccessExclusiveLock);
-  });
-  update_aggregate_state(t.def, "building");
-  std::uint64_t rows = build_trees(t.def, "aggr_backfill");
-  update_aggregate_state(t.def, "ready");
-  pg_guard([&] {
-    ereport(NOTICE, (errmsg("aggregate \"%s\" rebuilt from %lu rows", t.def.name.c_str(), (unsigned long)rows)));
-  });
+  std::string kind = text_arg(fcinfo, 1, "kind");
+  if (kind != "backfill" && kind != "rebuild") throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown job kind " + kind);
+  if (PG_ARGISNULL(2) || PG_ARGISNULL(3)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "batch_size and background must not be NULL");
+  op_buffer().flush();
+  start_job(t.def, kind, PG_GETARG_INT32(2), PG_GETARG_BOOL(3));
   PG_RETURN_VOID();
+}
+
+AGGR_FUNCTION(aggr_job_step) {
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  return BoolGetDatum(job_step(t.def.id));
+}
+
+AGGR_FUNCTION(aggr_backfill_cancel) {
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  cancel_job(t.def);
+  PG_RETURN_VOID();
+}
+
+// (phase, cancelled, error, rows_done, rows_total, progress) of the running job, for aggr_wait.
+AGGR_FUNCTION(aggr_job_status) {
+  Target t = open_aggregate(fcinfo, Access::Read, false);
+  ensure_job_worker(t.def.id);
+  JobRow job = load_job(t.def.id);
+  std::string text = job_progress_text(job);
+  Datum result = 0;
+  pg_guard([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+    Datum v[6];
+    bool n[6] = {!job.exists, !job.exists, job.error.empty(), !job.exists, !job.exists, false};
+    v[0] = job.exists ? CStringGetTextDatum(job.phase.c_str()) : (Datum)0;
+    v[1] = BoolGetDatum(job.cancelled);
+    v[2] = job.error.empty() ? (Datum)0 : CStringGetTextDatum(job.error.c_str());
+    v[3] = Int64GetDatum(job.rows_done);
+    v[4] = Int64GetDatum(std::max(job.rows_total, job.rows_done));
+    v[5] = CStringGetTextDatum(text.c_str());
+    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+  });
+  return result;
 }
 
 // ---------------------------------------------------------------- operations
@@ -472,6 +530,10 @@ AGGR_FUNCTION(aggr_backfill_now) {
 AGGR_FUNCTION(aggr_status) {
   Target t = open_aggregate(fcinfo, Access::Read, false);
   op_buffer().flush();
+  ensure_job_worker(t.def.id);
+  JobRow job = load_job(t.def.id);
+  std::string job_text = job_progress_text(job);
+  int32 generation = t.def.generation;
   int64 namespaces = 0, entries = 0, nodes = 0, bytes = 0, drift = 0;
   int32 depth = 0;
   Sum total;
@@ -482,9 +544,10 @@ AGGR_FUNCTION(aggr_status) {
     PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
     UpdateActiveSnapshotCommandId();
     Snapshot snap = GetActiveSnapshot();
-    ScanKeyData key;
-    ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(t.def.id));
-    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 1, &key);
+    ScanKeyData key[2];
+    ScanKeyInit(&key[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(t.def.id));
+    ScanKeyInit(&key[1], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, key);
     HeapTuple tup;
     while (HeapTupleIsValid(tup = systable_getnext(scan))) {
       TreeRow row = tree_row_from_tuple(trees, tup);
@@ -511,8 +574,8 @@ AGGR_FUNCTION(aggr_status) {
     TupleDesc desc;
     if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
     desc = BlessTupleDesc(desc);
-    Datum v[13];
-    bool n[13] = {};
+    Datum v[18];
+    bool n[18] = {};
     v[0] = CStringGetTextDatum(t.def.name.c_str());
     v[1] = ObjectIdGetDatum(t.def.source);
     v[2] = CStringGetTextDatum(t.def.state.c_str());
@@ -529,6 +592,19 @@ AGGR_FUNCTION(aggr_status) {
     v[11] = Int64GetDatum(drift);
     n[12] = t.agg->sum().kind == SumKind::None;
     v[12] = n[12] ? (Datum)0 : t.agg->sum().to_numeric(total);
+    // The running job, if any: progress, rate and ETA of its scan.
+    n[13] = n[14] = n[15] = n[16] = n[17] = !job.exists;
+    if (job.exists) {
+      double seconds = std::max(1e-3, (double)(job.updated - job.started) / 1e6);
+      double rate = job.rows_done / seconds;
+      int64 total = std::max(job.rows_total, job.rows_done);
+      v[13] = CStringGetTextDatum(job_text.c_str());
+      v[14] = Int64GetDatum(job.rows_done);
+      v[15] = Int64GetDatum(total);
+      v[16] = Float8GetDatum(rate);
+      n[17] = job.phase != "scan" || rate <= 0;
+      v[17] = Float8GetDatum(rate > 0 ? (total - job.rows_done) / rate : 0);
+    }
     result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
   });
   return result;

@@ -9,11 +9,30 @@ namespace {
 // Flush when this much is buffered: bounds backend memory on huge loads.
 constexpr std::size_t kFlushBytes = 64u << 20;
 
-// Everything the flush of one aggregate needs open.
-struct OpenTrees {
-  Relations r;
-  Relation trees = nullptr, nodes = nullptr;
-};
+// The tree row as the writer must see it: the newest committed version.
+// Under REPEATABLE READ / SERIALIZABLE a version the transaction's snapshot
+// cannot see means a concurrent writer got there first.
+TreeRow load_tree_for_write(const OpenTrees &o, const AggregateDef &def, int32 generation, const std::string &ns) {
+  TreeRow latest, mine;
+  bool conflict = false;
+  pg_guard([&] {
+    lock_tree(def.id, generation, ns);
+    latest = load_tree_row(o.trees, o.r, def.id, generation, ns, GetLatestSnapshot());
+    if (IsolationUsesXactSnapshot()) {
+      PushCopiedSnapshot(GetTransactionSnapshot());
+      UpdateActiveSnapshotCommandId();
+      mine = load_tree_row(o.trees, o.r, def.id, generation, ns, GetActiveSnapshot());
+      PopActiveSnapshot();
+      conflict = latest.exists != mine.exists || (latest.exists && !ItemPointerEquals(&latest.tid, &mine.tid));
+    }
+  });
+  if (conflict)
+    throw UserError(ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    "could not serialize access due to concurrent update of aggregate \"" + def.name + "\"",
+                    "The transaction might succeed if retried.");
+  return latest;
+}
+}  // namespace
 
 OpenTrees open_trees(LOCKMODE mode) {
   OpenTrees o;
@@ -32,34 +51,10 @@ void close_trees(OpenTrees &o, LOCKMODE mode) {
   });
 }
 
-// The tree row as the writer must see it: the newest committed version.
-// Under REPEATABLE READ / SERIALIZABLE a version the transaction's snapshot
-// cannot see means a concurrent writer got there first.
-TreeRow load_tree_for_write(const OpenTrees &o, const AggregateDef &def, const std::string &ns) {
-  TreeRow latest, mine;
-  bool conflict = false;
-  pg_guard([&] {
-    lock_tree(def.id, ns);
-    latest = load_tree_row(o.trees, o.r, def.id, ns, GetLatestSnapshot());
-    if (IsolationUsesXactSnapshot()) {
-      PushCopiedSnapshot(GetTransactionSnapshot());
-      UpdateActiveSnapshotCommandId();
-      mine = load_tree_row(o.trees, o.r, def.id, ns, GetActiveSnapshot());
-      PopActiveSnapshot();
-      conflict = latest.exists != mine.exists || (latest.exists && !ItemPointerEquals(&latest.tid, &mine.tid));
-    }
-  });
-  if (conflict)
-    throw UserError(ERRCODE_T_R_SERIALIZATION_FAILURE,
-                    "could not serialize access due to concurrent update of aggregate \"" + def.name + "\"",
-                    "The transaction might succeed if retried.");
-  return latest;
-}
-
 // Collapses the ops of one tree (sorted by key, then time) into one
 // idempotent op per entry: the last change decides the action, the first
 // says whether the entry should have been there before.
-std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const EntryOrdering &order) {
+std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Ordering &order) {
   std::vector<Op> out;
   std::size_t i = 0;
   while (i < run.size()) {
@@ -79,6 +74,74 @@ std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const EntryOr
   return out;
 }
 
+ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
+                         const std::string &ns, const std::vector<Op> &ops, bool count_drift) {
+  TreeRow row = load_tree_for_write(o, agg.def(), generation, ns);
+  if (!row.exists) pg_guard([&] { row.tree_id = nextval_internal(o.r.trees_seq, false); });
+  row.generation = generation;
+  Snapshot snap = nullptr;
+  pg_guard([&] {
+    PushCopiedSnapshot(GetLatestSnapshot());
+    snap = GetActiveSnapshot();
+  });
+  PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config().sum_kind, snap, false);
+  Tree tree(store, order, agg.tree_config(), row.meta);
+  ApplyStats stats = tree.apply(ops);
+  store.write_back();
+  row.meta = tree.meta();
+  if (count_drift) row.drift += static_cast<int64>(stats.drift);
+  pg_guard([&] {
+    PopActiveSnapshot();
+    store_tree_row(o.trees, o.r, row);
+  });
+  return stats;
+}
+
+namespace {
+bytea *sum_bytes(const Sum &s) {
+  bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + sizeof(aggr::int128) + sizeof(double)));
+  SET_VARSIZE(b, VARHDRSZ + sizeof(aggr::int128) + sizeof(double));
+  memcpy(VARDATA(b), &s.exact, sizeof(aggr::int128));
+  memcpy(VARDATA(b) + sizeof(aggr::int128), &s.approx, sizeof(double));
+  return b;
+}
+}  // namespace
+
+Sum sum_from_bytes(const bytea *b) {
+  Sum s;
+  if (VARSIZE_ANY_EXHDR(b) == sizeof(aggr::int128) + sizeof(double)) {
+    memcpy(&s.exact, VARDATA_ANY(b), sizeof(aggr::int128));
+    memcpy(&s.approx, VARDATA_ANY(b) + sizeof(aggr::int128), sizeof(double));
+  }
+  return s;
+}
+
+void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops, bool truncate) {
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation log = table_open(r.log, RowExclusiveLock);
+    Oid seq = get_relname_relid("log_seq_seq", get_namespace_oid("aggr_internal", false));
+    std::vector<Op> marker(truncate ? 1 : 0);
+    for (const Op &op : truncate ? marker : ops) {
+      Datum v[6];
+      bool n[6] = {};
+      v[0] = Int64GetDatum(nextval_internal(seq, false));
+      v[1] = Int32GetDatum(aggr_id);
+      v[2] = PointerGetDatum(cstring_to_text_with_len(ns.data(), static_cast<int>(ns.size())));
+      v[3] = PointerGetDatum(cstring_to_text_with_len(op.key.data(), static_cast<int>(op.key.size())));
+      v[4] = PointerGetDatum(sum_bytes(op.value));
+      v[5] = CharGetDatum(truncate ? 't' : op.action == Op::Action::Upsert ? 'i' : 'd');
+      HeapTuple tup = heap_form_tuple(RelationGetDescr(log), v, n);
+      insert_row(log, tup);
+      heap_freetuple(tup);
+    }
+    table_close(log, RowExclusiveLock);
+  });
+}
+
+namespace {
+// Applies one aggregate's ops: to the live trees, and to the job's log when
+// a backfill or rebuild is filling a new generation.
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
@@ -86,7 +149,7 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     if (a->ns != b->ns) return a->ns < b->ns;
     return order.compare(a->key, b->key) < 0;
   });
-  pg_guard([&] { lock_aggregate(def.id, RowExclusiveLock); });
+  bool live = def.generation != 0 && def.state != "building";
   OpenTrees o = open_trees(RowExclusiveLock);
   std::size_t i = 0;
   while (i < ops.size()) {
@@ -94,25 +157,8 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     std::vector<const PendingOp *> run;
     while (j < ops.size() && ops[j]->ns == ops[i]->ns) run.push_back(ops[j++]);
     std::vector<Op> net = net_ops(run, order);
-    if (!net.empty()) {
-      TreeRow row = load_tree_for_write(o, def, ops[i]->ns);
-      if (!row.exists) pg_guard([&] { row.tree_id = nextval_internal(o.r.trees_seq, false); });
-      Snapshot snap = nullptr;
-      pg_guard([&] {
-        PushCopiedSnapshot(GetLatestSnapshot());
-        snap = GetActiveSnapshot();
-      });
-      PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config().sum_kind, snap, false);
-      Tree tree(store, order, agg.tree_config(), row.meta);
-      ApplyStats stats = tree.apply(net);
-      store.write_back();
-      row.meta = tree.meta();
-      row.drift += static_cast<int64>(stats.drift);
-      pg_guard([&] {
-        PopActiveSnapshot();
-        store_tree_row(o.trees, o.r, row);
-      });
-    }
+    if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net, false);
+    if (!net.empty() && live) apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
     i = j;
   }
   close_trees(o, RowExclusiveLock);
@@ -140,8 +186,12 @@ void OpBuffer::flush() {
     std::size_t j = i;
     std::vector<const PendingOp *> mine;
     while (j < todo.size() && todo[j]->aggr_id == todo[i]->aggr_id) mine.push_back(todo[j++]);
+    // The aggregate lock comes first: a job's swap holds it exclusively, so the
+    // definition read next is the one in force until this transaction ends.
+    int32 id = todo[i]->aggr_id;
+    pg_guard([&] { lock_aggregate(id, RowExclusiveLock); });
     AggregateDef def;
-    if (load_aggregate_by_id(todo[i]->aggr_id, def)) flush_aggregate(def, mine);  // else: dropped meanwhile
+    if (load_aggregate_by_id(id, def)) flush_aggregate(def, mine);  // else: dropped meanwhile
     i = j;
   }
   pg_guard([] { CommandCounterIncrement(); });
@@ -243,30 +293,22 @@ void register_transaction_callbacks() {
 
 // ---------------------------------------------------------------- clear and build
 
-void clear_trees(const AggregateDef &def, const std::string *ns) {
+void clear_trees(const AggregateDef &def, int32 generation, const std::string *ns) {
   int32 id = def.id;
-  OpenTrees o = open_trees(RowExclusiveLock);
   pg_guard([&] {
     if (ns) {
       lock_aggregate(id, RowExclusiveLock);
-      lock_tree(id, *ns);
+      lock_tree(id, generation, *ns);
     } else {
       lock_aggregate(id, AccessExclusiveLock);
     }
-    ScanKeyData key;
-    ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
-    SysScanDesc scan = systable_beginscan(o.trees, o.r.trees_aggr_ns_key, true, GetLatestSnapshot(), 1, &key);
-    HeapTuple tup;
-    List *rows = NIL;
-    while (HeapTupleIsValid(tup = systable_getnext(scan))) rows = lappend(rows, heap_copytuple(tup));
-    systable_endscan(scan);
-    ListCell *lc;
-    foreach (lc, rows) {
-      TreeRow row = tree_row_from_tuple(o.trees, (HeapTuple)lfirst(lc));
-      if (!ns || row.ns == *ns) drop_tree(o.trees, o.nodes, o.r, row);
-    }
-    CommandCounterIncrement();
   });
+  OpenTrees o = open_trees(RowExclusiveLock);
+  std::vector<TreeRow> rows;
+  pg_guard([&] { rows = list_tree_rows(o.trees, o.r, id, generation, GetLatestSnapshot()); });
+  for (const TreeRow &row : rows)
+    if (!ns || row.ns == *ns) pg_guard([&] { drop_tree(o.trees, o.nodes, o.r, row); });
+  pg_guard([] { CommandCounterIncrement(); });
   close_trees(o, RowExclusiveLock);
 }
 
@@ -318,7 +360,10 @@ void finish_build(NamespaceBuild &b, const OpenTrees &o) {
 
 std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   op_buffer().flush();
-  clear_trees(def, nullptr);
+  if (def.build_generation != 0)
+    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running",
+                    "Wait for it (SELECT * FROM aggr_status('" + def.name + "')) or cancel it with aggr_backfill_cancel.");
+  int32 target = def.generation + 1;
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
   OpenTrees o = open_trees(RowExclusiveLock);
@@ -329,6 +374,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
       finish_build(current, o);
       current.row = TreeRow{};
       current.row.aggr_id = def.id;
+      current.row.generation = target;
       current.row.ns = entry.ns;
       pg_guard([&] { current.row.tree_id = nextval_internal(o.r.trees_seq, false); });
       current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config().sum_kind,
@@ -345,6 +391,8 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   finish_build(current, o);
   pg_guard([] { CommandCounterIncrement(); });
   close_trees(o, RowExclusiveLock);
+  clear_trees(def, def.generation, nullptr);  // the previous generation, if any
+  update_aggregate_generations(def.id, "ready", target, 0);
   return rows;
 }
 

@@ -43,16 +43,35 @@ class OpBuffer {
 };
 
 OpBuffer &op_buffer();
+
+// The internal relations a writer needs open.
+struct OpenTrees {
+  Relations r{};
+  Relation trees = nullptr, nodes = nullptr;
+};
+OpenTrees open_trees(LOCKMODE mode);
+void close_trees(OpenTrees &o, LOCKMODE mode);
+
+// Nets a run of ops of one tree (sorted by key, then time) to one op per entry.
+std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Ordering &order);
+// Locks the tree, applies sorted ops to it and stores it.
+ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
+                         const std::string &ns, const std::vector<Op> &ops, bool count_drift);
+// Appends netted ops (or, with truncate, a TRUNCATE marker) to the log a
+// running job replays.
+void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops, bool truncate);
+Sum sum_from_bytes(const bytea *b);
 void register_transaction_callbacks();
 
 // Visits every row of the source table as (namespace, entry, sum), in
 // aggregate order (namespace, key, primary key), through an SPI cursor.
 void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit);
 
-// Empties the trees of an aggregate (one namespace when ns != nullptr).
-void clear_trees(const AggregateDef &def, const std::string *ns);
-// Clears, then builds every tree from an ordered scan of the source table.
-// Returns the number of rows indexed.
+// Empties one generation of an aggregate's trees (one namespace when ns != nullptr).
+void clear_trees(const AggregateDef &def, int32 generation, const std::string *ns);
+// Builds a new generation from an ordered scan of the source table (bottom
+// up, full leaves), drops the old one and makes the aggregate ready.
+// Returns the number of rows indexed. The caller keeps writers out.
 std::uint64_t build_trees(const AggregateDef &def, const char *verb);
 
 }  // namespace aggr::pg

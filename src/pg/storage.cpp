@@ -24,7 +24,7 @@ Oid internal_relid(Oid nsp, const char *name) {
 }
 
 // Tree row columns, 1-based.
-enum TreeCol { kTreeId = 1, kAggrId, kNs, kRoot, kHeight, kEntries, kNodes, kNextNode, kSum, kDrift, kTreeCols = kDrift };
+enum TreeCol { kTreeId = 1, kAggrId, kGeneration, kNs, kRoot, kHeight, kEntries, kNodes, kNextNode, kSum, kDrift, kTreeCols = kDrift };
 
 bytea *make_bytea(const char *data, std::size_t len) {
   bytea *b = static_cast<bytea *>(palloc(len + VARHDRSZ));
@@ -46,10 +46,14 @@ Relations internal_relations() {
   r.aggregates_seq = internal_relid(nsp, "aggregates_aggr_id_seq");
   r.trees = internal_relid(nsp, "trees");
   r.trees_pkey = internal_relid(nsp, "trees_pkey");
-  r.trees_aggr_ns_key = internal_relid(nsp, "trees_aggr_id_ns_key");
+  r.trees_aggr_ns_key = internal_relid(nsp, "trees_aggr_id_generation_ns_key");
   r.trees_seq = internal_relid(nsp, "trees_tree_id_seq");
   r.nodes = internal_relid(nsp, "nodes");
   r.nodes_pkey = internal_relid(nsp, "nodes_pkey");
+  r.log = internal_relid(nsp, "log");
+  r.log_pkey = internal_relid(nsp, "log_pkey");
+  r.jobs = internal_relid(nsp, "jobs");
+  r.jobs_pkey = internal_relid(nsp, "jobs_pkey");
   return r;
 }
 
@@ -98,9 +102,10 @@ void lock_aggregate(int32 aggr_id, LOCKMODE mode) {
   (void)LockAcquire(&tag, mode, false, false);
 }
 
-void lock_tree(int32 aggr_id, const std::string &ns) {
+void lock_tree(int32 aggr_id, int32 generation, const std::string &ns) {
   LOCKTAG tag;
   uint32 h = DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(ns.data()), static_cast<int>(ns.size())));
+  h = hash_combine(h, static_cast<uint32>(generation));  // a job's new generation never waits for live writers
   SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), h, kTreeLockClass);
   (void)LockAcquire(&tag, ExclusiveLock, false, false);
 }
@@ -114,6 +119,7 @@ TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup) {
   row.tid = tup->t_self;
   row.tree_id = DatumGetInt64(v[kTreeId - 1]);
   row.aggr_id = DatumGetInt32(v[kAggrId - 1]);
+  row.generation = DatumGetInt32(v[kGeneration - 1]);
   bytea *ns = DatumGetByteaPP(v[kNs - 1]);
   row.ns.assign(VARDATA_ANY(ns), VARSIZE_ANY_EXHDR(ns));
   row.meta.root = DatumGetInt64(v[kRoot - 1]);
@@ -130,17 +136,41 @@ TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup) {
   return row;
 }
 
-TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, const std::string &ns, Snapshot snap) {
-  ScanKeyData keys[2];
+TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 generation, const std::string &ns,
+                      Snapshot snap) {
+  ScanKeyData keys[3];
   bytea *nsb = make_bytea(ns.data(), ns.size());
   ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
-  ScanKeyInit(&keys[1], kNs, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(nsb));
-  HeapTuple tup = fetch_row(trees, r.trees_aggr_ns_key, keys, 2, snap);
+  ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+  ScanKeyInit(&keys[2], kNs, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(nsb));
+  HeapTuple tup = fetch_row(trees, r.trees_aggr_ns_key, keys, 3, snap);
   TreeRow row;
   row.aggr_id = aggr_id;
+  row.generation = generation;
   row.ns = ns;
   if (tup) row = tree_row_from_tuple(trees, tup);
   return row;
+}
+
+std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r, int32 aggr_id, int32 generation, Snapshot snap) {
+  List *tuples = NIL;
+  pg_guard([&] {
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+    ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, keys);
+    HeapTuple tup;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) tuples = lappend(tuples, heap_copytuple(tup));
+    systable_endscan(scan);
+  });
+  std::vector<TreeRow> rows;
+  ListCell *lc;
+  foreach (lc, tuples) {
+    TreeRow row;
+    pg_guard([&] { row = tree_row_from_tuple(trees, (HeapTuple)lfirst(lc)); });
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
@@ -152,6 +182,7 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
   memcpy(sum + sizeof(aggr::int128), &row.meta.sum.approx, sizeof(double));
   v[kTreeId - 1] = Int64GetDatum(row.tree_id);
   v[kAggrId - 1] = Int32GetDatum(row.aggr_id);
+  v[kGeneration - 1] = Int32GetDatum(row.generation);
   v[kNs - 1] = PointerGetDatum(make_bytea(row.ns.data(), row.ns.size()));
   v[kRoot - 1] = Int64GetDatum(row.meta.root);
   v[kHeight - 1] = Int32GetDatum(static_cast<int32>(row.meta.height));

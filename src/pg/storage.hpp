@@ -2,6 +2,7 @@
 // nodes and tree metadata are ordinary heap rows (WAL, MVCC, replication).
 #pragma once
 #include <map>
+#include <vector>
 #include <string>
 
 #include "../core/tree.hpp"
@@ -14,6 +15,7 @@ struct Relations {
   Oid aggregates, aggregates_pkey, aggregates_name_key, aggregates_seq;
   Oid trees, trees_pkey, trees_aggr_ns_key, trees_seq;
   Oid nodes, nodes_pkey;
+  Oid log, log_pkey, jobs, jobs_pkey;
 };
 Relations internal_relations();  // pg-side
 
@@ -26,7 +28,7 @@ void delete_row(Relation rel, ItemPointer tid);
 // Lock ordering: the aggregate lock (shared by writers, exclusive for
 // clear/drop/backfill), then tree locks in ascending namespace order.
 void lock_aggregate(int32 aggr_id, LOCKMODE mode);
-void lock_tree(int32 aggr_id, const std::string &ns);
+void lock_tree(int32 aggr_id, int32 generation, const std::string &ns);
 
 // The persisted header of one tree (one namespace of one aggregate).
 struct TreeRow {
@@ -34,14 +36,18 @@ struct TreeRow {
   ItemPointerData tid{};
   int64 tree_id = 0;
   int32 aggr_id = 0;
+  int32 generation = 0;
   std::string ns;
   TreeMeta meta;
   int64 next_node = 1;
   int64 drift = 0;
 };
 
-// pg-side: a tree row by (aggregate, namespace) as `snap` sees it.
-TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, const std::string &ns, Snapshot snap);
+// pg-side: a tree row by (aggregate, generation, namespace) as `snap` sees it.
+TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 generation, const std::string &ns,
+                      Snapshot snap);
+// Every tree of one generation of an aggregate (guards its PostgreSQL calls).
+std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r, int32 aggr_id, int32 generation, Snapshot snap);
 TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup);
 // pg-side: inserts (allocating tree_id) or updates the row.
 void store_tree_row(Relation trees, const Relations &r, TreeRow &row);

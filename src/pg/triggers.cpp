@@ -58,7 +58,9 @@ AGGR_FUNCTION(aggr_ext_truncate_trigger) {
   AggregateDef def;
   if (load_aggregate_by_id(aggregate_id(td), def)) {
     op_buffer().flush();
-    clear_trees(def, nullptr);  // TRUNCATE empties the table: the aggregate is exact when empty
+    clear_trees(def, def.generation, nullptr);  // TRUNCATE empties the table: the aggregate is exact when empty
+    // A job filling a new generation replays the TRUNCATE in order.
+    if (def.build_generation != 0) append_log(def.id, std::string(), {}, true);
   }
   return PointerGetDatum(nullptr);
 }

@@ -1,9 +1,11 @@
 // aggr_verify: a streaming merge of the table (ordered scan) against each
 // tree (in-order cursor), plus each tree's own invariants. Memory stays
 // bounded: ids of differing entries go to tuplesorts, which spill to disk.
+#include <map>
 #include <memory>
 #include <set>
 
+#include "jobs.hpp"
 #include "maintenance.hpp"
 
 using namespace aggr;
@@ -74,14 +76,26 @@ struct Figures {
   std::string detail;
 };
 
+// Receives each differing entry as the merge finds it.
+class DiffSink {
+ public:
+  virtual ~DiffSink() = default;
+  virtual void missing(const std::string &ns, const Entry &table) = 0;
+  virtual void extra(const std::string &ns, const Entry &tree) = 0;
+  virtual void changed(const std::string &ns, const Entry &table, const Entry &tree) = 0;
+};
+
 class Verifier {
  public:
-  explicit Verifier(CompiledAggregate &agg) : agg_(agg), order_(agg.layout()) {
+  // fresh: read with a new snapshot (READ COMMITTED), as aggr_repair must
+  // after locking out writers; otherwise with the statement's snapshot.
+  Verifier(CompiledAggregate &agg, DiffSink *sink = nullptr, bool fresh = false)
+      : agg_(agg), order_(agg.layout()), sink_(sink) {
     pg_guard([&] {
       r_ = internal_relations();
       trees_ = table_open(r_.trees, AccessShareLock);
       nodes_ = table_open(r_.nodes, AccessShareLock);
-      PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+      PushCopiedSnapshot(fresh || !ActiveSnapshotSet() ? GetTransactionSnapshot() : GetActiveSnapshot());
       UpdateActiveSnapshotCommandId();
       snap_ = GetActiveSnapshot();
       scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_verify", ALLOCSET_DEFAULT_SIZES);
@@ -110,11 +124,15 @@ class Verifier {
     f_.table_sum += e.value;
     while (cursor_ && cursor_->valid() && order_.compare(cursor_->entry().key, e.key) < 0) extra_entry();
     if (cursor_ && cursor_->valid() && order_.compare(cursor_->entry().key, e.key) == 0) {
-      if (!cursor_->entry().value.same_as(e.value)) ++f_.changed;
+      if (!cursor_->entry().value.same_as(e.value)) {
+        ++f_.changed;
+        if (sink_) sink_->changed(e.ns, Entry{e.key, e.value}, cursor_->entry());
+      }
       cursor_->next();
     } else {
       ++f_.missing;
       missing_ids_.add(id_of(e.key));
+      if (sink_) sink_->missing(e.ns, Entry{e.key, e.value});
     }
   }
 
@@ -122,19 +140,11 @@ class Verifier {
   void finish() {
     drain();
     std::vector<std::string> others;
-    pg_guard([&] {
-      ScanKeyData key;
-      ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(agg_.def().id));
-      SysScanDesc scan = systable_beginscan(trees_, r_.trees_aggr_ns_key, true, snap_, 1, &key);
-      HeapTuple tup;
-      while (HeapTupleIsValid(tup = systable_getnext(scan))) {
-        TreeRow row = tree_row_from_tuple(trees_, tup);
-        f_.aggregate_count += row.meta.count;
-        f_.aggregate_sum += row.meta.sum;
-        if (!visited_.count(row.tree_id)) others.push_back(row.ns);
-      }
-      systable_endscan(scan);
-    });
+    for (const TreeRow &row : list_tree_rows(trees_, r_, agg_.def().id, agg_.def().generation, snap_)) {
+      f_.aggregate_count += row.meta.count;
+      f_.aggregate_sum += row.meta.sum;
+      if (!visited_.count(row.tree_id)) others.push_back(row.ns);
+    }
     for (const std::string &ns : others) {
       open(ns);
       drain();
@@ -150,7 +160,7 @@ class Verifier {
   void open(const std::string &ns) {
     cursor_.reset();
     store_.reset();
-    pg_guard([&] { row_ = load_tree_row(trees_, r_, agg_.def().id, ns, snap_); });
+    pg_guard([&] { row_ = load_tree_row(trees_, r_, agg_.def().id, agg_.def().generation, ns, snap_); });
     row_.ns = ns;
     open_ = true;
     if (!row_.exists) return;
@@ -169,8 +179,11 @@ class Verifier {
   void extra_entry() {
     ++f_.extra;
     extra_ids_.add(id_of(cursor_->entry().key));
+    if (sink_) sink_->extra(row_.ns, cursor_->entry());
     cursor_->next();
   }
+
+ public:
   std::string id_of(const std::string &key) {
     std::size_t pos = 0;
     pg_guard([&] {
@@ -183,8 +196,10 @@ class Verifier {
     return key.substr(pos);
   }
 
+ private:
   CompiledAggregate &agg_;
   EntryOrdering order_;
+  DiffSink *sink_;
   Relations r_{};
   Relation trees_ = nullptr, nodes_ = nullptr;
   Snapshot snap_ = nullptr;
@@ -239,6 +254,176 @@ AGGR_FUNCTION(aggr_verify) {
     v[7] = Int64GetDatum(static_cast<int64>(f.changed));
     n[8] = f.detail.empty();
     v[8] = n[8] ? (Datum)0 : CStringGetTextDatum(f.detail.c_str());
+    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+  });
+  return result;
+}
+
+namespace {
+
+// Keeps every differing entry (memory grows with the differences only) and
+// pairs missing with extra entries of the same row: a stale key.
+class DiffCollector : public DiffSink {
+ public:
+  struct Item {
+    std::string ns;
+    Entry entry;
+  };
+  struct Change {
+    std::string table_ns, tree_ns;
+    Entry table, tree;
+  };
+  void missing(const std::string &ns, const Entry &t) override { missing_.push_back({ns, t}); }
+  void extra(const std::string &ns, const Entry &t) override { extra_.push_back({ns, t}); }
+  void changed(const std::string &ns, const Entry &table, const Entry &tree) override {
+    changes_.push_back({ns, ns, table, tree});
+  }
+  // Moves missing/extra pairs with the same primary key into changes.
+  void pair(Verifier &v) {
+    std::map<std::string, std::size_t> extra_by_id;
+    for (std::size_t i = 0; i < extra_.size(); ++i) extra_by_id[v.id_of(extra_[i].entry.key)] = i;
+    std::vector<Item> lone_missing;
+    std::vector<bool> paired(extra_.size(), false);
+    for (Item &m : missing_) {
+      auto it = extra_by_id.find(v.id_of(m.entry.key));
+      if (it == extra_by_id.end()) {
+        lone_missing.push_back(std::move(m));
+        continue;
+      }
+      paired[it->second] = true;
+      changes_.push_back({m.ns, extra_[it->second].ns, m.entry, extra_[it->second].entry});
+    }
+    std::vector<Item> lone_extra;
+    for (std::size_t i = 0; i < extra_.size(); ++i)
+      if (!paired[i]) lone_extra.push_back(std::move(extra_[i]));
+    missing_ = std::move(lone_missing);
+    extra_ = std::move(lone_extra);
+  }
+  std::vector<Item> missing_, extra_;
+  std::vector<Change> changes_;
+};
+
+}  // namespace
+
+namespace {
+AggregateDef owned_aggregate(FunctionCallInfo fcinfo) {
+  std::string name;
+  pg_guard([&] { name = TextDatumGetCString(PG_GETARG_DATUM(0)); });
+  AggregateDef def;
+  load_aggregate_by_name(name, def, false);
+  pg_guard([&] {
+    char *relname = get_rel_name(def.source);
+    if (!relname)
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                      errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
+    if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+  });
+  return def;
+}
+
+// Text of a namespace value (NULL datum when not namespaced).
+Datum ns_datum(CompiledAggregate &agg, const std::string &ns, bool *isnull) {
+  *isnull = !agg.def().namespaced();
+  if (*isnull) return (Datum)0;
+  std::size_t pos = 0;
+  bool n;
+  Datum d = agg.ns_layout().decode(ns, pos, 0, n);
+  Oid out;
+  bool varlena;
+  getTypeOutputInfo(agg.ns_type(), &out, &varlena);
+  return CStringGetTextDatum(OidOutputFunctionCall(out, d));
+}
+}  // namespace
+
+// The differing entries themselves: (id, kind, namespace, table_key,
+// tree_key, table_sum, tree_sum). kind: missing | extra | changed.
+AGGR_FUNCTION(aggr_diff) {
+  AggregateDef def = owned_aggregate(fcinfo);
+  CompiledAggregate &agg = compiled_aggregate(def);
+  op_buffer().flush();
+  DiffCollector diff;
+  {
+    Verifier v(agg, &diff);
+    scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
+    v.finish();
+    diff.pair(v);
+  }
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
+  bool has_sum = agg.sum().kind != SumKind::None;
+  auto emit = [&](const char *kind, const std::string &ns, const Entry *table, const Entry *tree) {
+    const Entry &any = table ? *table : *tree;
+    std::string id = agg.id_text(any.key);
+    std::string table_key = table ? agg.key_text(table->key) : std::string();
+    std::string tree_key = tree ? agg.key_text(tree->key) : std::string();
+    pg_guard([&] {
+      Datum v[7];
+      bool n[7] = {false, false, false, !table, !tree, !table || !has_sum, !tree || !has_sum};
+      v[0] = CStringGetTextDatum(id.c_str());
+      v[1] = CStringGetTextDatum(kind);
+      v[2] = ns_datum(agg, ns, &n[2]);
+      v[3] = table ? CStringGetTextDatum(table_key.c_str()) : (Datum)0;
+      v[4] = tree ? CStringGetTextDatum(tree_key.c_str()) : (Datum)0;
+      v[5] = n[5] ? (Datum)0 : agg.sum().to_numeric(table->value);
+      v[6] = n[6] ? (Datum)0 : agg.sum().to_numeric(tree->value);
+      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+    });
+  };
+  for (auto &m : diff.missing_) emit("missing", m.ns, &m.entry, nullptr);
+  for (auto &x : diff.extra_) emit("extra", x.ns, nullptr, &x.entry);
+  for (auto &c : diff.changes_) emit("changed", c.table_ns, &c.table, &c.tree);
+  return (Datum)0;
+}
+
+// Diff and patch in place, with writers held at commit for the pass.
+AGGR_FUNCTION(aggr_repair) {
+  AggregateDef def = owned_aggregate(fcinfo);
+  if (def.state != "ready")
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to repair",
+                    "Fill it with CALL aggr_backfill('" + def.name + "').");
+  if (def.build_generation != 0)
+    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running");
+  bool rr = false;
+  pg_guard([&] { rr = IsolationUsesXactSnapshot(); });
+  if (rr)
+    throw UserError(ERRCODE_ACTIVE_SQL_TRANSACTION, "aggr_repair must run in a READ COMMITTED transaction",
+                    "It compares the table and the aggregate as of the moment writers are locked out.");
+  op_buffer().flush();
+  int32 id = def.id;
+  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });  // no writer commits a change until we do
+  CompiledAggregate &agg = compiled_aggregate(def);
+  EntryOrdering order(agg.layout());
+  DiffCollector diff;
+  {
+    Verifier v(agg, &diff, true);
+    scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
+    v.finish();
+    diff.pair(v);
+  }
+  std::map<std::string, std::vector<Op>> fixes;  // per namespace
+  for (auto &m : diff.missing_) fixes[m.ns].push_back(Op{m.entry.key, m.entry.value, Op::Action::Upsert, false});
+  for (auto &x : diff.extra_) fixes[x.ns].push_back(Op{x.entry.key, Sum{}, Op::Action::Remove, true});
+  for (auto &c : diff.changes_) {
+    if (order.compare(c.table.key, c.tree.key) != 0 || c.table_ns != c.tree_ns)
+      fixes[c.tree_ns].push_back(Op{c.tree.key, Sum{}, Op::Action::Remove, true});
+    fixes[c.table_ns].push_back(Op{c.table.key, c.table.value, Op::Action::Upsert, true});
+  }
+  OpenTrees o = open_trees(RowExclusiveLock);
+  for (auto &[ns, ops] : fixes) {
+    std::sort(ops.begin(), ops.end(), [&](const Op &a, const Op &b) { return order.compare(a.key, b.key) < 0; });
+    apply_to_tree(o, agg, order, def.generation, ns, ops, false);
+  }
+  close_trees(o, RowExclusiveLock);
+  pg_guard([] { CommandCounterIncrement(); });
+  Datum result = 0;
+  pg_guard([&] {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+    Datum v[3] = {Int64GetDatum((int64)diff.missing_.size()), Int64GetDatum((int64)diff.extra_.size()),
+                  Int64GetDatum((int64)diff.changes_.size())};
+    bool n[3] = {};
     result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
   });
   return result;

@@ -1,0 +1,644 @@
+#include "jobs.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "maintenance.hpp"
+
+extern "C" {
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/portal.h"
+}
+
+namespace aggr::pg {
+
+namespace {
+enum JobCol {
+  kAggr = 1, kKind, kPhase, kTarget, kBatch, kRole, kBackground, kCancelled, kRowsTotal, kRowsDone, kLastEntry,
+  kLogDone, kStarted, kUpdated, kError, kJobCols = kError
+};
+constexpr uint16 kStepLockClass = 0xA663;    // one step at a time, per aggregate
+constexpr uint16 kWorkerLockClass = 0xA664;  // held by a live worker for its lifetime
+
+LOCKTAG job_lock_tag(int32 aggr_id, uint16 cls) {
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, cls);
+  return tag;
+}
+
+std::string portal_name(int32 aggr_id) { return "aggr_ext_job_" + std::to_string(aggr_id); }
+
+std::string encode_position(const std::string &ns, const std::string &key) {
+  uint32 len = static_cast<uint32>(ns.size());
+  std::string out(reinterpret_cast<const char *>(&len), 4);
+  return out + ns + key;
+}
+
+void decode_position(const std::string &pos, std::string &ns, std::string &key) {
+  uint32 len = 0;
+  if (pos.size() >= 4) memcpy(&len, pos.data(), 4);
+  if (pos.size() < 4 + static_cast<std::size_t>(len)) throw CorruptNode("job position is corrupt");
+  ns = pos.substr(4, len);
+  key = pos.substr(4 + len);
+}
+
+JobRow job_from_tuple(Relation rel, HeapTuple tup) {
+  Datum v[kJobCols];
+  bool n[kJobCols];
+  heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
+  JobRow j;
+  j.exists = true;
+  j.tid = tup->t_self;
+  j.aggr_id = DatumGetInt32(v[kAggr - 1]);
+  j.kind = TextDatumGetCString(v[kKind - 1]);
+  j.phase = TextDatumGetCString(v[kPhase - 1]);
+  j.target = DatumGetInt32(v[kTarget - 1]);
+  j.batch_size = DatumGetInt32(v[kBatch - 1]);
+  j.role = DatumGetObjectId(v[kRole - 1]);
+  j.background = DatumGetBool(v[kBackground - 1]);
+  j.cancelled = DatumGetBool(v[kCancelled - 1]);
+  j.rows_total = DatumGetInt64(v[kRowsTotal - 1]);
+  j.rows_done = DatumGetInt64(v[kRowsDone - 1]);
+  j.has_last = !n[kLastEntry - 1];
+  if (j.has_last) {
+    bytea *b = DatumGetByteaPP(v[kLastEntry - 1]);
+    j.last_entry.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+  }
+  j.log_done = DatumGetInt64(v[kLogDone - 1]);
+  j.started = DatumGetTimestampTz(v[kStarted - 1]);
+  j.updated = DatumGetTimestampTz(v[kUpdated - 1]);
+  if (!n[kError - 1]) j.error = TextDatumGetCString(v[kError - 1]);
+  return j;
+}
+
+void store_job(JobRow &j) {
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.jobs, RowExclusiveLock);
+    Datum v[kJobCols];
+    bool n[kJobCols] = {};
+    j.updated = GetCurrentTimestamp();
+    v[kAggr - 1] = Int32GetDatum(j.aggr_id);
+    v[kKind - 1] = CStringGetTextDatum(j.kind.c_str());
+    v[kPhase - 1] = CStringGetTextDatum(j.phase.c_str());
+    v[kTarget - 1] = Int32GetDatum(j.target);
+    v[kBatch - 1] = Int32GetDatum(j.batch_size);
+    v[kRole - 1] = ObjectIdGetDatum(j.role);
+    v[kBackground - 1] = BoolGetDatum(j.background);
+    v[kCancelled - 1] = BoolGetDatum(j.cancelled);
+    v[kRowsTotal - 1] = Int64GetDatum(j.rows_total);
+    v[kRowsDone - 1] = Int64GetDatum(j.rows_done);
+    n[kLastEntry - 1] = !j.has_last;
+    if (j.has_last) {
+      bytea *b = (bytea *)palloc(VARHDRSZ + j.last_entry.size());
+      SET_VARSIZE(b, VARHDRSZ + j.last_entry.size());
+      memcpy(VARDATA(b), j.last_entry.data(), j.last_entry.size());
+      v[kLastEntry - 1] = PointerGetDatum(b);
+    }
+    v[kLogDone - 1] = Int64GetDatum(j.log_done);
+    v[kStarted - 1] = TimestampTzGetDatum(j.started);
+    v[kUpdated - 1] = TimestampTzGetDatum(j.updated);
+    n[kError - 1] = j.error.empty();
+    v[kError - 1] = j.error.empty() ? (Datum)0 : CStringGetTextDatum(j.error.c_str());
+    HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
+    if (j.exists)
+      update_row(rel, &j.tid, tup);
+    else
+      insert_row(rel, tup);
+    j.exists = true;
+    j.tid = tup->t_self;
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+void delete_job(const JobRow &j) {
+  ItemPointerData tid = j.tid;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.jobs, RowExclusiveLock);
+    simple_heap_delete(rel, &tid);
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+void delete_log(int32 aggr_id, int64 upto) {
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.log, RowExclusiveLock);
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+    ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(upto));
+    SysScanDesc scan = systable_beginscan(rel, r.log_pkey, true, GetLatestSnapshot(), 2, keys);
+    HeapTuple tup;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) simple_heap_delete(rel, &tup->t_self);
+    systable_endscan(scan);
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+// Drops every tree of the aggregate whose generation is not `keep` (nor `keep2`).
+void drop_other_generations(const AggregateDef &def, int32 keep, int32 keep2) {
+  OpenTrees o = open_trees(RowExclusiveLock);
+  pg_guard([&] {
+    ScanKeyData key;
+    ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(def.id));
+    SysScanDesc scan = systable_beginscan(o.trees, o.r.trees_aggr_ns_key, true, GetLatestSnapshot(), 1, &key);
+    HeapTuple tup;
+    List *doomed = NIL;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
+      bool isnull;
+      int32 gen = DatumGetInt32(heap_getattr(tup, 3, RelationGetDescr(o.trees), &isnull));
+      if (gen != keep && gen != keep2) doomed = lappend(doomed, heap_copytuple(tup));
+    }
+    systable_endscan(scan);
+    ListCell *lc;
+    foreach (lc, doomed) {
+      HeapTuple t = (HeapTuple)lfirst(lc);
+      bool isnull;
+      TreeRow row;
+      row.tid = t->t_self;
+      row.tree_id = DatumGetInt64(heap_getattr(t, 1, RelationGetDescr(o.trees), &isnull));
+      drop_tree(o.trees, o.nodes, o.r, row);
+    }
+    CommandCounterIncrement();
+  });
+  close_trees(o, RowExclusiveLock);
+}
+
+int64 estimate_rows(Oid relid) {
+  int64 estimate = 0;
+  pg_guard([&] {
+    Relation rel = table_open(relid, AccessShareLock);
+    float4 reltuples = rel->rd_rel->reltuples;
+    estimate = reltuples >= 0 ? static_cast<int64>(reltuples)
+                              : static_cast<int64>(RelationGetNumberOfBlocks(rel)) * 100;  // never analyzed
+    table_close(rel, AccessShareLock);
+  });
+  return estimate;
+}
+
+// ---------------------------------------------------------------- steps
+
+// Applies sorted upserts of one namespace to the job's generation.
+void append_batch(CompiledAggregate &agg, const Ordering &order, int32 generation, const std::string &ns,
+                  std::vector<Op> &ops) {
+  if (ops.empty()) return;
+  OpenTrees o = open_trees(RowExclusiveLock);
+  apply_to_tree(o, agg, order, generation, ns, ops, false);
+  close_trees(o, RowExclusiveLock);
+  ops.clear();
+}
+
+// Where each held cursor of this backend stands (the last entry it gave).
+// A step that aborted after fetching leaves its cursor ahead of the job's
+// committed progress; such a cursor is closed and opened afresh.
+std::map<int32, std::string> &cursor_positions() {
+  static std::map<int32, std::string> positions;
+  return positions;
+}
+
+void scan_step(const AggregateDef &def, JobRow &job) {
+  CompiledAggregate &agg = compiled_aggregate(def);
+  EntryOrdering order(agg.layout());
+  std::string name = portal_name(def.id);
+  Portal portal = nullptr;
+  pg_guard([&] { portal = GetPortalByName(name.c_str()); });
+  auto known = cursor_positions().find(def.id);
+  std::string committed = job.has_last ? job.last_entry : std::string();
+  if (portal && (known == cursor_positions().end() || known->second != committed)) {
+    pg_guard([&] { SPI_cursor_close(portal); });
+    portal = nullptr;
+  }
+  if (!portal) {
+    // Writers that flushed before the job was visible to them may still be
+    // committing straight to the old trees only: wait them out, so that
+    // everything after the cursor's snapshot is in the log.
+    int32 id = def.id;
+    pg_guard([&] {
+      lock_aggregate(id, AccessExclusiveLock);
+      LOCKTAG tag;
+      SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(id), 0, 0xA662);
+      LockRelease(&tag, AccessExclusiveLock, false);
+    });
+    std::string sql = agg.scan_query();
+    pg_guard([&] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+      SPIParseOpenOptions options;
+      memset(&options, 0, sizeof options);
+      options.cursorOptions = CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL;
+      options.read_only = true;
+      portal = SPI_cursor_parse_open(name.c_str(), sql.c_str(), &options);
+      SPI_finish();
+    });
+  }
+  std::string last_ns, last_key;
+  bool resuming = job.has_last;  // rows up to last_entry are already written
+  if (resuming) decode_position(job.last_entry, last_ns, last_key);
+  uint64 fetched = 0;
+  pg_guard([&] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    SPI_cursor_fetch(portal, true, job.batch_size);
+    fetched = SPI_processed;
+  });
+  std::vector<Op> ops;
+  std::string ops_ns;
+  CompiledAggregate::RowEntry entry;
+  for (uint64 i = 0; i < fetched; ++i) {
+    pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
+    // After a restart the cursor starts over: skip what is already written.
+    if (resuming && (entry.ns < last_ns || (entry.ns == last_ns && order.compare(entry.key, last_key) <= 0))) continue;
+    resuming = false;  // rows arrive in order: the rest are all new
+    agg.check_entry_size(entry.key);
+    if (entry.ns != ops_ns) append_batch(agg, order, job.target, ops_ns, ops);
+    ops_ns = entry.ns;
+    ops.push_back(Op{entry.key, entry.value, Op::Action::Upsert, false});
+    ++job.rows_done;
+    job.has_last = true;
+    job.last_entry = encode_position(entry.ns, entry.key);
+  }
+  append_batch(agg, order, job.target, ops_ns, ops);
+  cursor_positions()[def.id] = job.has_last ? job.last_entry : std::string();
+  pg_guard([&] {
+    SPI_freetuptable(SPI_tuptable);
+    if (fetched < static_cast<uint64>(job.batch_size)) SPI_cursor_close(portal);
+    SPI_finish();
+  });
+  if (fetched < static_cast<uint64>(job.batch_size)) {
+    job.phase = "replay";
+    job.rows_total = job.rows_done;
+  }
+  store_job(job);
+}
+
+struct LogEntry {
+  int64 seq;
+  char op;
+  PendingOp pending;
+};
+
+// Reads logged changes after `after`, in seq order (at most `limit`; 0: all).
+std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
+  List *tuples = NIL;
+  TupleDesc desc = nullptr;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.log, AccessShareLock);
+    desc = CreateTupleDescCopy(RelationGetDescr(rel));
+    ScanKeyData keys[2];
+    ScanKeyInit(&keys[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+    ScanKeyInit(&keys[1], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+    Relation idx = index_open(r.log_pkey, AccessShareLock);
+    SysScanDesc scan = systable_beginscan_ordered(rel, idx, GetLatestSnapshot(), 2, keys);
+    HeapTuple tup;
+    int64 n = 0;
+    while ((limit == 0 || n < limit) && HeapTupleIsValid(tup = systable_getnext_ordered(scan, ForwardScanDirection))) {
+      tuples = lappend(tuples, heap_copytuple(tup));
+      ++n;
+    }
+    systable_endscan_ordered(scan);
+    index_close(idx, AccessShareLock);
+    table_close(rel, AccessShareLock);
+  });
+  std::vector<LogEntry> out;
+  ListCell *lc;
+  foreach (lc, tuples) {
+    LogEntry e;
+    pg_guard([&] {
+      Datum v[6];
+      bool n[6];
+      heap_deform_tuple((HeapTuple)lfirst(lc), desc, v, n);
+      e.seq = DatumGetInt64(v[0]);
+      e.pending.aggr_id = aggr_id;
+      text *ns = DatumGetTextPP(v[2]), *key = DatumGetTextPP(v[3]);
+      e.pending.ns.assign(VARDATA_ANY(ns), VARSIZE_ANY_EXHDR(ns));
+      e.pending.key.assign(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+      e.pending.value = sum_from_bytes(DatumGetByteaPP(v[4]));
+      e.op = DatumGetChar(v[5]);
+      e.pending.insert = e.op == 'i';
+    });
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// Applies logged changes in order; a TRUNCATE marker empties the generation.
+void replay(const AggregateDef &def, int32 generation, const std::vector<LogEntry> &log) {
+  CompiledAggregate &agg = compiled_aggregate(def);
+  EntryOrdering order(agg.layout());
+  std::vector<const PendingOp *> run;
+  auto apply_run = [&] {
+    std::stable_sort(run.begin(), run.end(), [&](const PendingOp *a, const PendingOp *b) {
+      if (a->ns != b->ns) return a->ns < b->ns;
+      return order.compare(a->key, b->key) < 0;
+    });
+    OpenTrees o = open_trees(RowExclusiveLock);
+    std::size_t i = 0;
+    while (i < run.size()) {
+      std::size_t j = i;
+      std::vector<const PendingOp *> ns_run;
+      while (j < run.size() && run[j]->ns == run[i]->ns) ns_run.push_back(run[j++]);
+      std::vector<Op> net = net_ops(ns_run, order);
+      if (!net.empty()) apply_to_tree(o, agg, order, generation, run[i]->ns, net, false);
+      i = j;
+    }
+    close_trees(o, RowExclusiveLock);
+    run.clear();
+  };
+  for (const LogEntry &e : log) {
+    if (e.op == 't') {
+      apply_run();
+      clear_trees(def, generation, nullptr);
+    } else {
+      run.push_back(&e.pending);
+    }
+  }
+  apply_run();
+}
+
+void replay_step(const AggregateDef &def, JobRow &job) {
+  std::vector<LogEntry> log = read_log(def.id, job.log_done, job.batch_size);
+  bool caught_up = log.size() < static_cast<std::size_t>(job.batch_size);
+  if (caught_up) {
+    // Swap: with the aggregate lock no writer can commit a change, so the
+    // rest of the log is final; the next writers see the new generation.
+    int32 id = def.id;
+    pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
+    log = read_log(def.id, job.log_done, 0);
+  }
+  replay(def, job.target, log);
+  if (!log.empty()) job.log_done = log.back().seq;
+  if (caught_up) {
+    delete_log(def.id, job.log_done);
+    update_aggregate_generations(def.id, "ready", job.target, 0);
+    job.phase = "cleanup";
+  }
+  store_job(job);
+}
+
+void cleanup_step(const AggregateDef &def, JobRow &job) {
+  drop_other_generations(def, def.generation, def.build_generation);
+  delete_job(job);
+}
+
+bool worker_alive(int32 aggr_id) {
+  bool alive = false;
+  pg_guard([&] {
+    LOCKTAG tag = job_lock_tag(aggr_id, kWorkerLockClass);
+    LockAcquireResult r = LockAcquire(&tag, ShareLock, false, true);
+    alive = r == LOCKACQUIRE_NOT_AVAIL;
+    if (!alive) LockRelease(&tag, ShareLock, false);
+  });
+  return alive;
+}
+
+void launch_worker(int32 aggr_id, Oid role) {
+  pg_guard([&] {
+    BackgroundWorker bgw;
+    memset(&bgw, 0, sizeof bgw);
+    snprintf(bgw.bgw_name, BGW_MAXLEN, "aggr_ext job for aggregate %d", aggr_id);
+    snprintf(bgw.bgw_type, BGW_MAXLEN, "aggr_ext job");
+    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    bgw.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(bgw.bgw_library_name, BGW_MAXLEN, "aggr_ext");
+    snprintf(bgw.bgw_function_name, BGW_MAXLEN, "aggr_ext_job_main");
+    bgw.bgw_main_arg = Int32GetDatum(aggr_id);
+    // The worker waits for the launching transaction, which writes the job row.
+    uint32 ids[3] = {MyDatabaseId, role, GetTopTransactionIdIfAny()};
+    memcpy(bgw.bgw_extra, ids, sizeof ids);
+    BackgroundWorkerHandle *handle;
+    if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+      ereport(WARNING, (errmsg("no background worker slot is free for the aggr_ext job of aggregate %d", aggr_id),
+                        errhint("Raise max_worker_processes, or drive the job with SELECT aggr_job_step(name).")));
+  });
+}
+}  // namespace
+
+// ---------------------------------------------------------------- public
+
+JobRow load_job(int32 aggr_id) {
+  JobRow j;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.jobs, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, kAggr, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+    HeapTuple tup = fetch_row(rel, r.jobs_pkey, &key, 1, GetLatestSnapshot());
+    if (tup) j = job_from_tuple(rel, tup);
+    table_close(rel, AccessShareLock);
+  });
+  return j;
+}
+
+void start_job(const AggregateDef &def, const std::string &kind, int32 batch_size, bool background) {
+  if (batch_size < 1) throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "batch_size must be at least 1");
+  pg_guard([&] {
+    LOCKTAG tag = job_lock_tag(def.id, kStepLockClass);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  });
+  JobRow job = load_job(def.id);
+  if (job.exists && job.phase == "cleanup") {  // swapped already: finish it here
+    cleanup_step(def, job);
+    job = JobRow{};
+  }
+  if (job.exists && !job.cancelled)
+    throw UserError(ERRCODE_OBJECT_IN_USE,
+                    "a " + job.kind + " of aggregate \"" + def.name + "\" is already running (" + job_progress_text(job) + ")",
+                    "Follow it with SELECT * FROM aggr_status('" + def.name + "'), or stop it with aggr_backfill_cancel.");
+  if (kind == "rebuild" && def.state != "ready")
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to rebuild beside",
+                    "Use CALL aggr_backfill('" + def.name + "').");
+  if (job.exists && job.kind == kind) {  // resume a cancelled job where it stopped
+    job.cancelled = false;
+    job.error.clear();
+    job.batch_size = batch_size;
+    job.background = background;
+  } else {
+    if (job.exists) {  // a cancelled backfill superseded: start over
+      delete_job(job);
+      delete_log(def.id, INT64_MAX);
+    }
+    job = JobRow{};
+    job.aggr_id = def.id;
+    job.kind = kind;
+    job.phase = "scan";
+    job.target = std::max(def.generation, def.build_generation) + 1;
+    job.batch_size = batch_size;
+    job.background = background;
+    job.rows_total = estimate_rows(def.source);
+    pg_guard([&] {
+      job.role = GetUserId();
+      job.started = GetCurrentTimestamp();
+    });
+    // New writers log their changes from here on; backfill refuses reads.
+    update_aggregate_generations(def.id, kind == "backfill" ? "building" : "ready", def.generation, job.target);
+    drop_other_generations(def, def.generation, 0);  // leftovers of an abandoned build
+  }
+  store_job(job);
+  if (background) launch_worker(def.id, job.role);
+}
+
+bool job_step(int32 aggr_id) {
+  pg_guard([&] {
+    LOCKTAG tag = job_lock_tag(aggr_id, kStepLockClass);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  });
+  JobRow job = load_job(aggr_id);
+  if (!job.exists || job.cancelled || !job.error.empty()) return false;
+  AggregateDef def;
+  if (!load_aggregate_by_id(aggr_id, def)) return false;
+  if (job.phase == "scan")
+    scan_step(def, job);
+  else if (job.phase == "replay")
+    replay_step(def, job);
+  else {
+    cleanup_step(def, job);
+    return false;
+  }
+  return true;
+}
+
+void cancel_job(const AggregateDef &def) {
+  pg_guard([&] {
+    LOCKTAG tag = job_lock_tag(def.id, kStepLockClass);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  });
+  JobRow job = load_job(def.id);
+  if (!job.exists || job.cancelled)
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "no backfill or rebuild of aggregate \"" + def.name + "\" is running");
+  if (job.phase == "cleanup") return;  // already swapped: nothing left to stop
+  if (job.kind == "rebuild") {  // the live generation is intact: forget the copy
+    update_aggregate_generations(def.id, def.state.c_str(), def.generation, 0);
+    delete_log(def.id, INT64_MAX);
+    delete_job(job);
+    drop_other_generations(def, def.generation, 0);
+    return;
+  }
+  job.cancelled = true;
+  store_job(job);
+}
+
+void discard_job(const AggregateDef &def) {
+  JobRow job = load_job(def.id);
+  if (job.exists) delete_job(job);
+  delete_log(def.id, INT64_MAX);
+}
+
+void ensure_job_worker(int32 aggr_id) {
+  JobRow job = load_job(aggr_id);
+  if (!job.exists || !job.background || job.cancelled || !job.error.empty()) return;
+  // A job updated in the last seconds has a worker (or one is starting).
+  TimestampTz now = 0;
+  pg_guard([&] { now = GetCurrentTimestamp(); });
+  if (now - job.updated < 5 * USECS_PER_SEC) return;
+  if (!worker_alive(aggr_id)) launch_worker(aggr_id, job.role);
+}
+
+void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2) { drop_other_generations(def, keep, keep2); }
+
+std::string job_progress_text(const JobRow &job) {
+  if (!job.exists) return "no job";
+  std::string s = job.kind + " " + (job.cancelled ? "cancelled in " : "") + job.phase;
+  if (job.phase == "scan") {
+    int64 total = std::max(job.rows_total, job.rows_done);
+    int pct = total > 0 ? static_cast<int>(100.0 * static_cast<double>(job.rows_done) / static_cast<double>(total)) : 0;
+    s += ", " + std::to_string(job.rows_done) + " of ~" + std::to_string(total) + " rows (" + std::to_string(pct) + "%)";
+  }
+  if (!job.error.empty()) s += ", failed: " + job.error;
+  return s;
+}
+
+}  // namespace aggr::pg
+
+// ---------------------------------------------------------------- worker
+
+namespace aggr::pg {
+namespace {
+// One step in its own transaction; false when the job is over. An error
+// stops the job and is recorded in its row (aggr_status shows it).
+bool run_step_transaction(int32 aggr_id) {
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  ErrorReport report;
+  bool failed = false, more = false;
+  try {
+    more = job_step(aggr_id);
+  } catch (...) {
+    report = capture_current_exception();
+    failed = true;
+  }
+  if (!failed) {
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    return more;
+  }
+  const char *text = report.pg ? report.pg->message : report.message;
+  char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
+  AbortCurrentTransaction();
+  ereport(LOG, (errmsg("aggr_ext job of aggregate %d failed: %s", aggr_id, message)));
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  try {
+    JobRow job = load_job(aggr_id);
+    if (job.exists) {
+      job.error = message;
+      store_job(job);
+    }
+  } catch (...) {
+  }
+  PopActiveSnapshot();
+  CommitTransactionCommand();
+  return false;
+}
+
+bool job_row_exists(int32 aggr_id) {
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  bool exists = false;
+  try {
+    exists = load_job(aggr_id).exists;
+  } catch (...) {
+  }
+  PopActiveSnapshot();
+  CommitTransactionCommand();
+  return exists;
+}
+}  // namespace
+}  // namespace aggr::pg
+
+extern "C" {
+PGDLLEXPORT void aggr_ext_job_main(Datum arg);
+}
+
+void aggr_ext_job_main(Datum arg) {
+  int32 aggr_id = DatumGetInt32(arg);
+  uint32 ids[3];
+  memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof ids);
+  pqsignal(SIGTERM, die);
+  BackgroundWorkerUnblockSignals();
+  BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
+  // Only one worker per job: this session lock says a live one runs it.
+  StartTransactionCommand();
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, 0xA664);
+  bool mine = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+  CommitTransactionCommand();
+  if (!mine) proc_exit(0);
+  // The launching transaction may not have committed the job row yet.
+  TransactionId launcher = ids[2];
+  if (TransactionIdIsValid(launcher)) {
+    StartTransactionCommand();
+    XactLockTableWait(launcher, NULL, NULL, XLTW_None);
+    CommitTransactionCommand();
+  }
+  if (!aggr::pg::job_row_exists(aggr_id)) proc_exit(0);
+  while (aggr::pg::run_step_transaction(aggr_id)) CHECK_FOR_INTERRUPTS();
+  proc_exit(0);
+}
