@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: core unit tests (ASan/UBSan), then the extension's
-# regression and isolation suites on a throwaway cluster.
+# regression and isolation suites on a throwaway cluster, then the TAP tests.
 # Needs: pg_config (PostgreSQL 15 server + dev headers), cmake, g++, GoogleTest;
 # installs the extension into the server's directories (run as root or with
 # write access to them).
@@ -42,6 +42,17 @@ bad=$(grep -cE '\.\.\. FAILED' "$DATA/installcheck.log" || true)
 passed=$((passed + ok))
 failed=$((failed + bad))
 if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
+
+echo "== TAP tests (restarts, cancellation)"
+set +e
+bash test/run_tap.sh 2>&1 | tee "$DATA/tap.log"
+tap_status=${PIPESTATUS[0]}
+set -e
+tap_ok=$(grep -cE '^ok [0-9]+' "$DATA/tap.log" || true)
+tap_bad=$(grep -cE '^not ok [0-9]+' "$DATA/tap.log" || true)
+passed=$((passed + tap_ok))
+failed=$((failed + tap_bad))
+if [ "$tap_status" != 0 ] && [ "$tap_bad" = 0 ]; then failed=$((failed + 1)); fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -10,10 +10,19 @@ extern "C" {
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/portal.h"
 }
 
 namespace aggr::pg {
+
+int job_delay_ms = 0;
+
+void define_job_settings() {
+  DefineCustomIntVariable("aggr_ext.job_delay", "Pause between the batches of a background backfill or rebuild.",
+                          "Throttles background jobs to leave I/O and CPU to the workload.", &job_delay_ms, 0, 0,
+                          60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
 
 namespace {
 enum JobCol {
@@ -639,6 +648,9 @@ void aggr_ext_job_main(Datum arg) {
     CommitTransactionCommand();
   }
   if (!aggr::pg::job_row_exists(aggr_id)) proc_exit(0);
-  while (aggr::pg::run_step_transaction(aggr_id)) CHECK_FOR_INTERRUPTS();
+  while (aggr::pg::run_step_transaction(aggr_id)) {
+    CHECK_FOR_INTERRUPTS();
+    if (aggr::pg::job_delay_ms > 0) pg_usleep(aggr::pg::job_delay_ms * 1000L);  // throttle (aggr_ext.job_delay)
+  }
   proc_exit(0);
 }

@@ -45,6 +45,9 @@ void discard_job(const AggregateDef &def);
 // Relaunches the worker of a background job whose worker is gone (restart).
 void ensure_job_worker(int32 aggr_id);
 std::string job_progress_text(const JobRow &job);
+extern int job_delay_ms;  // aggr_ext.job_delay
+void define_job_settings();  // from _PG_init
+
 // Drops every tree of the aggregate outside generations `keep` and `keep2`.
 void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2);
 

@@ -1,4 +1,5 @@
 // Module entry: one _PG_init that initializes each part.
+#include "jobs.hpp"
 #include "maintenance.hpp"
 
 extern "C" {
@@ -6,4 +7,7 @@ PG_MODULE_MAGIC;
 void _PG_init(void);
 }
 
-void _PG_init(void) { aggr::pg::register_transaction_callbacks(); }
+void _PG_init(void) {
+  aggr::pg::register_transaction_callbacks();
+  aggr::pg::define_job_settings();
+}
