@@ -134,7 +134,7 @@ BEGIN
             RAISE EXCEPTION 'job of aggregate % was cancelled (%)', name, j.progress;
         END IF;
         IF (SELECT background FROM aggr_internal.jobs WHERE aggr_id = (SELECT aggr_id FROM aggr_internal.aggregates a WHERE a.name = aggr_wait.name)) THEN
-            PERFORM pg_sleep(0.2);
+            PERFORM pg_sleep(0.05);
         ELSE
             PERFORM aggr_job_step(name);
         END IF;

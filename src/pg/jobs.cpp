@@ -370,9 +370,12 @@ void replay(const AggregateDef &def, int32 generation, const std::vector<LogEntr
   apply_run();
 }
 
+// The swap replays what is left of the log while writers wait: keep it short.
+constexpr std::size_t kSwapLogEntries = 1000;
+
 void replay_step(const AggregateDef &def, JobRow &job) {
   std::vector<LogEntry> log = read_log(def.id, job.log_done, job.batch_size);
-  bool caught_up = log.size() < static_cast<std::size_t>(job.batch_size);
+  bool caught_up = log.size() < std::min<std::size_t>(kSwapLogEntries, static_cast<std::size_t>(job.batch_size));
   if (caught_up) {
     // Swap: with the aggregate lock no writer can commit a change, so the
     // rest of the log is final; the next writers see the new generation.
