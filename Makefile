@@ -10,13 +10,13 @@ PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp
           src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup api errors maintenance keys backfill
+REGRESS = setup api errors maintenance keys backfill ddl
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency backfill_live
 ISOLATION_OPTS = --outputdir=output_iso
 
 PG_CONFIG ?= pg_config
-PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -fno-omit-frame-pointer
+PG_CXXFLAGS = -MMD -MP -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -fno-omit-frame-pointer
 SHLIB_LINK = -lstdc++
 
 # No LLVM bitcode for C++ sources (the JIT inliner would need clang++ flags too).
@@ -27,3 +27,7 @@ include $(PGXS)
 
 # PGXS compiles C++ with CXXFLAGS; keep PostgreSQL's C-only flags out.
 override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-statement,$(CXXFLAGS))
+
+# Rebuild objects when a header they include changes.
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN = $(OBJS:.o=.d)

@@ -22,7 +22,8 @@ CREATE TABLE aggr_internal.aggregates (
     node_bytes  int4 NOT NULL,
     created     timestamptz NOT NULL,
     generation  int4 NOT NULL,         -- the trees reads use (0: none yet)
-    build_generation int4              -- trees a backfill / rebuild is filling, if any
+    build_generation int4,             -- trees a backfill / rebuild is filling, if any
+    columns_sig text NOT NULL          -- types of the columns it reads, to detect ALTER TABLE
 );
 
 CREATE TABLE aggr_internal.trees (

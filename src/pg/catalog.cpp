@@ -7,7 +7,7 @@ namespace aggr::pg {
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
-  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kAggCols = kBuildGeneration
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kAggCols = kColumnsSig
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
@@ -34,6 +34,7 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.node_bytes = DatumGetInt32(v[kNodeBytes - 1]);
   d.generation = DatumGetInt32(v[kGeneration - 1]);
   d.build_generation = n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
+  d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
   d.tid = tup->t_self;
   return d;
 }
@@ -145,6 +146,9 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
     v[kGeneration - 1] = Int32GetDatum(0);
     n[kBuildGeneration - 1] = true;
+    Relation src = relation_open(source, AccessShareLock);
+    v[kColumnsSig - 1] = CStringGetTextDatum(columns_signature(src, p.key_exprs, p.sum_expr, p.ns_expr).c_str());
+    relation_close(src, AccessShareLock);
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     insert_row(rel, tup);
     table_close(rel, RowExclusiveLock);
@@ -162,6 +166,37 @@ void delete_aggregate(const AggregateDef &def) {
     table_close(rel, RowExclusiveLock);
     CommandCounterIncrement();
   });
+}
+
+std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr) {
+  Bitmapset *cols = NULL;
+  pull_varattnos((Node *)key_exprs, 1, &cols);
+  if (sum_expr) pull_varattnos(sum_expr, 1, &cols);
+  if (ns_expr) pull_varattnos(ns_expr, 1, &cols);
+  Oid pk = RelationGetPrimaryKeyIndex(rel);
+  if (OidIsValid(pk)) {
+    Relation idx = index_open(pk, AccessShareLock);
+    for (int k = 0; k < idx->rd_index->indnkeyatts; ++k)
+      cols = bms_add_member(cols, idx->rd_index->indkey.values[k] - FirstLowInvalidHeapAttributeNumber);
+    index_close(idx, AccessShareLock);
+  } else {
+    cols = bms_add_member(cols, 0);  // no primary key: never matches a definition that had one
+  }
+  std::string sig;
+  int member = -1;
+  TupleDesc desc = RelationGetDescr(rel);
+  while ((member = bms_next_member(cols, member)) >= 0) {
+    int att = member + FirstLowInvalidHeapAttributeNumber;
+    if (att <= 0 || att > desc->natts) {
+      sig += std::to_string(att) + ":?;";
+      continue;
+    }
+    Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+    sig += std::to_string(att) + ":" + (a->attisdropped ? std::string("dropped")
+                                                         : std::to_string(a->atttypid) + "/" + std::to_string(a->atttypmod) +
+                                                               "/" + std::to_string(a->attcollation)) + ";";
+  }
+  return sig;
 }
 
 // ---------------------------------------------------------------- parsing
@@ -300,6 +335,16 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
                       errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
                       errhint("Drop the aggregate with aggr_drop('%s').", def_.name.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
+    // ALTER TABLE may have changed or dropped a column the aggregate reads
+    // (a rewrite fires no row trigger): its entries then cannot be trusted.
+    Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
+    Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());
+    if (columns_signature(rel, exprs, sum, nsx) != def_.columns_sig) {
+      stale_ = true;
+      relation_close(rel, AccessShareLock);
+      MemoryContextSwitchTo(old);
+      return;
+    }
     ListCell *lc;
     std::size_t i = 0;
     foreach (lc, exprs) {
@@ -372,6 +417,13 @@ TreeConfig CompiledAggregate::tree_config() const {
   c.sum_kind = sum_.kind;
   c.max_node_bytes = static_cast<std::size_t>(def_.node_bytes);
   return c;
+}
+
+void CompiledAggregate::check_not_stale() const {
+  if (stale_)
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
+                    "Drop and re-create it: SELECT aggr_drop('" + def_.name + "'), then aggr_create(...).");
 }
 
 void CompiledAggregate::raise_null_namespace() const {

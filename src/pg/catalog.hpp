@@ -24,6 +24,7 @@ struct AggregateDef {
   int32 node_bytes = 3200;
   int32 generation = 0;        // trees that reads use; 0 until first built
   int32 build_generation = 0;  // trees being filled by a job; 0 when none
+  std::string columns_sig;
   ItemPointerData tid{};
   bool namespaced() const { return !ns_expr.empty(); }
 };
@@ -41,6 +42,10 @@ class CompiledAggregate {
   explicit CompiledAggregate(const AggregateDef &def);  // guarded
   ~CompiledAggregate();
   const AggregateDef &def() const { return def_; }
+  // A column it reads changed type or was dropped since it was created.
+  bool stale() const { return stale_; }
+  // Throws the error that explains a stale aggregate.
+  void check_not_stale() const;
   const KeyLayout &layout() const { return layout_; }
   const KeyLayout &ns_layout() const { return ns_layout_; }
   const SumSpec &sum() const { return sum_; }
@@ -79,6 +84,7 @@ class CompiledAggregate {
   SumSpec sum_;
   Oid sum_type_ = InvalidOid, ns_type_ = InvalidOid;
   std::size_t nkey_ = 0;
+  bool stale_ = false;
   std::vector<AttrNumber> pk_attnums_, referenced_;
   Oid pk_index_ = InvalidOid;
   List *key_exprs_ = nullptr;  // planned Expr list
@@ -105,6 +111,8 @@ struct ParsedDefinition {
   Node *ns_expr = nullptr;
 };
 ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns);
+// pg-side: identifies the types of the columns an aggregate reads.
+std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr);
 int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
                        const ParsedDefinition &parsed);
 void delete_aggregate(const AggregateDef &def);

@@ -57,6 +57,7 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
                       errhint("Remove the aggregate with SELECT aggr_drop('%s').", t.def.name.c_str())));
   });
   t.agg = &compiled_aggregate(t.def);
+  t.agg->check_not_stale();
   check_access(t.def, t.agg, access);
   if (require_ready && t.def.state != "ready") {
     ensure_job_worker(t.def.id);  // after a restart, resume the job

@@ -144,6 +144,7 @@ namespace {
 // a backfill or rebuild is filling a new generation.
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
   CompiledAggregate &agg = compiled_aggregate(def);
+  if (agg.stale()) return;  // its entries can no longer be compared; reads refuse it
   EntryOrdering order(agg.layout());
   std::stable_sort(ops.begin(), ops.end(), [&](const PendingOp *a, const PendingOp *b) {
     if (a->ns != b->ns) return a->ns < b->ns;

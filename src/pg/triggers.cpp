@@ -32,7 +32,9 @@ void evaluate(CompiledAggregate &agg, HeapTuple tuple, CompiledAggregate::RowEnt
 AGGR_FUNCTION(aggr_ext_row_trigger) {
   TriggerData *td = trigger_data(fcinfo, "aggr_ext_row_trigger");
   CompiledAggregate *agg = compiled_aggregate(aggregate_id(td));
-  if (!agg) return PointerGetDatum(nullptr);  // aggregate dropped in this transaction
+  // Dropped in this transaction, or stale after ALTER TABLE (reads refuse it
+  // until it is re-created): the user's write goes on.
+  if (!agg || agg->stale()) return PointerGetDatum(nullptr);
   TriggerEvent ev = td->tg_event;
   CompiledAggregate::RowEntry before, after;
   if (TRIGGER_FIRED_BY_INSERT(ev)) {

@@ -221,6 +221,7 @@ AGGR_FUNCTION(aggr_verify) {
   AggregateDef def;
   load_aggregate_by_name(name, def, false);
   CompiledAggregate &agg = compiled_aggregate(def);
+  agg.check_not_stale();
   pg_guard([&] {
     char *relname = get_rel_name(def.source);
     if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
@@ -318,6 +319,7 @@ AggregateDef owned_aggregate(FunctionCallInfo fcinfo) {
                       errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
     if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
   });
+  compiled_aggregate(def).check_not_stale();
   return def;
 }
 
