@@ -23,6 +23,9 @@ unit_failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\
 passed=$((passed + ${unit_total:-0} - ${unit_failed:-0}))
 failed=$((failed + ${unit_failed:-1}))
 
+echo "== node decoder fuzzing (libFuzzer, 30 s)"
+if bash test/fuzz/run.sh "${AGGR_FUZZ_SECONDS:-30}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "== build and install the extension"
 make -s -j"$(nproc)" >/dev/null
 make -s install >/dev/null

@@ -42,6 +42,16 @@ void check_access(const AggregateDef &def, CompiledAggregate *agg, Access access
   });
 }
 
+// Maintenance writes through heap calls that bypass the executor's checks:
+// refuse it in read-only transactions and on standbys, as PostgreSQL would.
+void require_writable(const char *command) {
+  pg_guard([&] {
+    PreventCommandIfReadOnly(command);
+    PreventCommandIfParallelMode(command);
+    PreventCommandDuringRecovery(command);
+  });
+}
+
 struct Target {
   AggregateDef def;
   CompiledAggregate *agg = nullptr;
@@ -355,6 +365,7 @@ AGGR_FUNCTION(aggr_max) { return key_at_end(fcinfo, true); }
 // ---------------------------------------------------------------- definition
 
 AGGR_FUNCTION(aggr_create) {
+  require_writable("aggr_create()");
   std::string name = text_arg(fcinfo, 0, "name");
   if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "source must not be NULL");
   std::string key = text_arg(fcinfo, 2, "key");
@@ -434,6 +445,7 @@ AGGR_FUNCTION(aggr_create) {
 }
 
 AGGR_FUNCTION(aggr_drop) {
+  require_writable("aggr_drop()");
   AggregateDef def;
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), def, false);
   bool table_exists = false;
@@ -465,6 +477,7 @@ AGGR_FUNCTION(aggr_drop) {
 }
 
 AGGR_FUNCTION(aggr_clear) {
+  require_writable("aggr_clear()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
   op_buffer().flush();
   if (t.def.build_generation != 0)
@@ -482,6 +495,7 @@ AGGR_FUNCTION(aggr_clear) {
 }
 
 AGGR_FUNCTION(aggr_job_start) {
+  require_writable("aggr_backfill()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
   std::string kind = text_arg(fcinfo, 1, "kind");
   if (kind != "backfill" && kind != "rebuild") throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown job kind " + kind);
@@ -492,11 +506,13 @@ AGGR_FUNCTION(aggr_job_start) {
 }
 
 AGGR_FUNCTION(aggr_job_step) {
+  require_writable("aggr_job_step()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
   return BoolGetDatum(job_step(t.def.id));
 }
 
 AGGR_FUNCTION(aggr_backfill_cancel) {
+  require_writable("aggr_backfill_cancel()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
   cancel_job(t.def);
   PG_RETURN_VOID();

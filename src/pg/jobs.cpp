@@ -544,6 +544,9 @@ void discard_job(const AggregateDef &def) {
 }
 
 void ensure_job_worker(int32 aggr_id) {
+  bool standby = false;
+  pg_guard([&] { standby = RecoveryInProgress(); });
+  if (standby) return;  // the primary runs jobs; a standby only replays them
   JobRow job = load_job(aggr_id);
   if (!job.exists || !job.background || job.cancelled || !job.error.empty()) return;
   // A job updated in the last seconds has a worker (or one is starting).

@@ -379,6 +379,10 @@ AGGR_FUNCTION(aggr_diff) {
 
 // Diff and patch in place, with writers held at commit for the pass.
 AGGR_FUNCTION(aggr_repair) {
+  pg_guard([] {
+    PreventCommandIfReadOnly("aggr_repair()");
+    PreventCommandDuringRecovery("aggr_repair()");
+  });
   AggregateDef def = owned_aggregate(fcinfo);
   if (def.state != "ready")
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
