@@ -46,7 +46,10 @@ passed=$((passed + ok))
 failed=$((failed + bad))
 if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
 
-echo "== TAP tests (restarts, cancellation)"
+echo "== multi-client soak (8 clients, savepoints, rollbacks; 15 s)"
+if bash test/bench/soak.sh "${AGGR_SOAK_SECONDS:-15}" 8; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+echo "== TAP tests (restarts, cancellation, crashes, standby)"
 set +e
 bash test/run_tap.sh 2>&1 | tee "$DATA/tap.log"
 tap_status=${PIPESTATUS[0]}

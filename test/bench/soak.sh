@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Multi-client soak: CLIENTS clients of random INSERT / UPDATE / DELETE with
+# savepoints and rollbacks, under READ COMMITTED and REPEATABLE READ, for
+# SECONDS; then aggr_verify must say ok for every aggregate. Prints the
+# committed, deadlocked and serialization-failed transaction counts.
+#   test/bench/soak.sh [SECONDS=120] [CLIENTS=8]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-120}
+CLIENTS=${2:-8}
+PORT=${AGGR_SOAK_PORT:-5496}
+DIR=$(mktemp -d /tmp/aggr_soak.XXXXXX)
+[ "$(id -u)" = 0 ] && chmod 755 "$DIR"
+make -s -j"$(nproc)" >/dev/null
+if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
+test/pg_cluster.sh start "$DIR/pg" "$PORT"
+trap 'test/pg_cluster.sh stop "$DIR/pg"; rm -rf "$DIR"' EXIT
+export PGHOST="$DIR/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+\o /dev/null
+CREATE EXTENSION aggr_ext;
+CREATE TABLE soak (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+INSERT INTO soak SELECT i, i % 10, (i * 37) % 1000 FROM generate_series(1, 50000) i;
+SELECT aggr_create('soak_v', 'soak'::regclass, key => 'v DESC', sum_value => 'v', build => 'now');
+SELECT aggr_create('soak_g', 'soak'::regclass, key => 'v', sum_value => 'v', namespace => 'g', build => 'now');
+SQL
+cat >"$DIR/rc.sql" <<'SQL'
+\set id random(1, 60000)
+\set v random(0, 999)
+\set g random(0, 9)
+BEGIN;
+INSERT INTO soak VALUES (:id, :g, :v) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, g = EXCLUDED.g;
+SAVEPOINT a;
+DELETE FROM soak WHERE id = :id + 1;
+UPDATE soak SET v = v + 1 WHERE id = :id + 2;
+ROLLBACK TO SAVEPOINT a;
+DELETE FROM soak WHERE id = :id + 3;
+SELECT aggr_rank('soak_v', :v);
+END;
+SQL
+cat >"$DIR/rr.sql" <<'SQL'
+\set id random(1, 60000)
+\set v random(0, 999)
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+UPDATE soak SET v = :v WHERE id = :id;
+SELECT aggr_count('soak_g', namespace => :id % 10);
+END;
+SQL
+cat >"$DIR/rollback.sql" <<'SQL'
+\set id random(1, 60000)
+BEGIN;
+DELETE FROM soak WHERE id BETWEEN :id AND :id + 20;
+SELECT aggr_count('soak_v');
+ROLLBACK;
+SQL
+chmod 644 "$DIR"/*.sql
+pgbench -n -c "$CLIENTS" -j 2 -T "$SECS" --failures-detailed \
+  -f "$DIR/rc.sql@6" -f "$DIR/rr.sql@3" -f "$DIR/rollback.sql@1" >"$DIR/pgbench.out" 2>"$DIR/pgbench.err" || true
+grep -E "number of transactions actually processed|number of failed|serialization failures|deadlock failures|^tps" "$DIR/pgbench.out" || cat "$DIR/pgbench.err"
+result=$(psql -X -At -c "SELECT (SELECT status FROM aggr_verify('soak_v')) || '/' || (SELECT status FROM aggr_verify('soak_g'))
+                          || ' drift=' || (SELECT drift_events FROM aggr_status('soak_v'))
+                          || ' count_ok=' || (aggr_count('soak_v') = (SELECT count(*) FROM soak))")
+echo "verify after soak: $result"
+[[ "$result" == ok/ok* && "$result" == *count_ok=true ]]
