@@ -7,7 +7,7 @@ namespace aggr::pg {
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
-  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kAggCols = kColumnsSig
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kAggCols = kOrigin
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
@@ -35,6 +35,7 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.generation = DatumGetInt32(v[kGeneration - 1]);
   d.build_generation = n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
   d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
+  d.origin = text_or_empty(v[kOrigin - 1], n[kOrigin - 1]);
   d.tid = tup->t_self;
   return d;
 }
@@ -149,6 +150,7 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     Relation src = relation_open(source, AccessShareLock);
     v[kColumnsSig - 1] = CStringGetTextDatum(columns_signature(src, p.key_exprs, p.sum_expr, p.ns_expr).c_str());
     relation_close(src, AccessShareLock);
+    v[kOrigin - 1] = CStringGetTextDatum(current_origin().c_str());
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     insert_row(rel, tup);
     table_close(rel, RowExclusiveLock);
@@ -166,6 +168,10 @@ void delete_aggregate(const AggregateDef &def) {
     table_close(rel, RowExclusiveLock);
     CommandCounterIncrement();
   });
+}
+
+std::string current_origin() {
+  return std::to_string(GetSystemIdentifier()) + ":" + std::to_string(MyDatabaseId);
 }
 
 std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr) {
@@ -335,10 +341,22 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
                       errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
                       errhint("Drop the aggregate with aggr_drop('%s').", def_.name.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
-    // ALTER TABLE may have changed or dropped a column the aggregate reads
-    // (a rewrite fires no row trigger): its entries then cannot be trusted.
     Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
     Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());
+    if (def_.origin != current_origin()) {
+      // Restored from a dump: stored expressions hold the old database's
+      // OIDs. Analyze the definition again, by name, in this database.
+      ParsedDefinition p = parse_definition(rel, def_.key_spec.c_str(), def_.sum_spec.empty() ? nullptr : def_.sum_spec.c_str(),
+                                            def_.ns_spec.empty() ? nullptr : def_.ns_spec.c_str());
+      exprs = p.key_exprs;
+      sum = p.sum_expr;
+      nsx = p.ns_expr;
+      def_.key_exprs = nodeToString(exprs);
+      def_.sum_expr = sum ? nodeToString(sum) : "";
+      def_.ns_expr = nsx ? nodeToString(nsx) : "";
+    }
+    // ALTER TABLE may have changed or dropped a column the aggregate reads
+    // (a rewrite fires no row trigger): its entries then cannot be trusted.
     if (columns_signature(rel, exprs, sum, nsx) != def_.columns_sig) {
       stale_ = true;
       relation_close(rel, AccessShareLock);
@@ -369,15 +387,15 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       layout_.add_column(a->atttypid, a->atttypmod, a->attcollation, false, false);
     }
     index_close(idx, AccessShareLock);
-    if (!def_.sum_expr.empty()) {
-      sum_expr_ = expression_planner((Expr *)stringToNode(def_.sum_expr.c_str()));
+    if (sum) {
+      sum_expr_ = expression_planner((Expr *)sum);
       sum_state_ = ExecInitExpr(sum_expr_, NULL);
       sum_type_ = exprType((Node *)sum_expr_);
       sum_.kind = def_.sum_kind == "float" ? SumKind::Float : SumKind::Exact;
       sum_.scale = def_.sum_scale;
     }
-    if (!def_.ns_expr.empty()) {
-      ns_expr_ = expression_planner((Expr *)stringToNode(def_.ns_expr.c_str()));
+    if (nsx) {
+      ns_expr_ = expression_planner((Expr *)nsx);
       ns_state_ = ExecInitExpr(ns_expr_, NULL);
       ns_type_ = exprType((Node *)ns_expr_);
       ns_layout_.add_column(ns_type_, exprTypmod((Node *)ns_expr_), exprCollation((Node *)ns_expr_), false, false);

@@ -25,6 +25,7 @@ struct AggregateDef {
   int32 generation = 0;        // trees that reads use; 0 until first built
   int32 build_generation = 0;  // trees being filled by a job; 0 when none
   std::string columns_sig;
+  std::string origin;
   ItemPointerData tid{};
   bool namespaced() const { return !ns_expr.empty(); }
 };
@@ -111,6 +112,8 @@ struct ParsedDefinition {
   Node *ns_expr = nullptr;
 };
 ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns);
+// "system identifier:database oid": where stored expressions are valid.
+std::string current_origin();
 // pg-side: identifies the types of the columns an aggregate reads.
 std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr);
 int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,

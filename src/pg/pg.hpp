@@ -12,6 +12,7 @@ extern "C" {
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/dependency.h"
 #include "common/hashfn.h"
 #include "catalog/pg_depend.h"
