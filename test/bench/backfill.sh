@@ -6,14 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROWS=${1:-1000000}
-PORT=${AGGR_BENCH_PORT:-5497}
-DIR=$(mktemp -d /tmp/aggr_bench.XXXXXX)
-[ "$(id -u)" = 0 ] && chmod 755 "$DIR"
-make -s -j"$(nproc)" >/dev/null
-if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
-test/pg_cluster.sh start "$DIR/pg" "$PORT"
-trap 'test/pg_cluster.sh stop "$DIR/pg"; rm -rf "$DIR"' EXIT
-export PGHOST="$DIR/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
+. test/bench/throwaway_cluster.sh
+start_throwaway_cluster aggr_bench "${AGGR_BENCH_PORT:-5497}"
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 ms() { local t0 t1; t0=$(date +%s%N); q "$1" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
 

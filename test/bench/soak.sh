@@ -8,14 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-120}
 CLIENTS=${2:-8}
-PORT=${AGGR_SOAK_PORT:-5496}
-DIR=$(mktemp -d /tmp/aggr_soak.XXXXXX)
-[ "$(id -u)" = 0 ] && chmod 755 "$DIR"
-make -s -j"$(nproc)" >/dev/null
-if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
-test/pg_cluster.sh start "$DIR/pg" "$PORT"
-trap 'test/pg_cluster.sh stop "$DIR/pg"; rm -rf "$DIR"' EXIT
-export PGHOST="$DIR/pg" PGPORT="$PORT" PGUSER=postgres PGDATABASE=postgres
+. test/bench/throwaway_cluster.sh
+start_throwaway_cluster aggr_soak "${AGGR_SOAK_PORT:-5496}"
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
 \o /dev/null
