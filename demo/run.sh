@@ -14,7 +14,7 @@ mkdir -p "$DIR"
 test/pg_cluster.sh start "$DIR/pg" "$PORT"
 trap 'test/pg_cluster.sh stop "$DIR/pg"' EXIT
 export PGHOST="$DIR/pg" PGPORT="$PORT" PGUSER=postgres
-psql -X -q -d postgres -c "CREATE DATABASE demo" 2>/dev/null || true
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS demo" -c "CREATE DATABASE demo"
 psql -X -q -d demo -c "CREATE EXTENSION IF NOT EXISTS aggr_ext"
 psql -X -q -d demo -v rows="$ROWS" -f demo/leaderboard.sql
 echo "The cluster is stopped on exit; its files stay in $DIR (rm -rf $DIR to remove)."

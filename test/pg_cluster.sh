@@ -30,7 +30,7 @@ max_connections = 50
 max_prepared_transactions = 10
 CONF
     fi
-    as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
+    as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w start >/dev/null
     ;;
   stop)
     [ -s "$dir/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
