@@ -339,7 +339,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     if (!rel)
       ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                       errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
-                      errhint("Drop the aggregate with aggr_drop('%s').", def_.name.c_str())));
+                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", def_.name.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
     Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
     Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());

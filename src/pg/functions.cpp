@@ -4,6 +4,7 @@
 
 #include "jobs.hpp"
 #include "maintenance.hpp"
+#include "result_row.hpp"
 
 using namespace aggr;
 using namespace aggr::pg;
@@ -60,13 +61,7 @@ struct Target {
 Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
   Target t;
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false);
-  pg_guard([&] {
-    if (!get_rel_name(t.def.source))
-      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                      errmsg("source table of aggregate \"%s\" no longer exists", t.def.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", t.def.name.c_str())));
-  });
-  t.agg = &compiled_aggregate(t.def);
+  t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
   t.agg->check_not_stale();
   check_access(t.def, t.agg, access);
   if (require_ready && t.def.state != "ready") {
@@ -526,9 +521,6 @@ AGGR_FUNCTION(aggr_job_status) {
   std::string text = job_progress_text(job);
   Datum result = 0;
   pg_guard([&] {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
-    desc = BlessTupleDesc(desc);
     Datum v[6];
     bool n[6] = {!job.exists, !job.exists, job.error.empty(), !job.exists, !job.exists, false};
     v[0] = job.exists ? CStringGetTextDatum(job.phase.c_str()) : (Datum)0;
@@ -537,7 +529,7 @@ AGGR_FUNCTION(aggr_job_status) {
     v[3] = Int64GetDatum(job.rows_done);
     v[4] = Int64GetDatum(std::max(job.rows_total, job.rows_done));
     v[5] = CStringGetTextDatum(text.c_str());
-    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+    result = result_row(fcinfo, v, n);
   });
   return result;
 }
@@ -588,9 +580,6 @@ AGGR_FUNCTION(aggr_status) {
   });
   Datum result = 0;
   pg_guard([&] {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
-    desc = BlessTupleDesc(desc);
     Datum v[18];
     bool n[18] = {};
     v[0] = CStringGetTextDatum(t.def.name.c_str());
@@ -622,7 +611,7 @@ AGGR_FUNCTION(aggr_status) {
       n[17] = job.phase != "scan" || rate <= 0;
       v[17] = Float8GetDatum(rate > 0 ? (total - job.rows_done) / rate : 0);
     }
-    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+    result = result_row(fcinfo, v, n);
   });
   return result;
 }

@@ -151,8 +151,9 @@ void delete_log(int32 aggr_id, int64 upto) {
   });
 }
 
-// Drops every tree of the aggregate whose generation is not `keep` (nor `keep2`).
-void drop_other_generations(const AggregateDef &def, int32 keep, int32 keep2) {
+}  // namespace
+
+void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2) {
   OpenTrees o = open_trees(RowExclusiveLock);
   pg_guard([&] {
     ScanKeyData key;
@@ -179,6 +180,8 @@ void drop_other_generations(const AggregateDef &def, int32 keep, int32 keep2) {
   });
   close_trees(o, RowExclusiveLock);
 }
+
+namespace {
 
 int64 estimate_rows(Oid relid) {
   int64 estimate = 0;
@@ -231,9 +234,7 @@ void scan_step(const AggregateDef &def, JobRow &job) {
     int32 id = def.id;
     pg_guard([&] {
       lock_aggregate(id, AccessExclusiveLock);
-      LOCKTAG tag;
-      SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(id), 0, 0xA662);
-      LockRelease(&tag, AccessExclusiveLock, false);
+      unlock_aggregate(id, AccessExclusiveLock);
     });
     std::string sql = agg.scan_query();
     pg_guard([&] {
@@ -327,7 +328,7 @@ std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
       text *ns = DatumGetTextPP(v[2]), *key = DatumGetTextPP(v[3]);
       e.pending.ns.assign(VARDATA_ANY(ns), VARSIZE_ANY_EXHDR(ns));
       e.pending.key.assign(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-      e.pending.value = sum_from_bytes(DatumGetByteaPP(v[4]));
+      e.pending.value = sum_from_bytea(DatumGetByteaPP(v[4]));
       e.op = DatumGetChar(v[5]);
       e.pending.insert = e.op == 'i';
     });
@@ -394,7 +395,7 @@ void replay_step(const AggregateDef &def, JobRow &job) {
 }
 
 void cleanup_step(const AggregateDef &def, JobRow &job) {
-  drop_other_generations(def, def.generation, def.build_generation);
+  drop_generations_except(def, def.generation, def.build_generation);
   delete_job(job);
 }
 
@@ -491,7 +492,7 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     });
     // New writers log their changes from here on; backfill refuses reads.
     update_aggregate_generations(def.id, kind == "backfill" ? "building" : "ready", def.generation, job.target);
-    drop_other_generations(def, def.generation, 0);  // leftovers of an abandoned build
+    drop_generations_except(def, def.generation, 0);  // leftovers of an abandoned build
   }
   store_job(job);
   if (background) launch_worker(def.id, job.role);
@@ -530,7 +531,7 @@ void cancel_job(const AggregateDef &def) {
     update_aggregate_generations(def.id, def.state.c_str(), def.generation, 0);
     delete_log(def.id, INT64_MAX);
     delete_job(job);
-    drop_other_generations(def, def.generation, 0);
+    drop_generations_except(def, def.generation, 0);
     return;
   }
   job.cancelled = true;
@@ -555,8 +556,6 @@ void ensure_job_worker(int32 aggr_id) {
   if (now - job.updated < 5 * USECS_PER_SEC) return;
   if (!worker_alive(aggr_id)) launch_worker(aggr_id, job.role);
 }
-
-void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2) { drop_other_generations(def, keep, keep2); }
 
 std::string job_progress_text(const JobRow &job) {
   if (!job.exists) return "no job";

@@ -98,39 +98,21 @@ ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Order
 }
 
 namespace {
-bytea *sum_bytes(const Sum &s) {
-  bytea *b = static_cast<bytea *>(palloc(VARHDRSZ + sizeof(aggr::int128) + sizeof(double)));
-  SET_VARSIZE(b, VARHDRSZ + sizeof(aggr::int128) + sizeof(double));
-  memcpy(VARDATA(b), &s.exact, sizeof(aggr::int128));
-  memcpy(VARDATA(b) + sizeof(aggr::int128), &s.approx, sizeof(double));
-  return b;
-}
-}  // namespace
-
-Sum sum_from_bytes(const bytea *b) {
-  Sum s;
-  if (VARSIZE_ANY_EXHDR(b) == sizeof(aggr::int128) + sizeof(double)) {
-    memcpy(&s.exact, VARDATA_ANY(b), sizeof(aggr::int128));
-    memcpy(&s.approx, VARDATA_ANY(b) + sizeof(aggr::int128), sizeof(double));
-  }
-  return s;
-}
-
-void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops, bool truncate) {
+// Appends rows (seq, aggr_id, ns, key, sum, op) to the job log.
+void append_log_rows(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops, char fixed_op) {
   pg_guard([&] {
     Relations r = internal_relations();
     Relation log = table_open(r.log, RowExclusiveLock);
     Oid seq = get_relname_relid("log_seq_seq", get_namespace_oid("aggr_internal", false));
-    std::vector<Op> marker(truncate ? 1 : 0);
-    for (const Op &op : truncate ? marker : ops) {
+    for (const Op &op : ops) {
       Datum v[6];
       bool n[6] = {};
       v[0] = Int64GetDatum(nextval_internal(seq, false));
       v[1] = Int32GetDatum(aggr_id);
       v[2] = PointerGetDatum(cstring_to_text_with_len(ns.data(), static_cast<int>(ns.size())));
       v[3] = PointerGetDatum(cstring_to_text_with_len(op.key.data(), static_cast<int>(op.key.size())));
-      v[4] = PointerGetDatum(sum_bytes(op.value));
-      v[5] = CharGetDatum(truncate ? 't' : op.action == Op::Action::Upsert ? 'i' : 'd');
+      v[4] = PointerGetDatum(sum_to_bytea(op.value));
+      v[5] = CharGetDatum(fixed_op ? fixed_op : op.action == Op::Action::Upsert ? 'i' : 'd');
       HeapTuple tup = heap_form_tuple(RelationGetDescr(log), v, n);
       insert_row(log, tup);
       heap_freetuple(tup);
@@ -138,6 +120,11 @@ void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops
     table_close(log, RowExclusiveLock);
   });
 }
+}  // namespace
+
+void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops) { append_log_rows(aggr_id, ns, ops, 0); }
+
+void append_truncate_marker(int32 aggr_id) { append_log_rows(aggr_id, std::string(), std::vector<Op>(1), 't'); }
 
 namespace {
 // Applies one aggregate's ops: to the live trees, and to the job's log when
@@ -158,7 +145,7 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     std::vector<const PendingOp *> run;
     while (j < ops.size() && ops[j]->ns == ops[i]->ns) run.push_back(ops[j++]);
     std::vector<Op> net = net_ops(run, order);
-    if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net, false);
+    if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net);
     if (!net.empty() && live) apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
     i = j;
   }

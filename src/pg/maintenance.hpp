@@ -57,10 +57,10 @@ std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Orderin
 // Locks the tree, applies sorted ops to it and stores it.
 ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
                          const std::string &ns, const std::vector<Op> &ops, bool count_drift);
-// Appends netted ops (or, with truncate, a TRUNCATE marker) to the log a
-// running job replays.
-void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops, bool truncate);
-Sum sum_from_bytes(const bytea *b);
+// Appends netted ops to the log a running job replays, or a TRUNCATE
+// marker (the job empties its generation at that point of the replay).
+void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops);
+void append_truncate_marker(int32 aggr_id);
 void register_transaction_callbacks();
 
 // Visits every row of the source table as (namespace, entry, sum), in

@@ -34,6 +34,22 @@ bytea *make_bytea(const char *data, std::size_t len) {
 }
 }  // namespace
 
+bytea *sum_to_bytea(const Sum &s) {
+  char raw[sizeof(aggr::int128) + sizeof(double)];
+  memcpy(raw, &s.exact, sizeof(aggr::int128));
+  memcpy(raw + sizeof(aggr::int128), &s.approx, sizeof(double));
+  return make_bytea(raw, sizeof raw);
+}
+
+Sum sum_from_bytea(const bytea *b) {
+  Sum s;
+  if (VARSIZE_ANY_EXHDR(b) == sizeof(aggr::int128) + sizeof(double)) {
+    memcpy(&s.exact, VARDATA_ANY(b), sizeof(aggr::int128));
+    memcpy(&s.approx, VARDATA_ANY(b) + sizeof(aggr::int128), sizeof(double));
+  }
+  return s;
+}
+
 Relations internal_relations() {
   Oid nsp = get_namespace_oid(kSchema, true);
   if (!OidIsValid(nsp))
@@ -102,6 +118,12 @@ void lock_aggregate(int32 aggr_id, LOCKMODE mode) {
   (void)LockAcquire(&tag, mode, false, false);
 }
 
+void unlock_aggregate(int32 aggr_id, LOCKMODE mode) {
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, kAggregateLockClass);
+  LockRelease(&tag, mode, false);
+}
+
 void lock_tree(int32 aggr_id, int32 generation, const std::string &ns) {
   LOCKTAG tag;
   uint32 h = DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(ns.data()), static_cast<int>(ns.size())));
@@ -127,11 +149,7 @@ TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup) {
   row.meta.count = static_cast<std::uint64_t>(DatumGetInt64(v[kEntries - 1]));
   row.meta.nodes = static_cast<std::uint64_t>(DatumGetInt64(v[kNodes - 1]));
   row.next_node = DatumGetInt64(v[kNextNode - 1]);
-  bytea *sum = DatumGetByteaPP(v[kSum - 1]);
-  if (VARSIZE_ANY_EXHDR(sum) == sizeof(aggr::int128) + sizeof(double)) {
-    memcpy(&row.meta.sum.exact, VARDATA_ANY(sum), sizeof(aggr::int128));
-    memcpy(&row.meta.sum.approx, VARDATA_ANY(sum) + sizeof(aggr::int128), sizeof(double));
-  }
+  row.meta.sum = sum_from_bytea(DatumGetByteaPP(v[kSum - 1]));
   row.drift = DatumGetInt64(v[kDrift - 1]);
   return row;
 }
@@ -177,9 +195,6 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
   Datum v[kTreeCols];
   bool n[kTreeCols] = {};
   if (!row.exists && row.tree_id == 0) row.tree_id = nextval_internal(r.trees_seq, false);
-  char sum[sizeof(aggr::int128) + sizeof(double)];
-  memcpy(sum, &row.meta.sum.exact, sizeof(aggr::int128));
-  memcpy(sum + sizeof(aggr::int128), &row.meta.sum.approx, sizeof(double));
   v[kTreeId - 1] = Int64GetDatum(row.tree_id);
   v[kAggrId - 1] = Int32GetDatum(row.aggr_id);
   v[kGeneration - 1] = Int32GetDatum(row.generation);
@@ -189,7 +204,7 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
   v[kEntries - 1] = Int64GetDatum(static_cast<int64>(row.meta.count));
   v[kNodes - 1] = Int64GetDatum(static_cast<int64>(row.meta.nodes));
   v[kNextNode - 1] = Int64GetDatum(row.next_node);
-  v[kSum - 1] = PointerGetDatum(make_bytea(sum, sizeof sum));
+  v[kSum - 1] = PointerGetDatum(sum_to_bytea(row.meta.sum));
   v[kDrift - 1] = Int64GetDatum(row.drift);
   HeapTuple tup = heap_form_tuple(RelationGetDescr(trees), v, n);
   if (row.exists) {
@@ -234,7 +249,6 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid) {
 }
 
 TreeNode PgNodeStore::load(NodeId id) {
-  ++loads_;
   auto it = pending_.find(id);
   if (it != pending_.end()) {
     if (it->second.removed) throw InvariantViolation("load of a removed node");

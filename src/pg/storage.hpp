@@ -19,6 +19,10 @@ struct Relations {
 };
 Relations internal_relations();  // pg-side
 
+// pg-side: the (int128, double) sum columns of trees and log rows.
+bytea *sum_to_bytea(const Sum &s);
+Sum sum_from_bytea(const bytea *b);
+
 // pg-side heap helpers: write a row and maintain every index of the table.
 HeapTuple fetch_row(Relation rel, Oid index, ScanKey keys, int nkeys, Snapshot snap);
 void insert_row(Relation rel, HeapTuple tup);
@@ -28,6 +32,7 @@ void delete_row(Relation rel, ItemPointer tid);
 // Lock ordering: the aggregate lock (shared by writers, exclusive for
 // clear/drop/backfill), then tree locks in ascending namespace order.
 void lock_aggregate(int32 aggr_id, LOCKMODE mode);
+void unlock_aggregate(int32 aggr_id, LOCKMODE mode);
 void lock_tree(int32 aggr_id, int32 generation, const std::string &ns);
 
 // The persisted header of one tree (one namespace of one aggregate).
@@ -63,7 +68,6 @@ class PgNodeStore : public NodeStore {
   void remove(NodeId id) override;
   NodeId allocate() override;
   void write_back();
-  std::uint64_t loads() const { return loads_; }
 
  private:
   struct Pending {
@@ -82,7 +86,6 @@ class PgNodeStore : public NodeStore {
   bool write_through_;  // bulk build: nodes are written as saved, never reloaded
   std::map<NodeId, Pending> pending_;
   std::map<NodeId, ItemPointerData> tids_;
-  std::uint64_t loads_ = 0;
 };
 
 // pg-side: deletes every node and the row of a tree.

@@ -62,7 +62,7 @@ AGGR_FUNCTION(aggr_ext_truncate_trigger) {
     op_buffer().flush();
     clear_trees(def, def.generation, nullptr);  // TRUNCATE empties the table: the aggregate is exact when empty
     // A job filling a new generation replays the TRUNCATE in order.
-    if (def.build_generation != 0) append_log(def.id, std::string(), {}, true);
+    if (def.build_generation != 0) append_truncate_marker(def.id);
   }
   return PointerGetDatum(nullptr);
 }

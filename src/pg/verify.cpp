@@ -7,6 +7,7 @@
 
 #include "jobs.hpp"
 #include "maintenance.hpp"
+#include "result_row.hpp"
 
 using namespace aggr;
 using namespace aggr::pg;
@@ -238,9 +239,6 @@ AGGR_FUNCTION(aggr_verify) {
   if (def.state != "ready" && f.detail.empty()) f.detail = "aggregate state is " + def.state;
   Datum result = 0;
   pg_guard([&] {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
-    desc = BlessTupleDesc(desc);
     Datum v[9];
     bool n[9] = {};
     bool has_sum = agg.sum().kind != SumKind::None;
@@ -255,7 +253,7 @@ AGGR_FUNCTION(aggr_verify) {
     v[7] = Int64GetDatum(static_cast<int64>(f.changed));
     n[8] = f.detail.empty();
     v[8] = n[8] ? (Datum)0 : CStringGetTextDatum(f.detail.c_str());
-    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+    result = result_row(fcinfo, v, n);
   });
   return result;
 }
@@ -424,13 +422,10 @@ AGGR_FUNCTION(aggr_repair) {
   pg_guard([] { CommandCounterIncrement(); });
   Datum result = 0;
   pg_guard([&] {
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "return type must be a row type");
-    desc = BlessTupleDesc(desc);
     Datum v[3] = {Int64GetDatum((int64)diff.missing_.size()), Int64GetDatum((int64)diff.extra_.size()),
                   Int64GetDatum((int64)diff.changes_.size())};
     bool n[3] = {};
-    result = HeapTupleGetDatum(heap_form_tuple(desc, v, n));
+    result = result_row(fcinfo, v, n);
   });
   return result;
 }
