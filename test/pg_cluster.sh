@@ -19,7 +19,7 @@ case "$action" in
         { cat "$dir.initdb.log"; exit 1; }
       cat >>"$dir/postgresql.conf" <<CONF
 port = $port
-listen_addresses = ''
+listen_addresses = '${AGGR_PG_LISTEN:-}'
 unix_socket_directories = '$dir'
 fsync = off
 shared_buffers = 512MB
