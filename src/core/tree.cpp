@@ -28,7 +28,8 @@ Prefix Tree::prefix_before(const Probe &probe) const {
   Prefix p;
   NodeId id = meta_.root;
   while (id != 0) {
-    TreeNode n = store_.load(id);
+    NodeRef ref = store_.load(id);
+    const TreeNode &n = *ref;
     if (n.leaf) {
       auto end = std::partition_point(n.entries.begin(), n.entries.end(),
                                       [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
@@ -60,7 +61,8 @@ Prefix Tree::range(const Probe *lower, const Probe *upper) const {
 // the lower probe / before the upper probe.
 void Tree::range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool lower_done, bool upper_done,
                          Prefix &acc) const {
-  TreeNode n = store_.load(id);
+  NodeRef ref = store_.load(id);
+  const TreeNode &n = *ref;
   if (n.leaf) {
     for (const Entry &e : n.entries) {
       if (!upper_done && upper->compare_to(e.key) <= 0) break;
@@ -105,33 +107,33 @@ Cursor::Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset) : s
   if (meta.root == 0 || offset >= meta.count) return;
   NodeId id = meta.root;
   for (;;) {  // descend to the leaf holding `offset`
-    TreeNode n = store_.load(id);
-    if (n.leaf) {
-      if (offset >= n.entries.size()) throw InvariantViolation("subtree count exceeds leaf size");
+    NodeRef n = store_.load(id);
+    if (n->leaf) {
+      if (offset >= n->entries.size()) throw InvariantViolation("subtree count exceeds leaf size");
       path_.push_back({std::move(n), static_cast<std::size_t>(offset)});
       return;
     }
     std::size_t i = 0;
-    while (i + 1 < n.children.size() && offset >= n.children[i].count) offset -= n.children[i++].count;
-    id = n.children[i].id;
+    while (i + 1 < n->children.size() && offset >= n->children[i].count) offset -= n->children[i++].count;
+    id = n->children[i].id;
     path_.push_back({std::move(n), i});
   }
 }
 
 void Cursor::next() {
-  if (++path_.back().index < path_.back().node.entries.size()) return;
+  if (++path_.back().index < path_.back().node->entries.size()) return;
   path_.pop_back();
   // Climb to the next unvisited child, then down its leftmost edge.
-  while (!path_.empty() && ++path_.back().index >= path_.back().node.children.size()) path_.pop_back();
-  if (!path_.empty()) descend_leftmost(path_.back().node.children[path_.back().index].id);
+  while (!path_.empty() && ++path_.back().index >= path_.back().node->children.size()) path_.pop_back();
+  if (!path_.empty()) descend_leftmost(path_.back().node->children[path_.back().index].id);
 }
 
 void Cursor::descend_leftmost(NodeId id) {
   for (;;) {
-    TreeNode n = store_.load(id);
-    bool leaf = n.leaf;
-    if (!leaf) id = n.children.front().id;
-    if (leaf && n.entries.empty()) throw InvariantViolation("empty leaf");
+    NodeRef n = store_.load(id);
+    bool leaf = n->leaf;
+    if (!leaf) id = n->children.front().id;
+    if (leaf && n->entries.empty()) throw InvariantViolation("empty leaf");
     path_.push_back({std::move(n), 0});
     if (leaf) return;
   }
@@ -168,7 +170,7 @@ ApplyStats Tree::apply(const std::vector<Op> &ops) {
 }
 
 std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats) {
-  TreeNode node = store_.load(id);
+  TreeNode node = *store_.load(id);  // copied: it is changed below
   if (node.leaf)
     merge_leaf(node, first, last, stats);
   else
@@ -231,8 +233,8 @@ void Tree::fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes) {
       continue;
     }
     std::size_t left = j + 1 < node.children.size() ? j : j - 1;
-    TreeNode merged = store_.load(node.children[left].id);
-    TreeNode right = store_.load(node.children[left + 1].id);
+    TreeNode merged = *store_.load(node.children[left].id);
+    TreeNode right = *store_.load(node.children[left + 1].id);
     if (merged.leaf != right.leaf) throw InvariantViolation("siblings at different levels");
     for (Entry &e : right.entries) merged.entries.push_back(std::move(e));
     for (Child &c : right.children) merged.children.push_back(std::move(c));
@@ -313,11 +315,11 @@ void Tree::grow_and_collapse(std::vector<Piece> pieces) {
   meta_.count = pieces.front().child.count;
   meta_.sum = pieces.front().child.sum;
   while (meta_.height > 1) {  // an internal root with one child is dropped
-    TreeNode r = store_.load(meta_.root);
-    if (r.leaf || r.children.size() > 1) break;
-    store_.remove(r.id);
+    NodeRef r = store_.load(meta_.root);
+    if (r->leaf || r->children.size() > 1) break;
+    store_.remove(r->id);
     --meta_.nodes;
-    meta_.root = r.children.front().id;
+    meta_.root = r->children.front().id;
     --meta_.height;
   }
 }
@@ -329,8 +331,8 @@ void Tree::clear() {
 
 void Tree::clear_subtree(NodeId id, std::uint32_t level) {
   if (level > 1) {
-    TreeNode n = store_.load(id);
-    for (const Child &c : n.children) clear_subtree(c.id, level - 1);
+    NodeRef n = store_.load(id);
+    for (const Child &c : n->children) clear_subtree(c.id, level - 1);
   }
   store_.remove(id);
 }
@@ -359,7 +361,8 @@ void Tree::check() const {
 
 void Tree::check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
                          std::uint64_t &nodes) const {
-  TreeNode n = store_.load(id);
+  NodeRef ref = store_.load(id);
+  const TreeNode &n = *ref;
   ++nodes;
   if (n.leaf != (level == 1)) violation("leaf at wrong depth", id);
   if (encoded_size(n, config_.sum_kind) > config_.max_node_bytes) violation("node over size limit", id);

@@ -85,12 +85,12 @@ class Cursor {
  public:
   Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset);
   bool valid() const { return !path_.empty(); }
-  const Entry &entry() const { return path_.back().node.entries[path_.back().index]; }
+  const Entry &entry() const { return path_.back().node->entries[path_.back().index]; }
   void next();
 
  private:
   struct Frame {
-    TreeNode node;
+    NodeRef node;
     std::size_t index;
   };
   void descend_leftmost(NodeId id);

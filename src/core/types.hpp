@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -73,11 +74,15 @@ class Probe {
   virtual int compare_to(std::string_view entry_key) const = 0;
 };
 
+using NodeRef = std::shared_ptr<const TreeNode>;
+
 // TreeNode persistence. The PostgreSQL binding stores nodes as heap rows.
+// load() hands out an immutable node so that a store may keep decoded nodes
+// across calls; the tree copies a node before changing it.
 class NodeStore {
  public:
   virtual ~NodeStore() = default;
-  virtual TreeNode load(NodeId id) = 0;
+  virtual NodeRef load(NodeId id) = 0;
   virtual void save(const TreeNode &node, bool is_new) = 0;
   virtual void remove(NodeId id) = 0;
   virtual NodeId allocate() = 0;

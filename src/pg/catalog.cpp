@@ -37,6 +37,7 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
   d.origin = text_or_empty(v[kOrigin - 1], n[kOrigin - 1]);
   d.tid = tup->t_self;
+  d.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
   return d;
 }
 
@@ -57,7 +58,36 @@ bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out) {
 }
 }  // namespace
 
+namespace {
+// Whether `def` is still the current version of its catalog row. Much cheaper
+// than a lookup by name: one heap fetch.
+bool def_is_current(const AggregateDef &def) {
+  bool current = false;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    current = ItemPointerGetBlockNumber(&def.tid) < RelationGetNumberOfBlocks(rel) &&
+              version_visible(rel, def.tid, def.xmin, GetLatestSnapshot(), [&](HeapTuple t) {
+                bool isnull;
+                return DatumGetInt32(heap_getattr(t, kId, RelationGetDescr(rel), &isnull)) == def.id;
+              });
+    table_close(rel, AccessShareLock);
+  });
+  return current;
+}
+
+std::map<std::string, AggregateDef> &defs_by_name() {
+  static std::map<std::string, AggregateDef> defs;
+  return defs;
+}
+}  // namespace
+
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok) {
+  auto cached = defs_by_name().find(name);
+  if (cached != defs_by_name().end() && def_is_current(cached->second)) {
+    out = cached->second;
+    return true;
+  }
   ScanKeyData key;
   text *t = nullptr;
   pg_guard([&] {
@@ -69,6 +99,10 @@ bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool mis
   if (!found && !missing_ok)
     throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + name + "\" does not exist",
                     "SELECT name FROM aggr_aggregates lists the aggregates of this database.");
+  if (found)
+    defs_by_name()[name] = out;
+  else
+    defs_by_name().erase(name);
   return found;
 }
 
@@ -606,15 +640,49 @@ void CompiledAggregate::id_values(std::string_view entry, Datum *values, bool *n
 // ---------------------------------------------------------------- cache
 
 namespace {
-std::map<int32, std::unique_ptr<CompiledAggregate>> &cache() {
-  static std::map<int32, std::unique_ptr<CompiledAggregate>> c;
+struct CacheEntry {
+  std::unique_ptr<CompiledAggregate> compiled;
+  std::uint64_t used_in = 0;  // transaction serial that last handed it out
+  bool invalid = false;       // an invalidation arrived since it was compiled
+};
+std::uint64_t xact_serial = 1;
+
+std::map<int32, CacheEntry> &cache() {
+  static std::map<int32, CacheEntry> c;
   return c;
+}
+
+bool same_version(const AggregateDef &a, const AggregateDef &b) {
+  return ItemPointerEquals(const_cast<ItemPointer>(&a.tid), const_cast<ItemPointer>(&b.tid)) &&
+         TransactionIdEquals(a.xmin, b.xmin);
+}
+
+// Invalidation callbacks run outside any C++ frame of ours: they only mark.
+void invalidate_source(Datum, Oid relid) {
+  for (auto &[id, e] : cache())
+    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true;
+}
+void invalidate_all(Datum, int, uint32) {
+  for (auto &[id, e] : cache()) e.invalid = true;
 }
 }  // namespace
 
+void register_catalog_invalidation() {
+  CacheRegisterRelcacheCallback(invalidate_source, (Datum)0);
+  CacheRegisterSyscacheCallback(PROCOID, invalidate_all, (Datum)0);
+  CacheRegisterSyscacheCallback(TYPEOID, invalidate_all, (Datum)0);
+}
+
 CompiledAggregate *compiled_aggregate(int32 aggr_id) {
   auto it = cache().find(aggr_id);
-  if (it != cache().end()) return it->second.get();
+  if (it != cache().end()) {
+    CacheEntry &e = it->second;
+    if (e.used_in == xact_serial) return e.compiled.get();
+    if (!e.invalid && def_is_current(e.compiled->def())) {
+      e.used_in = xact_serial;
+      return e.compiled.get();
+    }
+  }
   AggregateDef def;
   if (!load_aggregate_by_id(aggr_id, def)) return nullptr;
   return &compiled_aggregate(def);
@@ -622,14 +690,25 @@ CompiledAggregate *compiled_aggregate(int32 aggr_id) {
 
 CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
   auto it = cache().find(def.id);
-  // Entries are never replaced within a transaction: callers hold references.
-  if (it != cache().end()) return *it->second;
+  if (it != cache().end()) {
+    CacheEntry &e = it->second;
+    // Never replaced within a transaction: callers hold references.
+    if (e.used_in == xact_serial || (!e.invalid && same_version(e.compiled->def(), def))) {
+      e.used_in = xact_serial;
+      return *e.compiled;
+    }
+  }
   auto compiled = std::make_unique<CompiledAggregate>(def);
-  CompiledAggregate &ref = *compiled;
-  cache()[def.id] = std::move(compiled);
-  return ref;
+  CacheEntry &e = cache()[def.id];
+  e.compiled = std::move(compiled);
+  e.used_in = xact_serial;
+  e.invalid = false;
+  return *e.compiled;
 }
 
-void forget_compiled_aggregates() { cache().clear(); }
+void compiled_aggregates_at_xact_end(bool committed) {
+  ++xact_serial;
+  if (!committed) cache().clear();  // an error may have left expression state half-used
+}
 
 }  // namespace aggr::pg

@@ -27,6 +27,7 @@ struct AggregateDef {
   std::string columns_sig;
   std::string origin;
   ItemPointerData tid{};
+  TransactionId xmin = InvalidTransactionId;  // with tid: which version of the catalog row this is
   bool namespaced() const { return !ns_expr.empty(); }
 };
 
@@ -96,11 +97,17 @@ class CompiledAggregate {
   TupleTableSlot *slot_ = nullptr;
 };
 
-// Per-transaction cache of compiled aggregates (definitions can change
-// between transactions). Returns nullptr when the aggregate is gone.
+// Compiled aggregates, kept across transactions. Within a transaction an
+// entry never changes (callers hold references); a later transaction
+// recompiles when the catalog row is another version or an invalidation
+// (source table, functions, types) arrived. Returns nullptr when the
+// aggregate is gone.
 CompiledAggregate *compiled_aggregate(int32 aggr_id);
 CompiledAggregate &compiled_aggregate(const AggregateDef &def);
-void forget_compiled_aggregates();
+// At transaction end: after an abort every entry is dropped.
+void compiled_aggregates_at_xact_end(bool committed);
+// _PG_init: relcache / syscache invalidation callbacks.
+void register_catalog_invalidation();
 
 // What aggr_create stores, derived from the user's text. pg-side.
 struct ParsedDefinition {

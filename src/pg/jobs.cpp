@@ -18,10 +18,14 @@ namespace aggr::pg {
 
 int job_delay_ms = 0;
 
-void define_job_settings() {
+void define_settings() {
   DefineCustomIntVariable("aggr_ext.job_delay", "Pause between the batches of a background backfill or rebuild.",
                           "Throttles background jobs to leave I/O and CPU to the workload.", &job_delay_ms, 0, 0,
                           60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.node_cache_size", "Memory each backend may use to keep decoded tree nodes.",
+                          "Reads reuse a decoded node while their snapshot sees the version it came from; "
+                          "0 turns the cache off.",
+                          &node_cache_kb, 64 * 1024, 0, 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
 }
 
 namespace {

@@ -46,7 +46,7 @@ void discard_job(const AggregateDef &def);
 void ensure_job_worker(int32 aggr_id);
 std::string job_progress_text(const JobRow &job);
 extern int job_delay_ms;  // aggr_ext.job_delay
-void define_job_settings();  // from _PG_init
+void define_settings();  // from _PG_init: aggr_ext.job_delay, aggr_ext.node_cache_size
 
 // Drops every tree of the aggregate outside generations `keep` and `keep2`.
 void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2);

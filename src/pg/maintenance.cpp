@@ -252,12 +252,15 @@ void xact_callback(XactEvent event, void *) {
       run_flush_at_commit();
       break;
     case XACT_EVENT_COMMIT:
-    case XACT_EVENT_ABORT:
     case XACT_EVENT_PREPARE:
     case XACT_EVENT_PARALLEL_COMMIT:
+      op_buffer().reset();
+      compiled_aggregates_at_xact_end(true);
+      break;
+    case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
       op_buffer().reset();
-      forget_compiled_aggregates();
+      compiled_aggregates_at_xact_end(false);
       break;
     default:
       break;

@@ -1,4 +1,5 @@
 // Module entry: one _PG_init that initializes each part.
+#include "catalog.hpp"
 #include "jobs.hpp"
 #include "maintenance.hpp"
 
@@ -9,5 +10,6 @@ void _PG_init(void);
 
 void _PG_init(void) {
   aggr::pg::register_transaction_callbacks();
-  aggr::pg::define_job_settings();
+  aggr::pg::register_catalog_invalidation();
+  aggr::pg::define_settings();
 }

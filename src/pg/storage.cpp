@@ -1,6 +1,9 @@
 #include "storage.hpp"
 
 #include <cstring>
+#include <deque>
+#include <tuple>
+#include <unordered_map>
 
 #include "../core/node_codec.hpp"
 
@@ -9,6 +12,8 @@ extern "C" {
 }
 
 namespace aggr::pg {
+
+int node_cache_kb = 64 * 1024;
 
 namespace {
 constexpr const char *kSchema = "aggr_internal";
@@ -51,10 +56,13 @@ Sum sum_from_bytea(const bytea *b) {
 }
 
 Relations internal_relations() {
+  static Oid cached_nsp = InvalidOid;
+  static Relations cached;
   Oid nsp = get_namespace_oid(kSchema, true);
   if (!OidIsValid(nsp))
     ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("aggr_ext is not installed in this database"),
                     errhint("Run CREATE EXTENSION aggr_ext;")));
+  if (nsp == cached_nsp) return cached;
   Relations r;
   r.aggregates = internal_relid(nsp, "aggregates");
   r.aggregates_pkey = internal_relid(nsp, "aggregates_pkey");
@@ -70,6 +78,8 @@ Relations internal_relations() {
   r.log_pkey = internal_relid(nsp, "log_pkey");
   r.jobs = internal_relid(nsp, "jobs");
   r.jobs_pkey = internal_relid(nsp, "jobs_pkey");
+  cached = r;
+  cached_nsp = nsp;
   return r;
 }
 
@@ -139,6 +149,7 @@ TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup) {
   TreeRow row;
   row.exists = true;
   row.tid = tup->t_self;
+  row.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
   row.tree_id = DatumGetInt64(v[kTreeId - 1]);
   row.aggr_id = DatumGetInt32(v[kAggrId - 1]);
   row.generation = DatumGetInt32(v[kGeneration - 1]);
@@ -154,8 +165,38 @@ TreeRow tree_row_from_tuple(Relation trees, HeapTuple tup) {
   return row;
 }
 
+namespace {
+// The last version of each tree row this backend read or wrote.
+using TreeKey = std::tuple<int32, int32, std::string>;
+std::map<TreeKey, TreeRow> &tree_rows(Relation trees) {
+  static std::map<TreeKey, TreeRow> rows;
+  static RelFileNode file{};
+  if (!RelFileNodeEquals(trees->rd_node, file)) {  // another file: its TIDs name other tuples
+    rows.clear();
+    file = trees->rd_node;
+  }
+  return rows;
+}
+void remember_tree_row(Relation trees, const TreeRow &row) {
+  auto &rows = tree_rows(trees);
+  if (rows.size() >= 4096) rows.clear();
+  rows[TreeKey{row.aggr_id, row.generation, row.ns}] = row;
+}
+}  // namespace
+
 TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 generation, const std::string &ns,
                       Snapshot snap) {
+  auto &rows = tree_rows(trees);
+  auto it = rows.find(TreeKey{aggr_id, generation, ns});
+  if (it != rows.end()) {
+    const TreeRow &c = it->second;
+    if (ItemPointerGetBlockNumber(&c.tid) < RelationGetNumberOfBlocks(trees) &&
+        version_visible(trees, c.tid, c.xmin, snap, [&](HeapTuple t) {
+          bool isnull;
+          return DatumGetInt64(heap_getattr(t, kTreeId, RelationGetDescr(trees), &isnull)) == c.tree_id;
+        }))
+      return c;
+  }
   ScanKeyData keys[3];
   bytea *nsb = make_bytea(ns.data(), ns.size());
   ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
@@ -166,7 +207,10 @@ TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 g
   row.aggr_id = aggr_id;
   row.generation = generation;
   row.ns = ns;
-  if (tup) row = tree_row_from_tuple(trees, tup);
+  if (tup) {
+    row = tree_row_from_tuple(trees, tup);
+    remember_tree_row(trees, row);
+  }
   return row;
 }
 
@@ -214,14 +258,134 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
     row.exists = true;
   }
   row.tid = tup->t_self;
+  row.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+  remember_tree_row(trees, row);
 }
 
 // ---------------------------------------------------------------- nodes
 
-PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through)
-    : nodes_(nodes), pkey_(nodes_pkey), tree_(tree), kind_(kind), snap_(snap), write_through_(write_through) {}
+bool version_visible(Relation rel, const ItemPointerData &tid, TransactionId xmin, Snapshot snap,
+                     const std::function<bool(HeapTuple)> &same_row) {
+  HeapTupleData tup;
+  tup.t_self = tid;
+  Buffer buf;
+  if (!heap_fetch(rel, snap, &tup, &buf, false)) return false;
+  bool same = TransactionIdEquals(HeapTupleHeaderGetRawXmin(tup.t_data), xmin) && same_row(&tup);
+  ReleaseBuffer(buf);
+  return same;
+}
 
-std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid) {
+namespace {
+// Decoded nodes of this backend, kept across transactions, within
+// aggr_ext.node_cache_size. Internal nodes (few, read by every descent) are
+// evicted only when no leaf is left; each kind is evicted oldest first.
+struct CachedNode {
+  ItemPointerData tid;
+  TransactionId xmin;
+  NodeRef node;
+  std::size_t bytes;
+  std::uint64_t slot;  // its place in the eviction order
+};
+
+std::size_t decoded_bytes(const TreeNode &n) {
+  std::size_t b = sizeof(TreeNode) + 64;
+  for (const Entry &e : n.entries) b += sizeof(Entry) + (e.key.size() > 15 ? e.key.capacity() + 16 : 0);
+  for (const Child &c : n.children) b += sizeof(Child) + (c.first_key.size() > 15 ? c.first_key.capacity() + 16 : 0);
+  return b;
+}
+
+class NodeCache {
+ public:
+  // Forgets everything when the nodes relation is another file (dropped and
+  // recreated extension, VACUUM FULL): TIDs there name other tuples.
+  void bind(Relation rel) {
+    if (rel->rd_id == relid_ && RelFileNodeEquals(rel->rd_node, file_)) return;
+    entries_.clear();
+    fifo_[0].clear();
+    fifo_[1].clear();
+    bytes_ = 0;
+    relid_ = rel->rd_id;
+    file_ = rel->rd_node;
+  }
+  const CachedNode *find(int64 tree, NodeId id) const {
+    auto it = entries_.find({tree, id});
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+  void put(int64 tree, NodeId id, ItemPointerData tid, TransactionId xmin, NodeRef node) {
+    std::size_t budget = static_cast<std::size_t>(node_cache_kb) * 1024;
+    std::size_t bytes = decoded_bytes(*node);
+    erase(tree, id);
+    if (bytes > budget / 4) return;
+    auto &fifo = fifo_[node->leaf ? 1 : 0];
+    entries_.emplace(std::make_pair(tree, id), CachedNode{tid, xmin, std::move(node), bytes, ++slots_});
+    bytes_ += bytes;
+    fifo.push_back({tree, id, slots_});
+    if (fifo.size() > 2 * entries_.size() + 1024) drop_stale_slots(fifo);
+    while (bytes_ > budget && !(fifo_[0].empty() && fifo_[1].empty())) {
+      auto &oldest = fifo_[1].empty() ? fifo_[0] : fifo_[1];
+      evict(oldest.front());
+      oldest.pop_front();
+    }
+  }
+  void erase(int64 tree, NodeId id) {
+    auto it = entries_.find({tree, id});
+    if (it == entries_.end()) return;
+    bytes_ -= it->second.bytes;
+    entries_.erase(it);
+  }
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const std::pair<int64, NodeId> &k) const {
+      return std::hash<int64>()(k.first * 1000003 + k.second);
+    }
+  };
+  struct Slot {
+    int64 tree;
+    NodeId id;
+    std::uint64_t slot;
+  };
+  bool live(const Slot &s) const {
+    auto it = entries_.find({s.tree, s.id});
+    return it != entries_.end() && it->second.slot == s.slot;
+  }
+  void evict(const Slot &s) {  // a slot whose entry was replaced or erased since is skipped
+    if (live(s)) erase(s.tree, s.id);
+  }
+  // Nodes rewritten again and again leave a trail of replaced slots.
+  void drop_stale_slots(std::deque<Slot> &fifo) {
+    std::deque<Slot> kept;
+    for (const Slot &s : fifo)
+      if (live(s)) kept.push_back(s);
+    fifo.swap(kept);
+  }
+  std::unordered_map<std::pair<int64, NodeId>, CachedNode, KeyHash> entries_;
+  std::deque<Slot> fifo_[2];
+  std::uint64_t slots_ = 0;
+  std::size_t bytes_ = 0;
+  Oid relid_ = InvalidOid;
+  RelFileNode file_{};
+};
+
+NodeCache &node_cache() {
+  static NodeCache cache;
+  return cache;
+}
+
+// Whether a node tuple is (tree, id): the first two columns, int8 NOT NULL.
+bool is_node_row(Relation rel, HeapTuple tup, int64 tree, NodeId id) {
+  bool n1, n2;
+  return DatumGetInt64(heap_getattr(tup, 1, RelationGetDescr(rel), &n1)) == tree &&
+         DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(rel), &n2)) == id;
+}
+}  // namespace
+
+PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through)
+    : nodes_(nodes), pkey_(nodes_pkey), tree_(tree), kind_(kind), snap_(snap), write_through_(write_through) {
+  pg_guard([&] { node_cache().bind(nodes); });
+}
+
+std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid, TransactionId *xmin) {
   std::string out;
   bool found = false;
   Relation rel = nodes_;
@@ -240,6 +404,7 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid) {
       bytea *b = DatumGetByteaPP(d);
       out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
       *tid = tup->t_self;
+      *xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
       found = true;
     }
     systable_endscan(scan);
@@ -248,28 +413,49 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid) {
   return out;
 }
 
-TreeNode PgNodeStore::load(NodeId id) {
+// The cached decoded node when `snap_` sees exactly the version it came from.
+NodeRef PgNodeStore::cached(NodeId id) {
+  const CachedNode *c = node_cache().find(tree_.tree_id, id);
+  if (!c) return nullptr;
+  bool visible = false;
+  Relation rel = nodes_;
+  int64 tree = tree_.tree_id;
+  pg_guard([&] {
+    if (nblocks_ == InvalidBlockNumber) nblocks_ = RelationGetNumberOfBlocks(rel);
+    visible = ItemPointerGetBlockNumber(&c->tid) < nblocks_ &&
+              version_visible(rel, c->tid, c->xmin, snap_, [&](HeapTuple t) { return is_node_row(rel, t, tree, id); });
+  });
+  if (!visible) return nullptr;
+  tids_[id] = c->tid;
+  return c->node;
+}
+
+NodeRef PgNodeStore::load(NodeId id) {
   auto it = pending_.find(id);
   if (it != pending_.end()) {
     if (it->second.removed) throw InvariantViolation("load of a removed node");
-    return decode_node(id, it->second.payload, kind_);
+    return it->second.node;
   }
+  if (NodeRef hit = cached(id)) return hit;
   ItemPointerData tid;
-  std::string payload = fetch_payload(id, &tid);
+  TransactionId xmin;
+  std::string payload = fetch_payload(id, &tid, &xmin);
+  NodeRef node = std::make_shared<const TreeNode>(decode_node(id, payload, kind_));
   tids_[id] = tid;
-  return decode_node(id, payload, kind_);
+  node_cache().put(tree_.tree_id, id, tid, xmin, node);
+  return node;
 }
 
 void PgNodeStore::save(const TreeNode &node, bool is_new) {
-  std::string payload = encode_node(node, kind_);
+  NodeRef ref = std::make_shared<const TreeNode>(node);
   if (write_through_) {
-    write_node(node.id, &payload, is_new);
+    write_node(node.id, ref, is_new);
     return;
   }
   Pending &p = pending_[node.id];
   p.is_new = p.is_new || is_new;
   p.removed = false;
-  p.payload = std::move(payload);
+  p.node = std::move(ref);
 }
 
 void PgNodeStore::remove(NodeId id) {
@@ -280,24 +466,29 @@ void PgNodeStore::remove(NodeId id) {
   }
   Pending &p = pending_[id];
   p.removed = true;
-  p.payload.clear();
+  p.node.reset();
 }
 
 NodeId PgNodeStore::allocate() { return tree_.next_node++; }
 
-void PgNodeStore::write_node(NodeId id, const std::string *payload, bool is_new) {
+void PgNodeStore::write_node(NodeId id, const NodeRef &node, bool is_new) {
   ItemPointerData tid{};
   if (!is_new) {
     auto t = tids_.find(id);
-    if (t == tids_.end())
-      (void)fetch_payload(id, &tid);  // removed without being read (clear)
-    else
+    if (t == tids_.end()) {
+      TransactionId xmin;
+      (void)fetch_payload(id, &tid, &xmin);  // removed without being read (clear)
+    } else {
       tid = t->second;
+    }
   }
+  std::string payload = node ? encode_node(*node, kind_) : std::string();
   Relation rel = nodes_;
   int64 tree_id = tree_.tree_id;
+  ItemPointerData new_tid{};
+  TransactionId new_xmin = InvalidTransactionId;
   pg_guard([&] {
-    if (!payload) {
+    if (!node) {
       delete_row(rel, &tid);
       return;
     }
@@ -305,23 +496,26 @@ void PgNodeStore::write_node(NodeId id, const std::string *payload, bool is_new)
     bool n[3] = {false, false, false};
     v[0] = Int64GetDatum(tree_id);
     v[1] = Int64GetDatum(id);
-    v[2] = PointerGetDatum(make_bytea(payload->data(), payload->size()));
+    v[2] = PointerGetDatum(make_bytea(payload.data(), payload.size()));
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     if (is_new)
       insert_row(rel, tup);
     else
       update_row(rel, &tid, tup);
+    new_tid = tup->t_self;
+    new_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
     heap_freetuple(tup);
   });
+  // The version just written is what this transaction reads next; a bulk
+  // build writes too many nodes for the cache to be of use.
+  if (!node)
+    node_cache().erase(tree_id, id);
+  else if (!write_through_)
+    node_cache().put(tree_id, id, new_tid, new_xmin, node);
 }
 
 void PgNodeStore::write_back() {
-  for (auto &[id, p] : pending_) {
-    if (p.removed)
-      write_node(id, nullptr, false);
-    else
-      write_node(id, &p.payload, p.is_new);
-  }
+  for (auto &[id, p] : pending_) write_node(id, p.removed ? NodeRef() : p.node, p.is_new);
   pending_.clear();
   tids_.clear();
 }

@@ -1,6 +1,7 @@
 // Internal relations of the extension and row-level access to them. Tree
 // nodes and tree metadata are ordinary heap rows (WAL, MVCC, replication).
 #pragma once
+#include <functional>
 #include <map>
 #include <vector>
 #include <string>
@@ -10,7 +11,8 @@
 
 namespace aggr::pg {
 
-// OIDs of the internal schema's relations; looked up per call (syscache).
+// OIDs of the internal schema's relations; remembered while the schema is
+// the same (a dropped and recreated extension has a new schema).
 struct Relations {
   Oid aggregates, aggregates_pkey, aggregates_name_key, aggregates_seq;
   Oid trees, trees_pkey, trees_aggr_ns_key, trees_seq;
@@ -22,6 +24,13 @@ Relations internal_relations();  // pg-side
 // pg-side: the (int128, double) sum columns of trees and log rows.
 bytea *sum_to_bytea(const Sum &s);
 Sum sum_from_bytea(const bytea *b);
+
+// pg-side: whether the tuple version at `tid`, inserted by `xmin`, is the one
+// `snap` sees; `same_row` checks it is still the row expected there. A
+// version (tid, raw xmin) of a relation's current file never changes, so a
+// copy decoded from it stays valid as long as the snapshot sees that version.
+bool version_visible(Relation rel, const ItemPointerData &tid, TransactionId xmin, Snapshot snap,
+                     const std::function<bool(HeapTuple)> &same_row);
 
 // pg-side heap helpers: write a row and maintain every index of the table.
 HeapTuple fetch_row(Relation rel, Oid index, ScanKey keys, int nkeys, Snapshot snap);
@@ -39,6 +48,7 @@ void lock_tree(int32 aggr_id, int32 generation, const std::string &ns);
 struct TreeRow {
   bool exists = false;
   ItemPointerData tid{};
+  TransactionId xmin = InvalidTransactionId;  // with tid: which version of the row
   int64 tree_id = 0;
   int32 aggr_id = 0;
   int32 generation = 0;
@@ -49,6 +59,8 @@ struct TreeRow {
 };
 
 // pg-side: a tree row by (aggregate, generation, namespace) as `snap` sees it.
+// The last version read or written per tree is remembered across
+// transactions and reused when `snap` sees that very version.
 TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 generation, const std::string &ns,
                       Snapshot snap);
 // Every tree of one generation of an aggregate (guards its PostgreSQL calls).
@@ -59,11 +71,16 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row);
 
 // Nodes of one tree. Reads go through `snap`; writes are buffered and
 // applied by write_back(), so each node is written at most once per flush
-// and a node saved in this flush reads back as saved.
+// and a node saved in this flush reads back as saved. Decoded nodes are kept
+// in a backend-wide cache across transactions (see node_cache in
+// storage.cpp): a load reuses one when `snap` sees the very tuple version it
+// was decoded from, so the answer is always the snapshot's.
+extern int node_cache_kb;  // GUC aggr_ext.node_cache_size
+
 class PgNodeStore : public NodeStore {
  public:
   PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through);
-  TreeNode load(NodeId id) override;
+  NodeRef load(NodeId id) override;
   void save(const TreeNode &node, bool is_new) override;
   void remove(NodeId id) override;
   NodeId allocate() override;
@@ -71,12 +88,13 @@ class PgNodeStore : public NodeStore {
 
  private:
   struct Pending {
-    std::string payload;
+    NodeRef node;
     bool is_new = false;
     bool removed = false;
   };
-  std::string fetch_payload(NodeId id, ItemPointerData *tid);
-  void write_node(NodeId id, const std::string *payload, bool is_new);
+  std::string fetch_payload(NodeId id, ItemPointerData *tid, TransactionId *xmin);
+  NodeRef cached(NodeId id);
+  void write_node(NodeId id, const NodeRef &node, bool is_new);
 
   Relation nodes_;
   Oid pkey_;
@@ -86,6 +104,7 @@ class PgNodeStore : public NodeStore {
   bool write_through_;  // bulk build: nodes are written as saved, never reloaded
   std::map<NodeId, Pending> pending_;
   std::map<NodeId, ItemPointerData> tids_;
+  BlockNumber nblocks_ = InvalidBlockNumber;  // of nodes_, read once: vacuum cannot truncate under our lock
 };
 
 // pg-side: deletes every node and the row of a tree.

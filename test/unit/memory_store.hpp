@@ -12,20 +12,26 @@ namespace aggr::test {
 class MemoryStore : public NodeStore {
  public:
   explicit MemoryStore(SumKind kind) : kind_(kind) {}
-  TreeNode load(NodeId id) override {
+  // Hands out the same decoded node until it is saved or removed, as the
+  // PostgreSQL store's cache does.
+  NodeRef load(NodeId id) override {
     ++loads;
     auto it = nodes_.find(id);
     if (it == nodes_.end()) throw std::runtime_error("load of missing node " + std::to_string(id));
-    return decode_node(id, it->second, kind_);
+    NodeRef &ref = decoded_[id];
+    if (!ref) ref = std::make_shared<const TreeNode>(decode_node(id, it->second, kind_));
+    return ref;
   }
   void save(const TreeNode &node, bool is_new) override {
     ++saves;
     bool exists = nodes_.count(node.id) > 0;
     if (exists == is_new) throw std::runtime_error("save: is_new does not match store state");
     nodes_[node.id] = encode_node(node, kind_);
+    decoded_.erase(node.id);
   }
   void remove(NodeId id) override {
     if (nodes_.erase(id) != 1) throw std::runtime_error("remove of missing node");
+    decoded_.erase(id);
   }
   NodeId allocate() override { return ++next_; }
   std::size_t size() const { return nodes_.size(); }
@@ -34,6 +40,7 @@ class MemoryStore : public NodeStore {
  private:
   SumKind kind_;
   std::map<NodeId, std::string> nodes_;
+  std::map<NodeId, NodeRef> decoded_;
   NodeId next_ = 0;
 };
 
