@@ -170,7 +170,7 @@ ApplyStats Tree::apply(const std::vector<Op> &ops) {
 }
 
 std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats) {
-  TreeNode node = *store_.load(id);  // copied: it is changed below
+  TreeNode node = store_.load_for_update(id);
   if (node.leaf)
     merge_leaf(node, first, last, stats);
   else
@@ -233,8 +233,8 @@ void Tree::fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes) {
       continue;
     }
     std::size_t left = j + 1 < node.children.size() ? j : j - 1;
-    TreeNode merged = *store_.load(node.children[left].id);
-    TreeNode right = *store_.load(node.children[left + 1].id);
+    TreeNode merged = store_.load_for_update(node.children[left].id);
+    TreeNode right = store_.load_for_update(node.children[left + 1].id);
     if (merged.leaf != right.leaf) throw InvariantViolation("siblings at different levels");
     for (Entry &e : right.entries) merged.entries.push_back(std::move(e));
     for (Child &c : right.children) merged.children.push_back(std::move(c));
@@ -263,8 +263,9 @@ std::vector<Tree::Piece> Tree::write_split(TreeNode &&node, bool is_new) {
   }
   std::size_t total = encoded_size(node, config_.sum_kind);
   if (total <= config_.max_node_bytes) {
-    store_.save(node, is_new);
-    return {summarize(node)};
+    Piece whole = summarize(node);
+    store_.save(std::move(node), is_new);
+    return {whole};
   }
   std::vector<std::size_t> sizes(items);
   for (std::size_t i = 0; i < items; ++i)
@@ -290,8 +291,8 @@ std::vector<Tree::Piece> Tree::write_split(TreeNode &&node, bool is_new) {
     else
       piece.children.assign(std::make_move_iterator(node.children.begin() + static_cast<long>(begin)),
                             std::make_move_iterator(node.children.begin() + static_cast<long>(end)));
-    store_.save(piece, keeps_id ? is_new : true);
     out.push_back(summarize(piece));
+    store_.save(std::move(piece), keeps_id ? is_new : true);
     begin = end;
   }
   return out;
@@ -442,12 +443,12 @@ void BulkBuilder::push(std::size_t level, Child child, Entry *entry) {
 void BulkBuilder::emit(std::size_t level, TreeNode &node) {
   node.id = store_.allocate();
   ++nodes_;
-  store_.save(node, true);
   Child c;
   c.id = node.id;
   c.count = node_count(node);
   c.sum = node_sum(node);
   c.first_key = node.leaf ? node.entries.front().key : node.children.front().first_key;
+  store_.save(std::move(node), true);  // the caller replaces the node
   push(level + 1, std::move(c), nullptr);
 }
 

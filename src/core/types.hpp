@@ -83,7 +83,10 @@ class NodeStore {
  public:
   virtual ~NodeStore() = default;
   virtual NodeRef load(NodeId id) = 0;
-  virtual void save(const TreeNode &node, bool is_new) = 0;
+  // A private copy for the tree to change and save back; a store may move
+  // its only cached copy out instead of copying it.
+  virtual TreeNode load_for_update(NodeId id) { return *load(id); }
+  virtual void save(TreeNode node, bool is_new) = 0;  // by value: callers move nodes in
   virtual void remove(NodeId id) = 0;
   virtual NodeId allocate() = 0;
 };

@@ -282,7 +282,7 @@ namespace {
 struct CachedNode {
   ItemPointerData tid;
   TransactionId xmin;
-  NodeRef node;
+  std::shared_ptr<TreeNode> node;
   std::size_t bytes;
   std::uint64_t slot;  // its place in the eviction order
 };
@@ -311,7 +311,7 @@ class NodeCache {
     auto it = entries_.find({tree, id});
     return it == entries_.end() ? nullptr : &it->second;
   }
-  void put(int64 tree, NodeId id, ItemPointerData tid, TransactionId xmin, NodeRef node) {
+  void put(int64 tree, NodeId id, ItemPointerData tid, TransactionId xmin, std::shared_ptr<TreeNode> node) {
     std::size_t budget = static_cast<std::size_t>(node_cache_kb) * 1024;
     std::size_t bytes = decoded_bytes(*node);
     erase(tree, id);
@@ -414,7 +414,7 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid, Transact
 }
 
 // The cached decoded node when `snap_` sees exactly the version it came from.
-NodeRef PgNodeStore::cached(NodeId id) {
+PgNodeStore::NodePtr PgNodeStore::cached(NodeId id) {
   const CachedNode *c = node_cache().find(tree_.tree_id, id);
   if (!c) return nullptr;
   bool visible = false;
@@ -430,29 +430,46 @@ NodeRef PgNodeStore::cached(NodeId id) {
   return c->node;
 }
 
+// Reads and decodes the version `snap_` sees.
+PgNodeStore::NodePtr PgNodeStore::fetch_node(NodeId id) {
+  ItemPointerData tid;
+  TransactionId xmin;
+  std::string payload = fetch_payload(id, &tid, &xmin);
+  auto node = std::make_shared<TreeNode>(decode_node(id, payload, kind_));
+  tids_[id] = tid;
+  node_cache().put(tree_.tree_id, id, tid, xmin, node);
+  return node;
+}
+
 NodeRef PgNodeStore::load(NodeId id) {
   auto it = pending_.find(id);
   if (it != pending_.end()) {
     if (it->second.removed) throw InvariantViolation("load of a removed node");
     return it->second.node;
   }
-  if (NodeRef hit = cached(id)) return hit;
-  ItemPointerData tid;
-  TransactionId xmin;
-  std::string payload = fetch_payload(id, &tid, &xmin);
-  NodeRef node = std::make_shared<const TreeNode>(decode_node(id, payload, kind_));
-  tids_[id] = tid;
-  node_cache().put(tree_.tree_id, id, tid, xmin, node);
-  return node;
+  if (NodePtr hit = cached(id)) return hit;
+  return fetch_node(id);
 }
 
-void PgNodeStore::save(const TreeNode &node, bool is_new) {
-  NodeRef ref = std::make_shared<const TreeNode>(node);
+// The node is about to be rewritten: its cached copy is moved out rather
+// than copied when nobody else holds it (write_node caches the new version).
+TreeNode PgNodeStore::load_for_update(NodeId id) {
+  if (pending_.count(id)) return *load(id);
+  NodePtr node = cached(id);
+  if (!node) node = fetch_node(id);
+  node_cache().erase(tree_.tree_id, id);
+  if (node.use_count() == 1) return std::move(*node);
+  return *node;
+}
+
+void PgNodeStore::save(TreeNode node, bool is_new) {
+  NodeId id = node.id;
+  NodePtr ref = std::make_shared<TreeNode>(std::move(node));
   if (write_through_) {
-    write_node(node.id, ref, is_new);
+    write_node(id, ref, is_new);
     return;
   }
-  Pending &p = pending_[node.id];
+  Pending &p = pending_[id];
   p.is_new = p.is_new || is_new;
   p.removed = false;
   p.node = std::move(ref);
@@ -471,7 +488,7 @@ void PgNodeStore::remove(NodeId id) {
 
 NodeId PgNodeStore::allocate() { return tree_.next_node++; }
 
-void PgNodeStore::write_node(NodeId id, const NodeRef &node, bool is_new) {
+void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
   ItemPointerData tid{};
   if (!is_new) {
     auto t = tids_.find(id);
@@ -515,7 +532,7 @@ void PgNodeStore::write_node(NodeId id, const NodeRef &node, bool is_new) {
 }
 
 void PgNodeStore::write_back() {
-  for (auto &[id, p] : pending_) write_node(id, p.removed ? NodeRef() : p.node, p.is_new);
+  for (auto &[id, p] : pending_) write_node(id, p.removed ? NodePtr() : p.node, p.is_new);
   pending_.clear();
   tids_.clear();
 }

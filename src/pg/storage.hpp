@@ -81,20 +81,23 @@ class PgNodeStore : public NodeStore {
  public:
   PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through);
   NodeRef load(NodeId id) override;
-  void save(const TreeNode &node, bool is_new) override;
+  TreeNode load_for_update(NodeId id) override;
+  void save(TreeNode node, bool is_new) override;
   void remove(NodeId id) override;
   NodeId allocate() override;
   void write_back();
 
  private:
+  using NodePtr = std::shared_ptr<TreeNode>;  // shared with the cache, handed out as NodeRef
   struct Pending {
-    NodeRef node;
+    NodePtr node;
     bool is_new = false;
     bool removed = false;
   };
   std::string fetch_payload(NodeId id, ItemPointerData *tid, TransactionId *xmin);
-  NodeRef cached(NodeId id);
-  void write_node(NodeId id, const NodeRef &node, bool is_new);
+  NodePtr cached(NodeId id);
+  NodePtr fetch_node(NodeId id);
+  void write_node(NodeId id, const NodePtr &node, bool is_new);
 
   Relation nodes_;
   Oid pkey_;

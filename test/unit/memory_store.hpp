@@ -22,7 +22,7 @@ class MemoryStore : public NodeStore {
     if (!ref) ref = std::make_shared<const TreeNode>(decode_node(id, it->second, kind_));
     return ref;
   }
-  void save(const TreeNode &node, bool is_new) override {
+  void save(TreeNode node, bool is_new) override {
     ++saves;
     bool exists = nodes_.count(node.id) > 0;
     if (exists == is_new) throw std::runtime_error("save: is_new does not match store state");
