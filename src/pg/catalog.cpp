@@ -7,7 +7,7 @@ namespace aggr::pg {
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
-  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kAggCols = kOrigin
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kWriteMode, kAggCols = kWriteMode
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
@@ -36,6 +36,7 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.build_generation = n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
   d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
   d.origin = text_or_empty(v[kOrigin - 1], n[kOrigin - 1]);
+  d.deferred = text_or_empty(v[kWriteMode - 1], n[kWriteMode - 1]) == "deferred";
   d.tid = tup->t_self;
   d.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
   return d;
@@ -140,6 +141,14 @@ void update_aggregate_state(const AggregateDef &def, const char *state) {
   update_aggregate_columns(def.id, v, n, repl);
 }
 
+void update_aggregate_write_mode(int32 aggr_id, bool deferred) {
+  Datum v[kAggCols] = {};
+  bool n[kAggCols] = {}, repl[kAggCols] = {};
+  pg_guard([&] { v[kWriteMode - 1] = CStringGetTextDatum(deferred ? "deferred" : "direct"); });
+  repl[kWriteMode - 1] = true;
+  update_aggregate_columns(aggr_id, v, n, repl);
+}
+
 void update_aggregate_generations(int32 aggr_id, const char *state, int32 generation, int32 build_generation) {
   Datum v[kAggCols] = {};
   bool n[kAggCols] = {}, repl[kAggCols] = {};
@@ -185,6 +194,7 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     v[kColumnsSig - 1] = CStringGetTextDatum(columns_signature(src, p.key_exprs, p.sum_expr, p.ns_expr).c_str());
     relation_close(src, AccessShareLock);
     v[kOrigin - 1] = CStringGetTextDatum(current_origin().c_str());
+    v[kWriteMode - 1] = CStringGetTextDatum("direct");
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     insert_row(rel, tup);
     table_close(rel, RowExclusiveLock);

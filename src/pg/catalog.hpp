@@ -26,6 +26,7 @@ struct AggregateDef {
   int32 build_generation = 0;  // trees being filled by a job; 0 when none
   std::string columns_sig;
   std::string origin;
+  bool deferred = false;  // write_mode 'deferred': writers append deltas (aggr_internal.deltas)
   ItemPointerData tid{};
   TransactionId xmin = InvalidTransactionId;  // with tid: which version of the catalog row this is
   bool namespaced() const { return !ns_expr.empty(); }
@@ -35,6 +36,7 @@ struct AggregateDef {
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok);
 bool load_aggregate_by_id(int32 id, AggregateDef &out);
 void update_aggregate_state(const AggregateDef &def, const char *state);
+void update_aggregate_write_mode(int32 aggr_id, bool deferred);
 // Sets state, live generation and build generation in one update.
 void update_aggregate_generations(int32 aggr_id, const char *state, int32 generation, int32 build_generation);
 

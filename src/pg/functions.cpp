@@ -3,6 +3,7 @@
 #include <set>
 
 #include "jobs.hpp"
+#include "deltas.hpp"
 #include "maintenance.hpp"
 #include "result_row.hpp"
 
@@ -163,6 +164,7 @@ class ReadTree {
     });
     store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
     tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
+    pending_ = pending_changes(t.def, ns, order_, snap_);
   }
   ~ReadTree() {
     Relation trees = trees_, nodes = nodes_;
@@ -176,9 +178,19 @@ class ReadTree {
     } catch (...) {
     }
   }
-  Tree &tree() { return *tree_; }
-  NodeStore &store() { return *store_; }
-  const EntryOrdering &order() const { return order_; }
+  // The tree plus the pending deltas of a deferred aggregate.
+  std::uint64_t count() const { return merged_count(tree_->meta(), pending_); }
+  Prefix before(const Probe &probe) const {
+    Prefix p = tree_->prefix_before(probe);
+    p.count = static_cast<std::uint64_t>(static_cast<int64>(p.count) + pending_.count_before(probe, &p.sum));
+    return p;
+  }
+  Prefix range(const Probe *lower, const Probe *upper) const {
+    Prefix p = tree_->range(lower, upper);
+    p.count = static_cast<std::uint64_t>(static_cast<int64>(p.count) + pending_.count_between(lower, upper, &p.sum));
+    return p;
+  }
+  MergedCursor cursor(std::uint64_t offset) { return MergedCursor(*store_, *tree_, order_, pending_, offset); }
   Snapshot snapshot() const { return snap_; }
 
  private:
@@ -190,6 +202,7 @@ class ReadTree {
   TreeRow row_;
   std::unique_ptr<PgNodeStore> store_;
   std::unique_ptr<Tree> tree_;
+  PendingChanges pending_;
 };
 
 Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
@@ -200,7 +213,7 @@ Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
   std::unique_ptr<KeyProbe> lower, upper;
   if (has_lower) lower = std::make_unique<KeyProbe>(t.agg->layout(), lv, ln, !bool_arg(fcinfo, 4, true));
   if (has_upper) upper = std::make_unique<KeyProbe>(t.agg->layout(), uv, un, bool_arg(fcinfo, 5, true));
-  return rt.tree().range(lower.get(), upper.get());
+  return rt.range(lower.get(), upper.get());
 }
 
 // Resolves a possibly negative offset against the entry count.
@@ -219,7 +232,7 @@ void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::u
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
   std::uint64_t pos = offset;
-  for (Cursor c(rt.store(), rt.tree().meta(), offset); c.valid() && pos < offset + limit; c.next(), ++pos) {
+  for (MergedCursor c = rt.cursor(offset); c.valid() && pos < offset + limit; c.next(), ++pos) {
     const Entry &e = c.entry();
     bool key_null = t.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
     std::string id = t.agg->id_text(e.key), key = key_null ? std::string() : t.agg->key_text(e.key);
@@ -238,9 +251,9 @@ void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::u
 Datum key_at_end(FunctionCallInfo fcinfo, bool last) {
   Target t = open_aggregate(fcinfo, Access::Read);
   ReadTree rt(t, namespace_arg(fcinfo, 1, t));
-  std::uint64_t count = rt.tree().meta().count;
+  std::uint64_t count = rt.count();
   if (count == 0) PG_RETURN_NULL();
-  Entry e = rt.tree().at(last ? count - 1 : 0);
+  Entry e = rt.cursor(last ? count - 1 : 0).entry();
   if (t.agg->key_columns() == 1 && e.key[0] == 0) PG_RETURN_NULL();
   std::string text = t.agg->key_text(e.key);
   Datum result = 0;
@@ -277,14 +290,14 @@ AGGR_FUNCTION(aggr_rank) {
   std::vector<bool> n;
   if (!key_arg(fcinfo, 1, t, v, n)) PG_RETURN_NULL();
   KeyProbe probe(t.agg->layout(), v, n, false);
-  return Int64GetDatum(static_cast<int64>(rt.tree().prefix_before(probe).count + 1));
+  return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
 }
 
 AGGR_FUNCTION(aggr_at) {
   Target t = open_aggregate(fcinfo, Access::Read);
   ReadTree rt(t, namespace_arg(fcinfo, 2, t));
   if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, false);
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
   emit_entries(fcinfo, t, rt, offset, 1);
   return (Datum)0;
 }
@@ -295,7 +308,7 @@ AGGR_FUNCTION(aggr_page) {
   if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
   int32 limit = PG_GETARG_INT32(2);
   if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, true);
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
   emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
   return (Datum)0;
 }
@@ -315,7 +328,7 @@ AGGR_FUNCTION(aggr_page_rows) {
   if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
   int32 limit = PG_GETARG_INT32(2);
   if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.tree().meta().count, t.def.name, true);
+  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   Relation rel = nullptr;
   const std::vector<AttrNumber> &pk = t.agg->pk_attnums();
@@ -331,7 +344,7 @@ AGGR_FUNCTION(aggr_page_rows) {
     }
   });
   std::uint64_t pos = offset;
-  for (Cursor c(rt.store(), rt.tree().meta(), offset); c.valid() && pos < offset + static_cast<std::uint64_t>(limit);
+  for (MergedCursor c = rt.cursor(offset); c.valid() && pos < offset + static_cast<std::uint64_t>(limit);
        c.next(), ++pos) {
     const Entry &e = c.entry();
     pg_guard([&] {
@@ -489,6 +502,36 @@ AGGR_FUNCTION(aggr_clear) {
   PG_RETURN_VOID();
 }
 
+AGGR_FUNCTION(aggr_set_write_mode) {
+  require_writable("aggr_set_write_mode()");
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  std::string mode = text_arg(fcinfo, 1, "mode");
+  if (mode != "direct" && mode != "deferred")
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown write mode \"" + mode + "\"",
+                    "direct: writers update the tree at commit (writers of one tree wait for each other); "
+                    "deferred: writers append deltas that reads add in and a merger folds into the tree.");
+  if (mode == "deferred" && t.agg->sum().kind == SumKind::Float)
+    throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "aggregate \"" + t.def.name + "\" sums floating-point values: it must stay in direct mode",
+                    "Pending deltas are added in by subtraction, which is not exact for floats (Infinity - Infinity).");
+  op_buffer().flush();
+  int32 id = t.def.id;
+  // Writers hold the aggregate lock from flush to commit: with it, no delta
+  // and no direct tree write is in flight while the mode changes.
+  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
+  while (merge_deltas(id) > 0) {  // a direct aggregate has no pending deltas
+  }
+  update_aggregate_write_mode(id, mode == "deferred");
+  PG_RETURN_VOID();
+}
+
+AGGR_FUNCTION(aggr_merge) {
+  require_writable("aggr_merge()");
+  Target t = open_aggregate(fcinfo, Access::Own, false);
+  op_buffer().flush();
+  return Int64GetDatum(merge_deltas(t.def.id));
+}
+
 AGGR_FUNCTION(aggr_job_start) {
   require_writable("aggr_backfill()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
@@ -578,6 +621,13 @@ AGGR_FUNCTION(aggr_status) {
     table_close(nodes_rel, AccessShareLock);
     table_close(trees, AccessShareLock);
   });
+  if (t.def.deferred && generation != 0) {  // entries counts the pending deltas too
+    EntryOrdering order(t.agg->layout());
+    Snapshot snap = nullptr;
+    pg_guard([&] { snap = GetTransactionSnapshot(); });
+    for (const std::string &ns : pending_namespaces(t.def.id, generation, snap))
+      entries += pending_changes(t.def, ns, order, snap).count_change();
+  }
   Datum result = 0;
   pg_guard([&] {
     Datum v[18];

@@ -1,5 +1,7 @@
 #include "jobs.hpp"
 
+#include "deltas.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -26,6 +28,9 @@ void define_settings() {
                           "Reads reuse a decoded node while their snapshot sees the version it came from; "
                           "0 turns the cache off.",
                           &node_cache_kb, 64 * 1024, 0, 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+  DefineCustomBoolVariable("aggr_ext.merge_deltas", "Whether the merger folds deferred deltas into the trees.",
+                           "Off pauses it (reads stay exact; they add in more deltas); aggr_merge(name) still works.",
+                           &merge_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 namespace {
@@ -182,6 +187,7 @@ void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2) {
     }
     CommandCounterIncrement();
   });
+  delete_deltas(def.id, [&](int32 gen, const std::string &) { return gen != keep && gen != keep2; });
   close_trees(o, RowExclusiveLock);
 }
 

@@ -1,5 +1,7 @@
 #include "maintenance.hpp"
 
+#include "deltas.hpp"
+
 #include <algorithm>
 #include <numeric>
 
@@ -74,6 +76,25 @@ std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Orderin
   return out;
 }
 
+// The same run as signed deltas for the deferred write path: -1 for the
+// entry as it was before the transaction, +1 for it as it is now.
+std::vector<Delta> signed_deltas(const std::vector<const PendingOp *> &run, const Ordering &order) {
+  std::vector<Delta> out;
+  std::size_t i = 0;
+  while (i < run.size()) {
+    std::size_t j = i + 1;
+    while (j < run.size() && order.compare(run[i]->key, run[j]->key) == 0) ++j;
+    const PendingOp &first = *run[i], &last = *run[j - 1];
+    bool existed = !first.insert, exists = last.insert;
+    if (!(existed && exists && first.value.same_as(last.value))) {
+      if (existed) out.push_back(Delta{first.key, first.value, -1});
+      if (exists) out.push_back(Delta{last.key, last.value, +1});
+    }
+    i = j;
+  }
+  return out;
+}
+
 ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
                          const std::string &ns, const std::vector<Op> &ops, bool count_drift) {
   TreeRow row = load_tree_for_write(o, agg.def(), generation, ns);
@@ -138,6 +159,7 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     return order.compare(a->key, b->key) < 0;
   });
   bool live = def.generation != 0 && def.state != "building";
+  bool appended = false;
   OpenTrees o = open_trees(RowExclusiveLock);
   std::size_t i = 0;
   while (i < ops.size()) {
@@ -146,10 +168,17 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     while (j < ops.size() && ops[j]->ns == ops[i]->ns) run.push_back(ops[j++]);
     std::vector<Op> net = net_ops(run, order);
     if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net);
-    if (!net.empty() && live) apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
+    if (!net.empty() && live && def.deferred) {
+      std::vector<Delta> deltas = signed_deltas(run, order);
+      append_deltas(def.id, def.generation, ops[i]->ns, deltas);
+      appended = appended || !deltas.empty();
+    } else if (!net.empty() && live) {
+      apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
+    }
     i = j;
   }
   close_trees(o, RowExclusiveLock);
+  if (appended) ensure_merger();
 }
 }  // namespace
 
@@ -299,6 +328,7 @@ void clear_trees(const AggregateDef &def, int32 generation, const std::string *n
   pg_guard([&] { rows = list_tree_rows(o.trees, o.r, id, generation, GetLatestSnapshot()); });
   for (const TreeRow &row : rows)
     if (!ns || row.ns == *ns) pg_guard([&] { drop_tree(o.trees, o.nodes, o.r, row); });
+  delete_deltas(id, [&](int32 gen, const std::string &n) { return gen == generation && (!ns || n == *ns); });
   pg_guard([] { CommandCounterIncrement(); });
   close_trees(o, RowExclusiveLock);
 }

@@ -78,6 +78,8 @@ Relations internal_relations() {
   r.log_pkey = internal_relid(nsp, "log_pkey");
   r.jobs = internal_relid(nsp, "jobs");
   r.jobs_pkey = internal_relid(nsp, "jobs_pkey");
+  r.deltas = internal_relid(nsp, "deltas");
+  r.deltas_pkey = internal_relid(nsp, "deltas_pkey");
   cached = r;
   cached_nsp = nsp;
   return r;

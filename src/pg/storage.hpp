@@ -18,6 +18,7 @@ struct Relations {
   Oid trees, trees_pkey, trees_aggr_ns_key, trees_seq;
   Oid nodes, nodes_pkey;
   Oid log, log_pkey, jobs, jobs_pkey;
+  Oid deltas, deltas_pkey;
 };
 Relations internal_relations();  // pg-side
 

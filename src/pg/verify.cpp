@@ -6,6 +6,7 @@
 #include <set>
 
 #include "jobs.hpp"
+#include "deltas.hpp"
 #include "maintenance.hpp"
 #include "result_row.hpp"
 
@@ -146,6 +147,9 @@ class Verifier {
       f_.aggregate_sum += row.meta.sum;
       if (!visited_.count(row.tree_id)) others.push_back(row.ns);
     }
+    if (agg_.def().deferred)  // namespaces that so far only have deltas
+      for (const std::string &ns : pending_namespaces(agg_.def().id, agg_.def().generation, snap_))
+        if (!opened_.count(ns)) others.push_back(ns);
     for (const std::string &ns : others) {
       open(ns);
       drain();
@@ -160,16 +164,23 @@ class Verifier {
  private:
   void open(const std::string &ns) {
     cursor_.reset();
+    tree_.reset();
     store_.reset();
     pg_guard([&] { row_ = load_tree_row(trees_, r_, agg_.def().id, agg_.def().generation, ns, snap_); });
     row_.ns = ns;
     open_ = true;
-    if (!row_.exists) return;
-    visited_.insert(row_.tree_id);
+    opened_.insert(ns);
+    // A deferred aggregate is its trees plus the deltas the snapshot sees.
+    pending_ = pending_changes(agg_.def(), ns, order_, snap_);
+    f_.aggregate_count = static_cast<std::uint64_t>(static_cast<int64>(f_.aggregate_count) + pending_.count_change());
+    f_.aggregate_sum += pending_.sum_change();
+    if (!row_.exists && pending_.empty()) return;
+    if (row_.exists) visited_.insert(row_.tree_id);
     store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, agg_.tree_config().sum_kind, snap_, false);
     try {
-      Tree(*store_, order_, agg_.tree_config(), row_.meta).check();
-      cursor_ = std::make_unique<Cursor>(*store_, row_.meta, 0);
+      tree_ = std::make_unique<Tree>(*store_, order_, agg_.tree_config(), row_.exists ? row_.meta : TreeMeta{});
+      tree_->check();
+      cursor_ = std::make_unique<MergedCursor>(*store_, *tree_, order_, pending_, 0);
     } catch (const std::runtime_error &e) {  // InvariantViolation, CorruptNode
       if (f_.detail.empty()) f_.detail = std::string("tree invariant violated: ") + e.what();
     }
@@ -208,8 +219,11 @@ class Verifier {
   bool open_ = false;
   TreeRow row_;
   std::unique_ptr<PgNodeStore> store_;
-  std::unique_ptr<Cursor> cursor_;
+  std::unique_ptr<Tree> tree_;
+  PendingChanges pending_;
+  std::unique_ptr<MergedCursor> cursor_;
   std::set<int64> visited_;
+  std::set<std::string> opened_;
   IdSort missing_ids_, extra_ids_;
   Figures f_;
 };
@@ -396,6 +410,9 @@ AGGR_FUNCTION(aggr_repair) {
   op_buffer().flush();
   int32 id = def.id;
   pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });  // no writer commits a change until we do
+  // Fixes go into the trees: pending deltas first, or they would count twice.
+  while (merge_deltas(id) > 0) {
+  }
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
   DiffCollector diff;

@@ -1,0 +1,308 @@
+#include "deltas.hpp"
+
+#include "maintenance.hpp"
+
+extern "C" {
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "utils/guc.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+}
+
+namespace aggr::pg {
+
+bool merge_enabled = true;
+
+namespace {
+enum DeltaCol { kAggr = 1, kGeneration, kNs, kSeq, kEntry, kSum, kSign, kDeltaCols = kSign };
+constexpr std::size_t kMergeBatch = 20000;          // deltas of one tree folded in per transaction
+constexpr uint16 kMergerLockClass = 0xA665;         // held by the live merger of a database
+constexpr long kMergerPauseMs = 10;                 // between rounds: lets deltas gather into batches
+constexpr int kMergerIdleRounds = 100;              // exits after ~1 s with nothing to merge (DROP DATABASE waits for it)
+
+bytea *to_bytea(const std::string &s) {
+  bytea *b = static_cast<bytea *>(palloc(s.size() + VARHDRSZ));
+  SET_VARSIZE(b, s.size() + VARHDRSZ);
+  memcpy(VARDATA(b), s.data(), s.size());
+  return b;
+}
+
+std::string from_bytea(Datum d) {
+  bytea *b = DatumGetByteaPP(d);
+  return std::string(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+}
+
+// Scans the deltas of (aggregate[, generation[, namespace]]) in key order.
+void scan_deltas(Relation rel, Oid pkey, int32 aggr_id, const int32 *generation, const std::string *ns, Snapshot snap,
+                 const std::function<bool(HeapTuple)> &visit) {
+  ScanKeyData keys[3];
+  int nkeys = 1;
+  ScanKeyInit(&keys[0], kAggr, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+  if (generation) ScanKeyInit(&keys[nkeys++], kGeneration, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(*generation));
+  if (generation && ns) ScanKeyInit(&keys[nkeys++], kNs, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(to_bytea(*ns)));
+  SysScanDesc scan = systable_beginscan(rel, pkey, true, snap, nkeys, keys);
+  HeapTuple tup;
+  while (HeapTupleIsValid(tup = systable_getnext(scan)))
+    if (!visit(tup)) break;
+  systable_endscan(scan);
+}
+
+LOCKTAG merger_tag() {
+  LOCKTAG tag;
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, kMergerLockClass);
+  return tag;
+}
+}  // namespace
+
+void append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const std::vector<Delta> &deltas) {
+  if (deltas.empty()) return;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.deltas, RowExclusiveLock);
+    Oid seq = get_relname_relid("deltas_seq_seq", get_namespace_oid("aggr_internal", false));
+    bytea *nsb = to_bytea(ns);
+    for (const Delta &d : deltas) {
+      Datum v[kDeltaCols];
+      bool n[kDeltaCols] = {};
+      v[kAggr - 1] = Int32GetDatum(aggr_id);
+      v[kGeneration - 1] = Int32GetDatum(generation);
+      v[kNs - 1] = PointerGetDatum(nsb);
+      v[kSeq - 1] = Int64GetDatum(nextval_internal(seq, false));
+      v[kEntry - 1] = PointerGetDatum(to_bytea(d.key));
+      v[kSum - 1] = PointerGetDatum(sum_to_bytea(d.value));
+      v[kSign - 1] = Int16GetDatum(static_cast<int16>(d.sign));
+      HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
+      insert_row(rel, tup);
+      heap_freetuple(tup);
+    }
+    table_close(rel, RowExclusiveLock);
+  });
+}
+
+DeltaRows load_deltas(int32 aggr_id, int32 generation, const std::string &ns, Snapshot snap, std::size_t limit) {
+  DeltaRows out;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.deltas, AccessShareLock);
+    scan_deltas(rel, r.deltas_pkey, aggr_id, &generation, &ns, snap, [&](HeapTuple tup) {
+      Datum v[kDeltaCols];
+      bool n[kDeltaCols];
+      heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
+      out.deltas.push_back(Delta{from_bytea(v[kEntry - 1]), sum_from_bytea(DatumGetByteaPP(v[kSum - 1])),
+                                 DatumGetInt16(v[kSign - 1])});
+      out.tids.push_back(tup->t_self);
+      return out.deltas.size() < limit;
+    });
+    table_close(rel, AccessShareLock);
+  });
+  return out;
+}
+
+PendingChanges pending_changes(const AggregateDef &def, const std::string &ns, const Ordering &order, Snapshot snap) {
+  if (!def.deferred) return PendingChanges();
+  return PendingChanges(load_deltas(def.id, def.generation, ns, snap).deltas, order);
+}
+
+std::vector<std::string> pending_namespaces(int32 aggr_id, int32 generation, Snapshot snap) {
+  std::vector<std::string> out;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.deltas, AccessShareLock);
+    scan_deltas(rel, r.deltas_pkey, aggr_id, &generation, nullptr, snap, [&](HeapTuple tup) {
+      bool isnull;
+      std::string ns = from_bytea(heap_getattr(tup, kNs, RelationGetDescr(rel), &isnull));
+      if (out.empty() || out.back() != ns) out.push_back(std::move(ns));
+      return true;
+    });
+    table_close(rel, AccessShareLock);
+  });
+  return out;
+}
+
+void delete_deltas(int32 aggr_id, const std::function<bool(int32, const std::string &)> &doomed) {
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.deltas, RowExclusiveLock);
+    List *tids = NIL;
+    scan_deltas(rel, r.deltas_pkey, aggr_id, nullptr, nullptr, GetLatestSnapshot(), [&](HeapTuple tup) {
+      bool isnull;
+      int32 gen = DatumGetInt32(heap_getattr(tup, kGeneration, RelationGetDescr(rel), &isnull));
+      std::string ns = from_bytea(heap_getattr(tup, kNs, RelationGetDescr(rel), &isnull));
+      if (doomed(gen, ns)) {
+        ItemPointer tid = static_cast<ItemPointer>(palloc(sizeof(ItemPointerData)));
+        *tid = tup->t_self;
+        tids = lappend(tids, tid);
+      }
+      return true;
+    });
+    ListCell *lc;
+    foreach (lc, tids) simple_heap_delete(rel, static_cast<ItemPointer>(lfirst(lc)));
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+int64 merge_deltas(int32 aggr_id) {
+  // The aggregate lock first (a swap or clear holds it exclusively), then
+  // the definition it protects.
+  pg_guard([&] { lock_aggregate(aggr_id, RowExclusiveLock); });
+  AggregateDef def;
+  if (!load_aggregate_by_id(aggr_id, def) || def.generation == 0) return 0;
+  CompiledAggregate &agg = compiled_aggregate(def);
+  if (agg.stale()) return 0;
+  EntryOrdering order(agg.layout());
+  std::vector<std::string> namespaces;
+  pg_guard([&] { namespaces = pending_namespaces(def.id, def.generation, GetLatestSnapshot()); });
+  int64 merged = 0;
+  OpenTrees o = open_trees(RowExclusiveLock);
+  for (const std::string &ns : namespaces) {
+    // Under the tree lock no other merge of this tree runs; the deltas read
+    // after it are every one committed so far.
+    pg_guard([&] { lock_tree(def.id, def.generation, ns); });
+    DeltaRows rows;
+    pg_guard([&] { rows = load_deltas(def.id, def.generation, ns, GetLatestSnapshot(), kMergeBatch); });
+    if (rows.deltas.empty()) continue;
+    merged += static_cast<int64>(rows.deltas.size());
+    PendingChanges changes(std::move(rows.deltas), order);
+    if (!changes.empty()) apply_to_tree(o, agg, order, def.generation, ns, changes.ops(), true);
+    pg_guard([&] {
+      Relation rel = table_open(o.r.deltas, RowExclusiveLock);
+      for (ItemPointerData &tid : rows.tids) simple_heap_delete(rel, &tid);
+      table_close(rel, RowExclusiveLock);
+    });
+  }
+  close_trees(o, RowExclusiveLock);
+  pg_guard([] { CommandCounterIncrement(); });
+  return merged;
+}
+
+// ---------------------------------------------------------------- merger
+
+namespace {
+bool merger_alive() {
+  bool alive = false;
+  pg_guard([&] {
+    LOCKTAG tag = merger_tag();
+    LockAcquireResult r = LockAcquire(&tag, ShareLock, false, true);
+    alive = r == LOCKACQUIRE_NOT_AVAIL;
+    if (!alive) LockRelease(&tag, ShareLock, false);
+  });
+  return alive;
+}
+
+void launch_merger() {
+  pg_guard([&] {
+    BackgroundWorker bgw;
+    memset(&bgw, 0, sizeof bgw);
+    snprintf(bgw.bgw_name, BGW_MAXLEN, "aggr_ext merger for database %u", MyDatabaseId);
+    snprintf(bgw.bgw_type, BGW_MAXLEN, "aggr_ext merger");
+    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    bgw.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(bgw.bgw_library_name, BGW_MAXLEN, "aggr_ext");
+    snprintf(bgw.bgw_function_name, BGW_MAXLEN, "aggr_ext_merger_main");
+    bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+    BackgroundWorkerHandle *handle;
+    if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+      ereport(WARNING, (errmsg("no background worker slot is free for the aggr_ext merger"),
+                        errhint("Raise max_worker_processes; until then, fold deltas in with SELECT aggr_merge(name).")));
+  });
+}
+}  // namespace
+
+void ensure_merger() {
+  static TimestampTz checked = 0;
+  TimestampTz now = 0;
+  pg_guard([&] { now = GetCurrentTimestamp(); });
+  if (now - checked < USECS_PER_SEC) return;
+  checked = now;
+  if (!merger_alive()) launch_merger();
+}
+
+namespace {
+// The deferred aggregates of this database.
+std::vector<int32> deferred_aggregates() {
+  std::vector<int32> ids;
+  pg_guard([&] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    if (SPI_execute("SELECT aggr_id FROM aggr_internal.aggregates WHERE write_mode = 'deferred'", true, 0) !=
+        SPI_OK_SELECT)
+      elog(ERROR, "could not list deferred aggregates");
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      bool isnull;
+      ids.push_back(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
+    }
+    SPI_finish();
+  });
+  return ids;
+}
+
+// One transaction; false if it failed (logged).
+template <typename F>
+bool in_transaction(const char *what, F &&body) {
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  ErrorReport report;
+  bool failed = false;
+  try {
+    body();
+  } catch (...) {
+    report = capture_current_exception();
+    failed = true;
+  }
+  if (!failed) {
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    return true;
+  }
+  const char *text = report.pg ? report.pg->message : report.message;
+  char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
+  AbortCurrentTransaction();
+  ereport(LOG, (errmsg("aggr_ext merger: %s failed: %s", what, message)));
+  return false;
+}
+}  // namespace
+
+}  // namespace aggr::pg
+
+extern "C" {
+PGDLLEXPORT void aggr_ext_merger_main(Datum arg);
+}
+
+void aggr_ext_merger_main(Datum arg) {
+  pqsignal(SIGTERM, die);
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  BackgroundWorkerUnblockSignals();
+  BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+  // One merger per database: this session lock says a live one runs.
+  StartTransactionCommand();
+  LOCKTAG tag = aggr::pg::merger_tag();
+  bool mine = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+  CommitTransactionCommand();
+  if (!mine) proc_exit(0);
+  pgstat_report_appname("aggr_ext merger");
+  int idle = 0;
+  while (idle < aggr::pg::kMergerIdleRounds) {
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+    std::vector<int32> ids;
+    if (!aggr::pg::merge_enabled ||
+        !aggr::pg::in_transaction("listing aggregates", [&] { ids = aggr::pg::deferred_aggregates(); }))
+      ids.clear();
+    int64 merged = 0;
+    for (int32 id : ids)
+      aggr::pg::in_transaction("a merge", [&] { merged += aggr::pg::merge_deltas(id); });
+    idle = merged > 0 ? 0 : idle + 1;
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, aggr::pg::kMergerPauseMs,
+                    PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+  }
+  proc_exit(0);
+}
