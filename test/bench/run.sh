@@ -14,7 +14,7 @@ ROWS=${1:-100000}
 SECONDS_W=${BENCH_SECONDS:-10}
 FAST_TX=${FAST_TX:-20000}
 SLOW_TX=${SLOW_TX:-9}
-PORT=${AGGR_BENCH_PORT:-5496}
+PORT=${AGGR_BENCH_PORT:-5494}
 REDIS_PORT=${AGGR_BENCH_REDIS_PORT:-6396}
 command -v redis-server >/dev/null || { echo "needs redis-server (Debian package redis-server)" >&2; exit 1; }
 

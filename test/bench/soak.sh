@@ -2,7 +2,8 @@
 # Multi-client soak: CLIENTS clients of random INSERT / UPDATE / DELETE with
 # savepoints and rollbacks, under READ COMMITTED and REPEATABLE READ, for
 # SECONDS; then aggr_verify must say ok for every aggregate. Prints the
-# committed, deadlocked and serialization-failed transaction counts.
+# committed, deadlocked and serialization-failed transaction counts. One of
+# the three aggregates uses the deferred write path.
 #   test/bench/soak.sh [SECONDS=120] [CLIENTS=8]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +19,9 @@ CREATE TABLE soak (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);
 INSERT INTO soak SELECT i, i % 10, (i * 37) % 1000 FROM generate_series(1, 50000) i;
 SELECT aggr_create('soak_v', 'soak'::regclass, key => 'v DESC', sum_value => 'v', build => 'now');
 SELECT aggr_create('soak_g', 'soak'::regclass, key => 'v', sum_value => 'v', namespace => 'g', build => 'now');
+-- The deferred write path under the same load (merger running throughout).
+SELECT aggr_create('soak_d', 'soak'::regclass, key => 'v DESC', sum_value => 'id', namespace => 'g', build => 'now');
+SELECT aggr_set_write_mode('soak_d', 'deferred');
 SQL
 cat >"$DIR/rc.sql" <<'SQL'
 \set id random(1, 60000)
@@ -30,7 +34,7 @@ DELETE FROM soak WHERE id = :id + 1;
 UPDATE soak SET v = v + 1 WHERE id = :id + 2;
 ROLLBACK TO SAVEPOINT a;
 DELETE FROM soak WHERE id = :id + 3;
-SELECT aggr_rank('soak_v', :v);
+SELECT aggr_rank('soak_v', :v), aggr_rank('soak_d', :v, namespace => :g);
 END;
 SQL
 cat >"$DIR/rr.sql" <<'SQL'
@@ -38,7 +42,7 @@ cat >"$DIR/rr.sql" <<'SQL'
 \set v random(0, 999)
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 UPDATE soak SET v = :v WHERE id = :id;
-SELECT aggr_count('soak_g', namespace => :id % 10);
+SELECT aggr_count('soak_g', namespace => :id % 10), aggr_sum('soak_d', namespace => :id % 10);
 END;
 SQL
 cat >"$DIR/rollback.sql" <<'SQL'
@@ -53,7 +57,12 @@ pgbench -n -c "$CLIENTS" -j 2 -T "$SECS" --failures-detailed \
   -f "$DIR/rc.sql@6" -f "$DIR/rr.sql@3" -f "$DIR/rollback.sql@1" >"$DIR/pgbench.out" 2>"$DIR/pgbench.err" || true
 grep -E "number of transactions actually processed|number of failed|serialization failures|deadlock failures|^tps" "$DIR/pgbench.out" || cat "$DIR/pgbench.err"
 result=$(psql -X -At -c "SELECT (SELECT status FROM aggr_verify('soak_v')) || '/' || (SELECT status FROM aggr_verify('soak_g'))
+                          || '/' || (SELECT status FROM aggr_verify('soak_d'))
                           || ' drift=' || (SELECT drift_events FROM aggr_status('soak_v'))
-                          || ' count_ok=' || (aggr_count('soak_v') = (SELECT count(*) FROM soak))")
+                          || '+' || (SELECT drift_events FROM aggr_status('soak_d'))
+                          || ' count_ok=' || (aggr_count('soak_v') = (SELECT count(*) FROM soak))
+                          || ' deferred_ok=' || (SELECT bool_and(aggr_sum('soak_d', namespace => g) = (SELECT sum(id) FROM soak s WHERE s.g = t.g))
+                                                   FROM (SELECT DISTINCT g FROM soak) t)
+                          || ' pending=' || (SELECT count(*) FROM aggr_internal.deltas)")
 echo "verify after soak: $result"
-[[ "$result" == ok/ok* && "$result" == *count_ok=true ]]
+[[ "$result" == ok/ok/ok* && "$result" == *count_ok=true* && "$result" == *deferred_ok=true* ]]
