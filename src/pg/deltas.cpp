@@ -18,7 +18,7 @@ bool merge_enabled = true;
 
 namespace {
 enum DeltaCol { kAggr = 1, kGeneration, kNs, kSeq, kEntry, kSum, kSign, kDeltaCols = kSign };
-constexpr std::size_t kMergeBatch = 20000;          // deltas of one tree folded in per transaction
+constexpr std::size_t kMergeBatch = 50000;          // deltas of one tree folded in per transaction
 constexpr uint16 kMergerLockClass = 0xA665;         // held by the live merger of a database
 constexpr long kMergerPauseMs = 10;                 // between rounds: lets deltas gather into batches
 constexpr int kMergerIdleRounds = 100;              // exits after ~1 s with nothing to merge (DROP DATABASE waits for it)
@@ -57,8 +57,9 @@ LOCKTAG merger_tag() {
 }
 }  // namespace
 
-void append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const std::vector<Delta> &deltas) {
-  if (deltas.empty()) return;
+int64 append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const std::vector<Delta> &deltas) {
+  int64 last = 0;
+  if (deltas.empty()) return last;
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.deltas, RowExclusiveLock);
@@ -70,7 +71,8 @@ void append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const
       v[kAggr - 1] = Int32GetDatum(aggr_id);
       v[kGeneration - 1] = Int32GetDatum(generation);
       v[kNs - 1] = PointerGetDatum(nsb);
-      v[kSeq - 1] = Int64GetDatum(nextval_internal(seq, false));
+      last = nextval_internal(seq, false);
+      v[kSeq - 1] = Int64GetDatum(last);
       v[kEntry - 1] = PointerGetDatum(to_bytea(d.key));
       v[kSum - 1] = PointerGetDatum(sum_to_bytea(d.value));
       v[kSign - 1] = Int16GetDatum(static_cast<int16>(d.sign));
@@ -80,6 +82,22 @@ void append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const
     }
     table_close(rel, RowExclusiveLock);
   });
+  return last;
+}
+
+int64 oldest_pending_seq(int32 aggr_id, int32 generation, const std::string &ns) {
+  int64 seq = -1;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.deltas, AccessShareLock);
+    scan_deltas(rel, r.deltas_pkey, aggr_id, &generation, &ns, GetLatestSnapshot(), [&](HeapTuple tup) {
+      bool isnull;
+      seq = DatumGetInt64(heap_getattr(tup, kSeq, RelationGetDescr(rel), &isnull));
+      return false;
+    });
+    table_close(rel, AccessShareLock);
+  });
+  return seq;
 }
 
 DeltaRows load_deltas(int32 aggr_id, int32 generation, const std::string &ns, Snapshot snap, std::size_t limit) {
@@ -145,7 +163,30 @@ void delete_deltas(int32 aggr_id, const std::function<bool(int32, const std::str
   });
 }
 
-int64 merge_deltas(int32 aggr_id) {
+namespace {
+// Folds up to kMergeBatch pending deltas of one tree into it.
+int64 merge_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, const AggregateDef &def,
+                 const std::string &ns) {
+  // Under the tree lock no other merge of this tree runs; the deltas read
+  // after it are every one committed so far.
+  pg_guard([&] { lock_tree(def.id, def.generation, ns); });
+  DeltaRows rows;
+  pg_guard([&] { rows = load_deltas(def.id, def.generation, ns, GetLatestSnapshot(), kMergeBatch); });
+  if (rows.deltas.empty()) return 0;
+  int64 merged = static_cast<int64>(rows.deltas.size());
+  PendingChanges changes(std::move(rows.deltas), order);
+  if (!changes.empty()) apply_to_tree(o, agg, order, def.generation, ns, changes.ops(), true);
+  pg_guard([&] {
+    Relation rel = table_open(o.r.deltas, RowExclusiveLock);
+    for (ItemPointerData &tid : rows.tids) simple_heap_delete(rel, &tid);
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+  return merged;
+}
+}  // namespace
+
+int64 merge_deltas(int32 aggr_id, const std::string *only_ns) {
   // The aggregate lock first (a swap or clear holds it exclusively), then
   // the definition it protects.
   pg_guard([&] { lock_aggregate(aggr_id, RowExclusiveLock); });
@@ -155,27 +196,14 @@ int64 merge_deltas(int32 aggr_id) {
   if (agg.stale()) return 0;
   EntryOrdering order(agg.layout());
   std::vector<std::string> namespaces;
-  pg_guard([&] { namespaces = pending_namespaces(def.id, def.generation, GetLatestSnapshot()); });
+  if (only_ns)
+    namespaces.push_back(*only_ns);
+  else
+    pg_guard([&] { namespaces = pending_namespaces(def.id, def.generation, GetLatestSnapshot()); });
   int64 merged = 0;
   OpenTrees o = open_trees(RowExclusiveLock);
-  for (const std::string &ns : namespaces) {
-    // Under the tree lock no other merge of this tree runs; the deltas read
-    // after it are every one committed so far.
-    pg_guard([&] { lock_tree(def.id, def.generation, ns); });
-    DeltaRows rows;
-    pg_guard([&] { rows = load_deltas(def.id, def.generation, ns, GetLatestSnapshot(), kMergeBatch); });
-    if (rows.deltas.empty()) continue;
-    merged += static_cast<int64>(rows.deltas.size());
-    PendingChanges changes(std::move(rows.deltas), order);
-    if (!changes.empty()) apply_to_tree(o, agg, order, def.generation, ns, changes.ops(), true);
-    pg_guard([&] {
-      Relation rel = table_open(o.r.deltas, RowExclusiveLock);
-      for (ItemPointerData &tid : rows.tids) simple_heap_delete(rel, &tid);
-      table_close(rel, RowExclusiveLock);
-    });
-  }
+  for (const std::string &ns : namespaces) merged += merge_tree(o, agg, order, def, ns);
   close_trees(o, RowExclusiveLock);
-  pg_guard([] { CommandCounterIncrement(); });
   return merged;
 }
 
@@ -297,7 +325,7 @@ void aggr_ext_merger_main(Datum arg) {
       ids.clear();
     int64 merged = 0;
     for (int32 id : ids)
-      aggr::pg::in_transaction("a merge", [&] { merged += aggr::pg::merge_deltas(id); });
+      aggr::pg::in_transaction("a merge", [&] { merged += aggr::pg::merge_deltas(id, nullptr); });
     idle = merged > 0 ? 0 : idle + 1;
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, aggr::pg::kMergerPauseMs,
                     PG_WAIT_EXTENSION);

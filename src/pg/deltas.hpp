@@ -11,8 +11,14 @@
 
 namespace aggr::pg {
 
-// pg-side. Appends deltas of one tree, in order.
-void append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const std::vector<Delta> &deltas);
+// pg-side. Appends deltas of one tree, in order; returns the last sequence number.
+int64 append_deltas(int32 aggr_id, int32 generation, const std::string &ns, const std::vector<Delta> &deltas);
+// The sequence number of the oldest delta of one tree (-1: none).
+int64 oldest_pending_seq(int32 aggr_id, int32 generation, const std::string &ns);
+// Writers fold a tree's deltas in themselves when this many were appended
+// since its oldest pending one: the merger is behind, and reads get slower
+// with every pending delta.
+constexpr int64 kMergeBacklog = 50000;
 
 // The deltas of one tree `snap` sees, in sequence order (at most `limit`).
 struct DeltaRows {
@@ -28,9 +34,10 @@ std::vector<std::string> pending_namespaces(int32 aggr_id, int32 generation, Sna
 // pg-side. Deletes the deltas of an aggregate for which `doomed(generation, ns)`.
 void delete_deltas(int32 aggr_id, const std::function<bool(int32, const std::string &)> &doomed);
 
-// Folds every pending delta of the aggregate's live trees into them; the
-// number of deltas folded in. Takes the aggregate and tree locks.
-int64 merge_deltas(int32 aggr_id);
+// Folds pending deltas of the aggregate's live trees (or of one namespace)
+// into them, up to 50,000 per tree; the number folded in. Takes the
+// aggregate and tree locks.
+int64 merge_deltas(int32 aggr_id, const std::string *only_ns = nullptr);
 // Starts the merger of this database unless one runs (checked once a second).
 void ensure_merger();
 extern bool merge_enabled;  // GUC aggr_ext.merge_deltas: off pauses the merger

@@ -162,6 +162,24 @@ void append_log(int32 aggr_id, const std::string &ns, const std::vector<Op> &ops
 void append_truncate_marker(int32 aggr_id) { append_log_rows(aggr_id, std::string(), std::vector<Op>(1), 't'); }
 
 namespace {
+// A deferred writer whose tree has a backlog beyond kMergeBacklog folds it
+// in itself (holding the tree lock to commit, as a direct writer would),
+// so that writers cannot outrun the merger without bound. Not under
+// REPEATABLE READ / SERIALIZABLE: there a merge could fail the writer.
+void backpressure(const AggregateDef &def, const std::string &ns, int64 last_seq, std::size_t appended) {
+  // Checked once per 1,024 deltas this backend appends: the check walks
+  // the index past deltas merged but not yet vacuumed away.
+  static std::size_t since_check = 0;
+  since_check += appended;
+  if (since_check < 1024) return;
+  since_check = 0;
+  bool snapshot_isolation = false;
+  pg_guard([&] { snapshot_isolation = IsolationUsesXactSnapshot(); });
+  if (snapshot_isolation) return;
+  int64 oldest = oldest_pending_seq(def.id, def.generation, ns);
+  if (oldest >= 0 && last_seq - oldest > kMergeBacklog) (void)merge_deltas(def.id, &ns);
+}
+
 // Applies one aggregate's ops: to the live trees, and to the job's log when
 // a backfill or rebuild is filling a new generation.
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
@@ -184,8 +202,9 @@ void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &op
     if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net);
     if (!net.empty() && live && def.deferred) {
       std::vector<Delta> deltas = signed_deltas(run, order);
-      append_deltas(def.id, def.generation, ops[i]->ns, deltas);
+      int64 last = append_deltas(def.id, def.generation, ops[i]->ns, deltas);
       appended = appended || !deltas.empty();
+      if (!deltas.empty()) backpressure(def, ops[i]->ns, last, deltas.size());
     } else if (!net.empty() && live) {
       apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
     }

@@ -8,5 +8,6 @@ start_throwaway_cluster() {
   if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
   test/pg_cluster.sh start "$DIR/pg" "$2"
   trap 'test/pg_cluster.sh stop "$DIR/pg"; rm -rf "$DIR"' EXIT
+  trap 'exit 1' INT TERM  # so that the EXIT trap stops the cluster
   export PGHOST="$DIR/pg" PGPORT="$2" PGUSER=postgres PGDATABASE=postgres
 }
