@@ -273,30 +273,12 @@ std::vector<int32> deferred_aggregates() {
 }
 
 // One transaction; false if it failed (logged).
-template <typename F>
-bool in_transaction(const char *what, F &&body) {
-  SetCurrentStatementStartTimestamp();
-  StartTransactionCommand();
-  PushActiveSnapshot(GetTransactionSnapshot());
-  ErrorReport report;
-  bool failed = false;
-  try {
-    body();
-  } catch (...) {
-    report = capture_current_exception();
-    failed = true;
-  }
-  if (!failed) {
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    return true;
-  }
-  const char *text = report.pg ? report.pg->message : report.message;
-  char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
-  AbortCurrentTransaction();
-  ereport(LOG, (errmsg("aggr_ext merger: %s failed: %s", what, message)));
-  return false;
+bool in_transaction(const char *what, const std::function<void()> &body) {
+  char *message = run_in_transaction(body);
+  if (message) ereport(LOG, (errmsg("aggr_ext merger: %s failed: %s", what, message)));
+  return !message;
 }
+
 // Merged deltas are deleted row by row; until a VACUUM removes them their
 // index entries are walked by every read of the tree (a million-delta churn
 // made a read of a tree with nothing pending cost 0.4 ms). So the merger
@@ -322,10 +304,7 @@ void vacuum_deltas() {
     });
     CommitTransactionCommand();
   } catch (...) {
-    ErrorReport report = capture_current_exception();
-    const char *text = report.pg ? report.pg->message : report.message;
-    char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
-    AbortCurrentTransaction();
+    char *message = abort_after_exception();
     ereport(LOG, (errmsg("aggr_ext merger: VACUUM of aggr_internal.deltas failed: %s", message)));
   }
 }

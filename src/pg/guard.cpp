@@ -50,4 +50,26 @@ void raise_report(const ErrorReport &r) {
   pg_unreachable();
 }
 
+char *abort_after_exception() {
+  ErrorReport report = capture_current_exception();
+  const char *text = report.pg ? report.pg->message : report.message;
+  char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
+  AbortCurrentTransaction();
+  return message;
+}
+
+char *run_in_transaction(const std::function<void()> &body) {
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  PushActiveSnapshot(GetTransactionSnapshot());
+  try {
+    body();
+  } catch (...) {
+    return abort_after_exception();
+  }
+  PopActiveSnapshot();
+  CommitTransactionCommand();
+  return nullptr;
+}
+
 }  // namespace aggr::pg

@@ -9,6 +9,7 @@
 // body is gone.
 #pragma once
 #include <exception>
+#include <functional>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -79,6 +80,14 @@ struct ErrorReport {
 
 // Call inside catch (...): describes the in-flight exception in palloc'd data.
 ErrorReport capture_current_exception() noexcept;
+
+// Background workers. Runs `body` in its own transaction (with a snapshot);
+// returns nullptr when it committed, else aborts the transaction and returns
+// the error's message (in TopMemoryContext).
+char *run_in_transaction(const std::function<void()> &body);
+// In a catch block outside pg_guard: aborts the transaction and returns the
+// error's message (in TopMemoryContext).
+char *abort_after_exception();
 [[noreturn]] void raise_report(const ErrorReport &report);
 
 }  // namespace aggr::pg

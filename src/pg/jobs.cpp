@@ -588,24 +588,9 @@ namespace {
 // One step in its own transaction; false when the job is over. An error
 // stops the job and is recorded in its row (aggr_status shows it).
 bool run_step_transaction(int32 aggr_id) {
-  StartTransactionCommand();
-  PushActiveSnapshot(GetTransactionSnapshot());
-  ErrorReport report;
-  bool failed = false, more = false;
-  try {
-    more = job_step(aggr_id);
-  } catch (...) {
-    report = capture_current_exception();
-    failed = true;
-  }
-  if (!failed) {
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    return more;
-  }
-  const char *text = report.pg ? report.pg->message : report.message;
-  char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
-  AbortCurrentTransaction();
+  bool more = false;
+  char *message = run_in_transaction([&] { more = job_step(aggr_id); });
+  if (!message) return more;
   ereport(LOG, (errmsg("aggr_ext job of aggregate %d failed: %s", aggr_id, message)));
   StartTransactionCommand();
   PushActiveSnapshot(GetTransactionSnapshot());

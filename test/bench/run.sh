@@ -36,9 +36,9 @@ step() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
 
 # Median client-observed time per transaction (ms) of a pgbench script: one
 # client, prepared statements, $2 transactions, per-transaction log.
-median_ms() {
+median_ms() {  # called in $(...): a unique log prefix per call, not a counter
   local script=$1 tx=$2 prefix
-  prefix="$DIR/log.$(basename "$script" .sql)"
+  prefix="$DIR/log.$(date +%s%N).$(basename "$script" .sql)"
   pgbench -n -M prepared -c 1 -t "$tx" -f "$script" -l --log-prefix="$prefix" >"$prefix.out" 2>&1 ||
     { cat "$prefix.out" >&2; exit 1; }
   # pgbench 15 logs a latency of 0 for many fast prepared transactions, so
