@@ -185,7 +185,7 @@ deferred_pending8=$(q "SELECT count(*) FROM aggr_internal.deltas")
 [ "$(q "SELECT status FROM aggr_verify('board')")" = ok ] || { echo "aggr_verify after deferred writes failed" >&2; exit 1; }
 # Reads while a deferred writer runs (merger on), then with the merger
 # paused over a known number of pending deltas.
-pgbench -n -M prepared -c 1 -T 12 -f "$DIR/u_scores.sql" >/dev/null 2>&1 &
+pgbench -n -M prepared -c 1 -T $((SECONDS_W + 2)) -f "$DIR/u_scores.sql" >/dev/null 2>&1 &
 writer=$!
 sleep 1
 pending_live=$(q "SELECT count(*) FROM aggr_internal.deltas")
