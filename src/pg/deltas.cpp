@@ -1,6 +1,7 @@
 #include "deltas.hpp"
 
 #include "maintenance.hpp"
+#include "workers.hpp"
 
 extern "C" {
 #include "commands/vacuum.h"
@@ -212,34 +213,13 @@ int64 merge_deltas(int32 aggr_id, const std::string *only_ns) {
 // ---------------------------------------------------------------- merger
 
 namespace {
-bool merger_alive() {
-  bool alive = false;
-  pg_guard([&] {
-    LOCKTAG tag = merger_tag();
-    LockAcquireResult r = LockAcquire(&tag, ShareLock, false, true);
-    alive = r == LOCKACQUIRE_NOT_AVAIL;
-    if (!alive) LockRelease(&tag, ShareLock, false);
-  });
-  return alive;
-}
-
 void launch_merger() {
-  pg_guard([&] {
-    BackgroundWorker bgw;
-    memset(&bgw, 0, sizeof bgw);
-    snprintf(bgw.bgw_name, BGW_MAXLEN, "aggr_ext merger for database %u", MyDatabaseId);
-    snprintf(bgw.bgw_type, BGW_MAXLEN, "aggr_ext merger");
-    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    bgw.bgw_restart_time = BGW_NEVER_RESTART;
-    snprintf(bgw.bgw_library_name, BGW_MAXLEN, "aggr_ext");
-    snprintf(bgw.bgw_function_name, BGW_MAXLEN, "aggr_ext_merger_main");
-    bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-    BackgroundWorkerHandle *handle;
-    if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+  if (!launch_worker_process("aggr_ext merger for database " + std::to_string(MyDatabaseId), "aggr_ext merger",
+                             "aggr_ext_merger_main", ObjectIdGetDatum(MyDatabaseId)))
+    pg_guard([] {
       ereport(WARNING, (errmsg("no background worker slot is free for the aggr_ext merger"),
                         errhint("Raise max_worker_processes; until then, fold deltas in with SELECT aggr_merge(name).")));
-  });
+    });
 }
 }  // namespace
 
@@ -249,7 +229,7 @@ void ensure_merger() {
   pg_guard([&] { now = GetCurrentTimestamp(); });
   if (now - checked < USECS_PER_SEC) return;
   checked = now;
-  if (merger_alive()) return;
+  if (held_by_live_worker(merger_tag())) return;
   launch_merger();
   checked = now + 4 * USECS_PER_SEC;  // give it time to start before asking again
 }
@@ -322,11 +302,7 @@ void aggr_ext_merger_main(Datum arg) {
   BackgroundWorkerUnblockSignals();
   BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
   // One merger per database: this session lock says a live one runs.
-  StartTransactionCommand();
-  LOCKTAG tag = aggr::pg::merger_tag();
-  bool mine = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-  CommitTransactionCommand();
-  if (!mine) proc_exit(0);
+  if (!aggr::pg::claim_for_session(aggr::pg::merger_tag())) proc_exit(0);
   pgstat_report_appname("aggr_ext merger");
   int idle = 0;
   int64 unvacuumed = 0;

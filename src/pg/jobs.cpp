@@ -7,6 +7,7 @@
 #include <map>
 
 #include "maintenance.hpp"
+#include "workers.hpp"
 
 extern "C" {
 #include "postmaster/bgworker.h"
@@ -409,37 +410,17 @@ void cleanup_step(const AggregateDef &def, JobRow &job) {
   delete_job(job);
 }
 
-bool worker_alive(int32 aggr_id) {
-  bool alive = false;
-  pg_guard([&] {
-    LOCKTAG tag = job_lock_tag(aggr_id, kWorkerLockClass);
-    LockAcquireResult r = LockAcquire(&tag, ShareLock, false, true);
-    alive = r == LOCKACQUIRE_NOT_AVAIL;
-    if (!alive) LockRelease(&tag, ShareLock, false);
-  });
-  return alive;
-}
+bool worker_alive(int32 aggr_id) { return held_by_live_worker(job_lock_tag(aggr_id, kWorkerLockClass)); }
 
 void launch_worker(int32 aggr_id, Oid role) {
-  pg_guard([&] {
-    BackgroundWorker bgw;
-    memset(&bgw, 0, sizeof bgw);
-    snprintf(bgw.bgw_name, BGW_MAXLEN, "aggr_ext job for aggregate %d", aggr_id);
-    snprintf(bgw.bgw_type, BGW_MAXLEN, "aggr_ext job");
-    bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    bgw.bgw_restart_time = BGW_NEVER_RESTART;
-    snprintf(bgw.bgw_library_name, BGW_MAXLEN, "aggr_ext");
-    snprintf(bgw.bgw_function_name, BGW_MAXLEN, "aggr_ext_job_main");
-    bgw.bgw_main_arg = Int32GetDatum(aggr_id);
-    // The worker waits for the launching transaction, which writes the job row.
-    uint32 ids[3] = {MyDatabaseId, role, GetTopTransactionIdIfAny()};
-    memcpy(bgw.bgw_extra, ids, sizeof ids);
-    BackgroundWorkerHandle *handle;
-    if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+  // The worker waits for the launching transaction, which writes the job row.
+  uint32 ids[3] = {MyDatabaseId, role, GetTopTransactionIdIfAny()};
+  if (!launch_worker_process("aggr_ext job for aggregate " + std::to_string(aggr_id), "aggr_ext job",
+                             "aggr_ext_job_main", Int32GetDatum(aggr_id), ids, sizeof ids))
+    pg_guard([&] {
       ereport(WARNING, (errmsg("no background worker slot is free for the aggr_ext job of aggregate %d", aggr_id),
                         errhint("Raise max_worker_processes, or drive the job with SELECT aggr_job_step(name).")));
-  });
+    });
 }
 }  // namespace
 
@@ -634,12 +615,7 @@ void aggr_ext_job_main(Datum arg) {
   BackgroundWorkerUnblockSignals();
   BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
   // Only one worker per job: this session lock says a live one runs it.
-  StartTransactionCommand();
-  LOCKTAG tag;
-  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, 0xA664);
-  bool mine = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-  CommitTransactionCommand();
-  if (!mine) proc_exit(0);
+  if (!aggr::pg::claim_for_session(aggr::pg::job_lock_tag(aggr_id, aggr::pg::kWorkerLockClass))) proc_exit(0);
   // The launching transaction may not have committed the job row yet.
   TransactionId launcher = ids[2];
   if (TransactionIdIsValid(launcher)) {

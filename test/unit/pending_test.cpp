@@ -79,8 +79,10 @@ TEST_P(PendingRandomized, MergedViewMatchesModel) {
     std::vector<std::pair<std::string, std::int64_t>> expect;
     for (auto &[k, v] : s.now) expect.emplace_back(make_key(k.first, k.second), v);
     // Every offset (every 7th of big sets), and walks from some to the end.
-    std::uint64_t stride = expect.size() > 600 ? 7 : 1;
-    for (std::uint64_t off = 0; off <= expect.size(); off = off + stride > expect.size() && off != expect.size() ? expect.size() : off + stride) {
+    std::vector<std::uint64_t> offsets;
+    for (std::uint64_t off = 0; off < expect.size(); off += expect.size() > 600 ? 7 : 1) offsets.push_back(off);
+    offsets.push_back(expect.size());
+    for (std::uint64_t off : offsets) {
       MergedCursor c(store, tree, order, pending, off);
       if (off == expect.size()) {
         ASSERT_FALSE(c.valid());
