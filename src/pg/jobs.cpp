@@ -86,7 +86,7 @@ JobRow job_from_tuple(Relation rel, HeapTuple tup) {
     bytea *b = DatumGetByteaPP(v[kLastEntry - 1]);
     j.last_entry.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
   }
-  j.log_done = DatumGetInt64(v[kLogDone - 1]);
+  j.log_floor = DatumGetInt64(v[kLogDone - 1]);
   j.started = DatumGetTimestampTz(v[kStarted - 1]);
   j.updated = DatumGetTimestampTz(v[kUpdated - 1]);
   if (!n[kError - 1]) j.error = TextDatumGetCString(v[kError - 1]);
@@ -117,7 +117,7 @@ void store_job(JobRow &j) {
       memcpy(VARDATA(b), j.last_entry.data(), j.last_entry.size());
       v[kLastEntry - 1] = PointerGetDatum(b);
     }
-    v[kLogDone - 1] = Int64GetDatum(j.log_done);
+    v[kLogDone - 1] = Int64GetDatum(j.log_floor);
     v[kStarted - 1] = TimestampTzGetDatum(j.started);
     v[kUpdated - 1] = TimestampTzGetDatum(j.updated);
     n[kError - 1] = j.error.empty();
@@ -226,6 +226,39 @@ std::map<int32, std::string> &cursor_positions() {
   return positions;
 }
 
+// Whether a scanned row comes at or before the position (ns, key) in the
+// scan's order: namespaces in their type's SQL order (encoded bytes are not:
+// int4 256 encodes before 255), then entries.
+bool at_or_before(const CompiledAggregate &agg, const Ordering &order, const CompiledAggregate::RowEntry &entry,
+                  const std::string &ns, const std::string &key) {
+  if (entry.ns != ns) return agg.ns_layout().compare_raw(entry.ns, ns, 1) < 0;
+  return order.compare(entry.key, key) <= 0;
+}
+
+// Opens the job's held, key-ordered cursor. Writers that flushed before the
+// job was announced wrote the old trees only and hold the aggregate lock to
+// commit: wait them out first, then take the cursor's snapshot, so that every
+// change it misses is in the log.
+void open_scan_cursor(const AggregateDef &def, CompiledAggregate &agg, const std::string &name, Portal &portal) {
+  int32 id = def.id;
+  pg_guard([&] {
+    lock_aggregate(id, AccessExclusiveLock);
+    unlock_aggregate(id, AccessExclusiveLock);
+  });
+  std::string sql = agg.scan_query();
+  pg_guard([&] {
+    PushActiveSnapshot(GetLatestSnapshot());  // taken after the wait (the step's own snapshot is older)
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+    SPIParseOpenOptions options;
+    memset(&options, 0, sizeof options);
+    options.cursorOptions = CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL;
+    options.read_only = true;  // runs with the active snapshot pushed above
+    portal = SPI_cursor_parse_open(name.c_str(), sql.c_str(), &options);
+    SPI_finish();
+    PopActiveSnapshot();
+  });
+}
+
 void scan_step(const AggregateDef &def, JobRow &job) {
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
@@ -238,28 +271,15 @@ void scan_step(const AggregateDef &def, JobRow &job) {
     pg_guard([&] { SPI_cursor_close(portal); });
     portal = nullptr;
   }
+  bool reopened = false;
   if (!portal) {
-    // Writers that flushed before the job was visible to them may still be
-    // committing straight to the old trees only: wait them out, so that
-    // everything after the cursor's snapshot is in the log.
-    int32 id = def.id;
-    pg_guard([&] {
-      lock_aggregate(id, AccessExclusiveLock);
-      unlock_aggregate(id, AccessExclusiveLock);
-    });
-    std::string sql = agg.scan_query();
-    pg_guard([&] {
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-      SPIParseOpenOptions options;
-      memset(&options, 0, sizeof options);
-      options.cursorOptions = CURSOR_OPT_HOLD | CURSOR_OPT_NO_SCROLL;
-      options.read_only = true;
-      portal = SPI_cursor_parse_open(name.c_str(), sql.c_str(), &options);
-      SPI_finish();
-    });
+    open_scan_cursor(def, agg, name, portal);
+    reopened = true;
   }
   std::string last_ns, last_key;
-  bool resuming = job.has_last;  // rows up to last_entry are already written
+  // A cursor opened afresh (after a restart, an aborted step or a cancel)
+  // starts over: skip the rows up to last_entry, which are already written.
+  bool resuming = reopened && job.has_last;
   if (resuming) decode_position(job.last_entry, last_ns, last_key);
   uint64 fetched = 0;
   pg_guard([&] {
@@ -273,7 +293,7 @@ void scan_step(const AggregateDef &def, JobRow &job) {
   for (uint64 i = 0; i < fetched; ++i) {
     pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
     // After a restart the cursor starts over: skip what is already written.
-    if (resuming && (entry.ns < last_ns || (entry.ns == last_ns && order.compare(entry.key, last_key) <= 0))) continue;
+    if (resuming && at_or_before(agg, order, entry, last_ns, last_key)) continue;
     resuming = false;  // rows arrive in order: the rest are all new
     agg.check_entry_size(entry.key);
     if (entry.ns != ops_ns) append_batch(agg, order, job.target, ops_ns, ops);
@@ -298,13 +318,19 @@ void scan_step(const AggregateDef &def, JobRow &job) {
 }
 
 struct LogEntry {
+  ItemPointerData tid;
   int64 seq;
   char op;
   PendingOp pending;
 };
 
-// Reads logged changes after `after`, in seq order (at most `limit`; 0: all).
-std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
+// Reads the logged changes of committed writers, in seq order (at most
+// `limit`; 0: all), skipping rows at or below `floor` (an earlier job's).
+// A writer still open may hold lower sequence numbers than what is read here:
+// its rows become visible, and are replayed, by a later step. Only the order
+// of changes to one row matters, and those commit in sequence order (the
+// row lock orders them).
+std::vector<LogEntry> read_log(int32 aggr_id, int64 floor, int64 limit) {
   List *tuples = NIL;
   TupleDesc desc = nullptr;
   pg_guard([&] {
@@ -313,7 +339,7 @@ std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
     desc = CreateTupleDescCopy(RelationGetDescr(rel));
     ScanKeyData keys[2];
     ScanKeyInit(&keys[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
-    ScanKeyInit(&keys[1], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+    ScanKeyInit(&keys[1], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(floor));
     Relation idx = index_open(r.log_pkey, AccessShareLock);
     SysScanDesc scan = systable_beginscan_ordered(rel, idx, GetLatestSnapshot(), 2, keys);
     HeapTuple tup;
@@ -331,9 +357,11 @@ std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
   foreach (lc, tuples) {
     LogEntry e;
     pg_guard([&] {
+      HeapTuple tup = (HeapTuple)lfirst(lc);
       Datum v[6];
       bool n[6];
-      heap_deform_tuple((HeapTuple)lfirst(lc), desc, v, n);
+      heap_deform_tuple(tup, desc, v, n);
+      e.tid = tup->t_self;
       e.seq = DatumGetInt64(v[0]);
       e.pending.aggr_id = aggr_id;
       text *ns = DatumGetTextPP(v[2]), *key = DatumGetTextPP(v[3]);
@@ -348,14 +376,45 @@ std::vector<LogEntry> read_log(int32 aggr_id, int64 after, int64 limit) {
   return out;
 }
 
+// Deletes replayed log rows, in the transaction that applied them: a row is
+// either still in the log or in the new generation, never both or neither.
+void delete_log_rows(const std::vector<LogEntry> &log) {
+  if (log.empty()) return;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.log, RowExclusiveLock);
+    for (const LogEntry &e : log) simple_heap_delete(rel, const_cast<ItemPointer>(&e.tid));
+    table_close(rel, RowExclusiveLock);
+    CommandCounterIncrement();
+  });
+}
+
+// One op per entry, the last logged change deciding. Not net_ops: the scan
+// may already hold an entry that the log inserts and then deletes (the scan
+// snapshot saw it in between), so "inserted then deleted" must delete.
+std::vector<Op> last_change_per_entry(const std::vector<const PendingOp *> &run, const Ordering &order) {
+  std::vector<Op> out;
+  std::size_t i = 0;
+  while (i < run.size()) {
+    std::size_t j = i + 1;
+    while (j < run.size() && order.compare(run[i]->key, run[j]->key) == 0) ++j;
+    const PendingOp &last = *run[j - 1];
+    out.push_back(Op{last.key, last.value, last.insert ? Op::Action::Upsert : Op::Action::Remove, false});
+    i = j;
+  }
+  return out;
+}
+
 // Applies logged changes in order; a TRUNCATE marker empties the generation.
+// Every change is applied as an idempotent upsert or delete, so a change the
+// scan's snapshot already saw is harmless.
 void replay(const AggregateDef &def, int32 generation, const std::vector<LogEntry> &log) {
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
   std::vector<const PendingOp *> run;
   auto apply_run = [&] {
     std::stable_sort(run.begin(), run.end(), [&](const PendingOp *a, const PendingOp *b) {
-      if (a->ns != b->ns) return a->ns < b->ns;
+      if (a->ns != b->ns) return a->ns < b->ns;  // grouping only
       return order.compare(a->key, b->key) < 0;
     });
     OpenTrees o = open_trees(RowExclusiveLock);
@@ -364,12 +423,13 @@ void replay(const AggregateDef &def, int32 generation, const std::vector<LogEntr
       std::size_t j = i;
       std::vector<const PendingOp *> ns_run;
       while (j < run.size() && run[j]->ns == run[i]->ns) ns_run.push_back(run[j++]);
-      std::vector<Op> net = net_ops(ns_run, order);
-      if (!net.empty()) apply_to_tree(o, agg, order, generation, run[i]->ns, net, false);
+      std::vector<Op> ops = last_change_per_entry(ns_run, order);
+      apply_to_tree(o, agg, order, generation, run[i]->ns, ops, false);
       i = j;
     }
     close_trees(o, RowExclusiveLock);
     run.clear();
+    pg_guard([] { CommandCounterIncrement(); });  // a TRUNCATE marker next drops what this wrote
   };
   for (const LogEntry &e : log) {
     if (e.op == 't') {
@@ -386,19 +446,20 @@ void replay(const AggregateDef &def, int32 generation, const std::vector<LogEntr
 constexpr std::size_t kSwapLogEntries = 1000;
 
 void replay_step(const AggregateDef &def, JobRow &job) {
-  std::vector<LogEntry> log = read_log(def.id, job.log_done, job.batch_size);
+  std::vector<LogEntry> log = read_log(def.id, job.log_floor, job.batch_size);
   bool caught_up = log.size() < std::min<std::size_t>(kSwapLogEntries, static_cast<std::size_t>(job.batch_size));
   if (caught_up) {
-    // Swap: with the aggregate lock no writer can commit a change, so the
-    // rest of the log is final; the next writers see the new generation.
+    // Swap: with the aggregate lock no writer holds flushed, uncommitted
+    // changes (they keep the lock to commit), so the log is final; the next
+    // writers see the new generation.
     int32 id = def.id;
     pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
-    log = read_log(def.id, job.log_done, 0);
+    log = read_log(def.id, job.log_floor, 0);
   }
   replay(def, job.target, log);
-  if (!log.empty()) job.log_done = log.back().seq;
+  delete_log_rows(log);
   if (caught_up) {
-    delete_log(def.id, job.log_done);
+    delete_log(def.id, job.log_floor);  // an earlier job's rows, committed since
     update_aggregate_generations(def.id, "ready", job.target, 0);
     job.phase = "cleanup";
   }
@@ -480,6 +541,10 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     pg_guard([&] {
       job.role = GetUserId();
       job.started = GetCurrentTimestamp();
+      // Writers log for this job only after they see its announcement, which
+      // commits after this number is drawn: every row of theirs is above it.
+      Oid log_seq = get_relname_relid("log_seq_seq", get_namespace_oid("aggr_internal", false));
+      job.log_floor = nextval_internal(log_seq, false);
     });
     // New writers log their changes from here on; backfill refuses reads.
     update_aggregate_generations(def.id, kind == "backfill" ? "building" : "ready", def.generation, job.target);

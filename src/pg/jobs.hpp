@@ -25,7 +25,10 @@ struct JobRow {
   int32 target = 0, batch_size = 0;
   Oid role = InvalidOid;
   bool background = true, cancelled = false;
-  int64 rows_total = 0, rows_done = 0, log_done = 0;
+  int64 rows_total = 0, rows_done = 0;
+  // Log rows at or below this sequence number were written for an earlier
+  // job (a writer that flushed during a cancelled job may commit later).
+  int64 log_floor = 0;
   bool has_last = false;
   std::string last_entry;  // 4-byte ns length, ns, entry key
   TimestampTz started = 0, updated = 0;
