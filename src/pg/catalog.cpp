@@ -42,13 +42,13 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   return d;
 }
 
-bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out) {
+bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out, Snapshot snap = nullptr) {
   bool found = false;
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, AccessShareLock);
     HeapTuple tup = fetch_row(rel, index == InvalidOid ? r.aggregates_name_key : r.aggregates_pkey, key, 1,
-                              GetLatestSnapshot());
+                              snap ? snap : GetLatestSnapshot());
     if (tup) {
       out = def_from_tuple(rel, tup);
       found = true;
@@ -60,15 +60,15 @@ bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out) {
 }  // namespace
 
 namespace {
-// Whether `def` is still the current version of its catalog row. Much cheaper
-// than a lookup by name: one heap fetch.
-bool def_is_current(const AggregateDef &def) {
+// Whether `def` is the version of its catalog row `snap` sees (nullptr: the
+// latest). Much cheaper than a lookup by name: one heap fetch.
+bool def_is_current(const AggregateDef &def, Snapshot snap = nullptr) {
   bool current = false;
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, AccessShareLock);
     current = ItemPointerGetBlockNumber(&def.tid) < RelationGetNumberOfBlocks(rel) &&
-              version_visible(rel, def.tid, def.xmin, GetLatestSnapshot(), [&](HeapTuple t) {
+              version_visible(rel, def.tid, def.xmin, snap ? snap : GetLatestSnapshot(), [&](HeapTuple t) {
                 bool isnull;
                 return DatumGetInt32(heap_getattr(t, kId, RelationGetDescr(rel), &isnull)) == def.id;
               });
@@ -83,9 +83,9 @@ std::map<std::string, AggregateDef> &defs_by_name() {
 }
 }  // namespace
 
-bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok) {
+bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok, Snapshot snap) {
   auto cached = defs_by_name().find(name);
-  if (cached != defs_by_name().end() && def_is_current(cached->second)) {
+  if (cached != defs_by_name().end() && def_is_current(cached->second, snap)) {
     out = cached->second;
     return true;
   }
@@ -96,7 +96,7 @@ bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool mis
     ScanKeyInit(&key, kName, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(t));
     key.sk_collation = C_COLLATION_OID;
   });
-  bool found = load_aggregate(InvalidOid, &key, out);
+  bool found = load_aggregate(InvalidOid, &key, out, snap);
   if (!found && !missing_ok)
     throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + name + "\" does not exist",
                     "SELECT name FROM aggr_aggregates lists the aggregates of this database.");

@@ -54,14 +54,30 @@ void require_writable(const char *command) {
   });
 }
 
+// Folding deltas in writes what the latest snapshot sees into the trees; a
+// REPEATABLE READ transaction would then count rows its snapshot cannot see.
+void require_read_committed(const char *command) {
+  bool snapshot_isolation = false;
+  pg_guard([&] { snapshot_isolation = IsolationUsesXactSnapshot(); });
+  if (snapshot_isolation)
+    throw UserError(ERRCODE_ACTIVE_SQL_TRANSACTION, std::string(command) + " must run in a READ COMMITTED transaction",
+                    "It folds in deltas committed after this transaction's snapshot was taken.");
+}
+
 struct Target {
   AggregateDef def;
   CompiledAggregate *agg = nullptr;
+  Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
 };
 
 Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
   Target t;
-  load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false);
+  // A read answers as of its query's snapshot, definition included: a
+  // REPEATABLE READ transaction keeps the generation and write mode it saw
+  // across a rebuild's swap or a mode switch. Maintenance acts on the latest.
+  if (access == Access::Read)
+    pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
+  load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false, t.snapshot);
   t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
   t.agg->check_not_stale();
   check_access(t.def, t.agg, access);
@@ -150,11 +166,18 @@ bool bool_arg(FunctionCallInfo fcinfo, int argno, bool dflt) {
 // transaction's own flushed changes).
 class ReadTree {
  public:
+  // The tree is read with every change this transaction flushed (the
+  // query's snapshot with the command id advanced); changes of commands the
+  // query's own snapshot does not see yet (an open cursor fetching after
+  // later writes) are taken back out from the op buffer's journal.
   ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()) {
     op_buffer().flush();
+    CommandId query_cid = 0;
     pg_guard([&] {
       r_ = internal_relations();
-      PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+      query_snap_ = t.snapshot;
+      query_cid = query_snap_->curcid;
+      PushCopiedSnapshot(query_snap_);
       UpdateActiveSnapshotCommandId();
       pushed_ = true;
       snap_ = GetActiveSnapshot();
@@ -164,7 +187,11 @@ class ReadTree {
     });
     store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
     tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
-    pending_ = pending_changes(t.def, ns, order_, snap_);
+    std::vector<Delta> deltas;
+    if (t.def.deferred) deltas = load_deltas(t.def.id, t.def.generation, ns, snap_).deltas;
+    std::vector<Delta> undo = op_buffer().undo_since(t.def.id, ns, query_cid, order_, t.def.name);
+    deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
+    pending_ = PendingChanges(std::move(deltas), order_);
   }
   ~ReadTree() {
     Relation trees = trees_, nodes = nodes_;
@@ -191,13 +218,14 @@ class ReadTree {
     return p;
   }
   MergedCursor cursor(std::uint64_t offset) { return MergedCursor(*store_, *tree_, order_, pending_, offset); }
-  Snapshot snapshot() const { return snap_; }
+  // The snapshot of the query this read runs in: rows are fetched with it.
+  Snapshot query_snapshot() const { return query_snap_; }
 
  private:
   EntryOrdering order_;
   Relations r_{};
   Relation trees_ = nullptr, nodes_ = nullptr;
-  Snapshot snap_ = nullptr;
+  Snapshot snap_ = nullptr, query_snap_ = nullptr;
   bool pushed_ = false;
   TreeRow row_;
   std::unique_ptr<PgNodeStore> store_;
@@ -352,7 +380,7 @@ AGGR_FUNCTION(aggr_page_rows) {
       bool nulls[INDEX_MAX_KEYS];
       t.agg->id_values(e.key, values, nulls);
       for (std::size_t i = 0; i < pk.size(); ++i) keys[i].sk_argument = values[i];
-      SysScanDesc scan = systable_beginscan(rel, t.agg->pk_index(), true, rt.snapshot(), static_cast<int>(pk.size()), keys);
+      SysScanDesc scan = systable_beginscan(rel, t.agg->pk_index(), true, rt.query_snapshot(), static_cast<int>(pk.size()), keys);
       HeapTuple tup = systable_getnext(scan);
       if (!HeapTupleIsValid(tup))
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
@@ -514,6 +542,7 @@ AGGR_FUNCTION(aggr_set_write_mode) {
     throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
                     "aggregate \"" + t.def.name + "\" sums floating-point values: it must stay in direct mode",
                     "Pending deltas are added in by subtraction, which is not exact for floats (Infinity - Infinity).");
+  if (t.def.deferred) require_read_committed("switching a deferred aggregate's write mode");
   op_buffer().flush();
   int32 id = t.def.id;
   // Writers hold the aggregate lock from flush to commit: with it, no delta
@@ -528,6 +557,7 @@ AGGR_FUNCTION(aggr_set_write_mode) {
 AGGR_FUNCTION(aggr_merge) {
   require_writable("aggr_merge()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
+  require_read_committed("aggr_merge");
   op_buffer().flush();
   return Int64GetDatum(merge_deltas(t.def.id));
 }

@@ -10,6 +10,10 @@ namespace aggr::pg {
 namespace {
 // Flush when this much is buffered: bounds backend memory on huge loads.
 constexpr std::size_t kFlushBytes = 64u << 20;
+// Flushed ops kept for reads as of an earlier command (see OpBuffer).
+constexpr std::size_t kJournalBytes = 16u << 20;
+
+std::size_t op_bytes(const PendingOp &op) { return op.key.size() + op.ns.size() + sizeof(PendingOp); }
 
 // The tree row as the writer must see it: the newest committed version.
 // Under REPEATABLE READ / SERIALIZABLE a version the transaction's snapshot
@@ -221,7 +225,8 @@ OpBuffer &op_buffer() {
 }
 
 void OpBuffer::add(PendingOp op) {
-  pending_bytes_ += op.key.size() + op.ns.size() + sizeof(PendingOp);
+  op.cid = GetCurrentCommandId(false);
+  pending_bytes_ += op_bytes(op);
   ops_.push_back(std::move(op));
   if (pending_bytes_ > kFlushBytes) flush();
 }
@@ -245,15 +250,43 @@ void OpBuffer::flush() {
     i = j;
   }
   pg_guard([] { CommandCounterIncrement(); });
+  journal_bytes_ += pending_bytes_;
   flushed_ = ops_.size();
   pending_bytes_ = 0;
   forget_flushed_if_top_level();
 }
 
+// Drops the journal when it outgrows its bound; not inside a subtransaction,
+// whose abort needs the ops flushed before it began.
 void OpBuffer::forget_flushed_if_top_level() {
-  if (!levels_.empty() || flushed_ != ops_.size()) return;
+  if (!levels_.empty() || flushed_ != ops_.size() || journal_bytes_ <= kJournalBytes) return;
+  for (const PendingOp &op : ops_) dropped_max_cid_ = std::max(dropped_max_cid_, op.cid);
+  dropped_any_ = dropped_any_ || !ops_.empty();
   ops_.clear();
   flushed_ = 0;
+  journal_bytes_ = 0;
+}
+
+std::vector<Delta> OpBuffer::undo_since(int32 aggr_id, const std::string &ns, CommandId cid, const Ordering &order,
+                                        const std::string &name) const {
+  if (dropped_any_ && dropped_max_cid_ >= cid)
+    throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "aggregate \"" + name + "\" cannot be read as of an earlier command of this transaction",
+                    "This transaction changed its table heavily since the query's snapshot was taken (an open cursor, "
+                    "or a query still fetching rows). Read the aggregate in a new statement.");
+  auto first = std::lower_bound(ops_.begin(), ops_.begin() + static_cast<long>(flushed_), cid,
+                                [](const PendingOp &op, CommandId c) { return op.cid < c; });
+  std::vector<const PendingOp *> run;
+  for (auto it = first; it != ops_.begin() + static_cast<long>(flushed_); ++it)
+    if (it->aggr_id == aggr_id && it->ns == ns) run.push_back(&*it);
+  if (run.empty()) return {};
+  std::stable_sort(run.begin(), run.end(),
+                   [&](const PendingOp *a, const PendingOp *b) { return order.compare(a->key, b->key) < 0; });
+  // Undoing is the same changes backwards with opposite signs.
+  std::vector<Delta> undo = signed_deltas(run, order);
+  std::reverse(undo.begin(), undo.end());
+  for (Delta &d : undo) d.sign = -d.sign;
+  return undo;
 }
 
 void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, ops_.size(), flushed_}); }
@@ -276,9 +309,8 @@ void OpBuffer::subxact_abort(SubTransactionId id) {
     // earlier ops is pending again; its own ops are gone.
     ops_.resize(l.start);
     flushed_ = std::min(flushed_, l.flushed_at_start);
-    pending_bytes_ = 0;
-    for (std::size_t i = flushed_; i < ops_.size(); ++i)
-      pending_bytes_ += ops_[i].key.size() + ops_[i].ns.size() + sizeof(PendingOp);
+    pending_bytes_ = journal_bytes_ = 0;
+    for (std::size_t i = 0; i < ops_.size(); ++i) (i < flushed_ ? journal_bytes_ : pending_bytes_) += op_bytes(ops_[i]);
     break;
   }
   forget_flushed_if_top_level();
@@ -289,7 +321,9 @@ void OpBuffer::reset() {
   ops_.shrink_to_fit();
   levels_.clear();
   flushed_ = 0;
-  pending_bytes_ = 0;
+  pending_bytes_ = journal_bytes_ = 0;
+  dropped_any_ = false;
+  dropped_max_cid_ = 0;
 }
 
 // ---------------------------------------------------------------- callbacks

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/pending.hpp"
 #include "catalog.hpp"
 
 namespace aggr::pg {
@@ -15,16 +16,26 @@ struct PendingOp {
   bool insert;
   std::string ns, key;
   Sum value;
+  CommandId cid = 0;  // the command whose row change this is (set by OpBuffer::add)
 };
 
 // Ops of the current transaction. Ops recorded inside a subtransaction
 // are kept after a flush until it ends: if it aborts, its tree writes
 // roll back and the ops flushed before it began must be applied again.
+//
+// Flushed ops are also kept, up to kJournalBytes, so that a read whose
+// snapshot predates some of them (an open cursor, a query still fetching
+// while the transaction writes) can take their effect back out.
 class OpBuffer {
  public:
   void add(PendingOp op);
   void flush();
   bool empty() const { return flushed_ == ops_.size(); }
+  // The deltas that undo, for one tree, the flushed changes of commands at
+  // or after `cid` (call right after flush()). Throws when such changes were
+  // already dropped from the journal.
+  std::vector<Delta> undo_since(int32 aggr_id, const std::string &ns, CommandId cid, const Ordering &order,
+                                const std::string &name) const;
   void subxact_start(SubTransactionId id);
   void subxact_commit(SubTransactionId id);
   void subxact_abort(SubTransactionId id);
@@ -36,9 +47,12 @@ class OpBuffer {
     std::size_t start, flushed_at_start;
   };
   void forget_flushed_if_top_level();
-  std::vector<PendingOp> ops_;
+  std::vector<PendingOp> ops_;  // in recording order: cid never decreases
   std::size_t flushed_ = 0;
   std::size_t pending_bytes_ = 0;
+  std::size_t journal_bytes_ = 0;    // of flushed ops still kept
+  bool dropped_any_ = false;         // flushed ops were dropped from the journal...
+  CommandId dropped_max_cid_ = 0;    // ...up to this command
   std::vector<Level> levels_;
 };
 
@@ -54,6 +68,8 @@ void close_trees(OpenTrees &o, LOCKMODE mode);
 
 // Nets a run of ops of one tree (sorted by key, then time) to one op per entry.
 std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Ordering &order);
+// The same run as signed deltas: -1 for the entry as it was before, +1 for it as it is after.
+std::vector<Delta> signed_deltas(const std::vector<const PendingOp *> &run, const Ordering &order);
 // Locks the tree, applies sorted ops to it and stores it.
 ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
                          const std::string &ns, const std::vector<Op> &ops, bool count_drift);
