@@ -40,8 +40,9 @@ make -s installcheck 2>&1 | tee "$DATA/installcheck.log"
 status=${PIPESTATUS[0]}
 set -e
 for f in regression.diffs output_iso/regression.diffs; do [ -s "$f" ] && cat "$f"; done
-ok=$(grep -cE '^(not )?ok|\.\.\. ok' "$DATA/installcheck.log" || true)
-bad=$(grep -cE '\.\.\. FAILED' "$DATA/installcheck.log" || true)
+# pg_regress 15 prints "test NAME ... ok" / "... FAILED" (and "failed (ignored)").
+ok=$(grep -cE '\.\.\. ok( |$)' "$DATA/installcheck.log" || true)
+bad=$(grep -cE '\.\.\. (FAILED|failed)' "$DATA/installcheck.log" || true)
 passed=$((passed + ok))
 failed=$((failed + bad))
 if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
