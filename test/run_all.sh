@@ -50,6 +50,9 @@ if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
 echo "== multi-client soak (8 clients, savepoints, rollbacks; 15 s)"
 if bash test/bench/soak.sh "${AGGR_SOAK_SECONDS:-15}" 8; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
+echo "== jobs racing writers (rebuild, backfill, cancel/resume, terminated and kill -9'd workers under 6 writing clients)"
+if bash test/bench/job_race.sh "${AGGR_RACE_ROUNDS:-3}" 8 6 10000; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "== benchmark smoke run (test/bench/run.sh at 20,000 rows: its answer checks and verify must pass)"
 if BENCH_SECONDS=2 FAST_TX=300 SLOW_TX=3 bash test/bench/run.sh 20000 >"$DATA/bench.log" 2>&1; then
   passed=$((passed + 1)); grep -E '^\| (1|5c) ' "$DATA/bench.log" || true
