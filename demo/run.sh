@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ROWS=${ROWS:-200000}
 PORT=${AGGR_DEMO_PORT:-5498}
 DIR=$PWD/.demo
+bash scripts/install_deps.sh build
 make -s -j"$(nproc)" >/dev/null
 if [ -w "$(pg_config --pkglibdir)" ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
 mkdir -p "$DIR"

@@ -10,6 +10,7 @@ ROOT=$PWD
 PORT=${AGGR_TEST_PORT:-5499}
 DATA=$(mktemp -d /tmp/aggr_ext_test.XXXXXX)
 passed=0 failed=0
+bash scripts/install_deps.sh test
 
 cleanup() { test/pg_cluster.sh stop "$DATA/pg" || true; rm -rf "$DATA"; }
 trap cleanup EXIT
