@@ -251,3 +251,11 @@ CREATE VIEW aggr_aggregates AS
     SELECT a.name, a.source, a.state, a.key_spec AS key,
            a.sum_spec AS sum_value, a.ns_spec AS namespace, a.created, a.write_mode
       FROM aggr_internal.aggregates a;
+
+-- DROP TABLE (and DROP SCHEMA ... CASCADE, DROP OWNED) removes the table's
+-- aggregates, as it removes its indexes. ALWAYS: also under
+-- session_replication_role = replica (restores, logical replication).
+CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
+ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
