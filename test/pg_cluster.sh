@@ -17,11 +17,15 @@ case "$action" in
       [ "$(id -u)" = 0 ] && chown postgres: "$dir"
       as_owner "$BIN/initdb" -D "$dir" -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir.initdb.log" 2>&1 ||
         { cat "$dir.initdb.log"; exit 1; }
+      # Tests run with fsync off (speed); benchmarks set AGGR_PG_DURABLE=1 and
+      # keep PostgreSQL's default durability, whose write cost users pay.
+      durability="fsync = off"
+      [ "${AGGR_PG_DURABLE:-0}" = 1 ] && durability="# fsync, synchronous_commit, full_page_writes: defaults (on)"
       cat >>"$dir/postgresql.conf" <<CONF
 port = $port
 listen_addresses = '${AGGR_PG_LISTEN:-}'
 unix_socket_directories = '$dir'
-fsync = off
+$durability
 shared_buffers = 512MB
 max_wal_size = 4GB
 work_mem = 64MB

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROWS=${1:-1000000}
 . test/bench/throwaway_cluster.sh
-start_throwaway_cluster aggr_bench "${AGGR_BENCH_PORT:-5497}"
+AGGR_PG_DURABLE=1 start_throwaway_cluster aggr_bench "${AGGR_BENCH_PORT:-5497}"
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
 ms() { local t0 t1; t0=$(date +%s%N); q "$1" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
 

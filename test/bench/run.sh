@@ -20,7 +20,7 @@ command -v redis-server >/dev/null || { echo "needs redis-server (Debian package
 
 . test/bench/throwaway_cluster.sh
 export AGGR_PG_LISTEN=127.0.0.1
-start_throwaway_cluster aggr_bench "$PORT"
+AGGR_PG_DURABLE=1 start_throwaway_cluster aggr_bench "$PORT"
 export PGHOST=127.0.0.1
 REDIS_DIR="$DIR/redis"
 mkdir -p "$REDIS_DIR"
@@ -215,7 +215,7 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
 
 echo
 echo "aggr_ext benchmark: $n rows; $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB;"
-echo "PostgreSQL $(pg_config --version | awk '{ print $2 }') (fsync=off, shared_buffers=512MB), $(redis-server --version | awk '{ print $3 }' | tr -d 'v='); loopback TCP."
+echo "PostgreSQL $(pg_config --version | awk '{ print $2 }') (default durability: fsync, synchronous_commit, full_page_writes on; shared_buffers=512MB), $(redis-server --version | awk '{ print $3 }' | tr -d 'v='); loopback TCP."
 echo "Latencies are client-observed medians in ms (pgbench -M prepared, 1 client); ratio = how many times better."
 echo
 row "#" "workload" "aggr_ext" "compared with" "baseline" "ratio" "target met"
