@@ -3,6 +3,10 @@
 #include "jobs.hpp"
 #include "maintenance.hpp"
 
+namespace aggr::pg {
+void register_parameter_typing();  // params.cpp
+}
+
 extern "C" {
 PG_MODULE_MAGIC;
 void _PG_init(void);
@@ -12,4 +16,5 @@ void _PG_init(void) {
   aggr::pg::register_transaction_callbacks();
   aggr::pg::register_catalog_invalidation();
   aggr::pg::define_settings();
+  aggr::pg::register_parameter_typing();
 }

@@ -1,0 +1,118 @@
+// Bound parameters whose type the client leaves open ($1 sent as "unknown",
+// as node-postgres, pgx, lib/pq, psycopg 3 for str and PQexecParams do):
+// PostgreSQL cannot type a parameter passed to a "any" argument and fails
+// with 42P18 "could not determine data type of parameter". After parse
+// analysis, such parameters of this extension's functions are typed text,
+// the type an untyped literal there already behaves as: the function reads
+// the text as the key's / namespace's type, and NULL means unbounded.
+// Needs the library loaded before the statement is parsed
+// (session_preload_libraries; see the README's Installation).
+#include "guard.hpp"
+
+extern "C" {
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "parser/analyze.h"
+#include "parser/parse_param.h"
+}
+
+namespace aggr::pg {
+namespace {
+post_parse_analyze_hook_type previous_hook = nullptr;
+ParseParamRefHook variable_paramref_hook = nullptr;  // parse_param.c's, for variable parameters
+
+// parse_param.c's state for variable parameters (PostgreSQL 15).
+struct VarParamState {
+  Oid **paramTypes;
+  int *numParams;
+};
+
+struct Walk {
+  VarParamState *state;
+};
+
+// A C function of this library (whatever schema the extension is in).
+bool is_extension_function(Oid funcid) {
+  HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+  if (!HeapTupleIsValid(tup)) return false;
+  bool ours = false;
+  if (((Form_pg_proc)GETSTRUCT(tup))->prolang == ClanguageId) {  // probin: MODULE_PATHNAME as the install script wrote it
+    bool isnull;
+    Datum bin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &isnull);
+    ours = !isnull && strcmp(TextDatumGetCString(bin), "$libdir/aggr_ext") == 0;
+  }
+  ReleaseSysCache(tup);
+  return ours;
+}
+
+// expression_tree_walker's callback type is an old-style bool (*)().
+using Walker = bool (*)();
+template <typename F>
+Walker as_walker(F f) {
+  return reinterpret_cast<Walker>(reinterpret_cast<void (*)()>(f));
+}
+
+// Types the untyped parameters passed straight to a "any" argument.
+void type_untyped_params(FuncExpr *f, Walk &w) {
+  Oid *argtypes = nullptr;
+  int nargs = 0;
+  bool found = false;
+  ListCell *lc;
+  int i = 0;
+  foreach (lc, f->args) {
+    Node *arg = (Node *)lfirst(lc);
+    if (IsA(arg, NamedArgExpr)) arg = (Node *)((NamedArgExpr *)arg)->arg;
+    ++i;
+    if (!IsA(arg, Param)) continue;
+    Param *p = (Param *)arg;
+    if (p->paramkind != PARAM_EXTERN || p->paramtype != UNKNOWNOID) continue;
+    if (!found) {
+      if (!is_extension_function(f->funcid)) return;
+      (void)get_func_signature(f->funcid, &argtypes, &nargs);
+      found = true;
+    }
+    if (i > nargs || argtypes[i - 1] != ANYOID) continue;
+    if (p->paramid < 1 || p->paramid > *w.state->numParams) continue;
+    Oid &declared = (*w.state->paramTypes)[p->paramid - 1];
+    if (declared != UNKNOWNOID && declared != InvalidOid) continue;
+    declared = TEXTOID;
+    p->paramtype = TEXTOID;
+    p->paramcollid = DEFAULT_COLLATION_OID;
+  }
+}
+
+bool walk(Node *node, void *context) {
+  if (!node) return false;
+  Walk &w = *static_cast<Walk *>(context);
+  if (IsA(node, Query)) return query_tree_walker((Query *)node, as_walker(walk), context, 0);
+  if (IsA(node, FuncExpr)) type_untyped_params((FuncExpr *)node, w);
+  return expression_tree_walker(node, as_walker(walk), context);
+}
+
+void post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate) {
+  if (previous_hook) previous_hook(pstate, query, jstate);
+  if (!pstate || pstate->p_paramref_hook != variable_paramref_hook || !pstate->p_ref_hook_state) return;
+  auto *state = static_cast<VarParamState *>(pstate->p_ref_hook_state);
+  bool untyped = false;
+  for (int i = 0; i < *state->numParams && !untyped; ++i)
+    untyped = (*state->paramTypes)[i] == UNKNOWNOID || (*state->paramTypes)[i] == InvalidOid;
+  if (!untyped) return;
+  Walk w{state};
+  (void)query_tree_walker(query, as_walker(walk), &w, 0);
+}
+}  // namespace
+
+void register_parameter_typing() {
+  // parse_param.c's hook for variable parameters is static: learn its
+  // address from a throwaway parse state, to recognize that mode later.
+  ParseState *probe = make_parsestate(NULL);
+  Oid *types = nullptr;
+  int n = 0;
+  setup_parse_variable_parameters(probe, &types, &n);
+  variable_paramref_hook = probe->p_paramref_hook;
+  free_parsestate(probe);
+  previous_hook = post_parse_analyze_hook;
+  post_parse_analyze_hook = post_parse_analyze;
+}
+
+}  // namespace aggr::pg
