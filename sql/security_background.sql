@@ -49,6 +49,8 @@ BEGIN
   RETURN v;
 END $$;
 CREATE TABLE sec.t (id int PRIMARY KEY, score int NOT NULL);
+-- An index in aggregate order: the job's ordered scan can read it lazily.
+CREATE INDEX ON sec.t ((sec.probe(score) + sec.probe(0)), id);
 INSERT INTO sec.t SELECT g, (g * 37) % 101 FROM generate_series(1, 40) g;
 -- sec.probe(0) is folded when the aggregate is compiled; sec.probe(score)
 -- runs for every row evaluated.
@@ -154,9 +156,15 @@ RESET ROLE;
 -- 5. The same job driven step by step by a superuser (background => false),
 -- one transaction per step: the cursor the scan holds across steps is
 -- filled as the owner too, not at the superuser's commit.
+-- The index makes the scan lazy: each step fetches 7 rows, and the rest of
+-- the held cursor is computed when it is materialized.
+SET enable_sort = off;
+SET enable_seqscan = off;
 TRUNCATE sec.log;
 SELECT aggr_rebuild('sec_agg', batch_size => 7, background => false);
 DO $$ BEGIN WHILE aggr_job_step('sec_agg') LOOP COMMIT; END LOOP; END $$;
+RESET enable_sort;
+RESET enable_seqscan;
 SELECT * FROM sec_report('{client backend}');
 SELECT rolsuper FROM pg_roles WHERE rolname = 'sec_owner';
 SET ROLE sec_owner;
