@@ -120,6 +120,8 @@ SELECT * FROM aggr_repair('sec_agg');
 SELECT aggr_merge('sec_agg') >= 0 AS merged;
 SELECT aggr_set_write_mode('sec_agg', 'direct');
 SELECT aggr_set_write_mode('sec_agg', 'deferred');
+SELECT aggr_create('sec_agg2', 'sec.t'::regclass, key => 'sec.probe(score)', build => 'now');
+SELECT aggr_drop('sec_agg2');
 SELECT * FROM sec_report('{client backend}');
 SELECT rolsuper FROM pg_roles WHERE rolname = 'sec_owner';
 
