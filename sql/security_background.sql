@@ -173,6 +173,31 @@ SET ROLE sec_owner;
 SELECT sec_exact();
 RESET ROLE;
 
+-- 6. A step that fails as the owner: the worker rolls it back, records the
+-- error (with its own transaction) and stops; nothing of the step stays.
+CREATE TABLE sec.fail ();
+ALTER TABLE sec.fail OWNER TO sec_owner;
+SET ROLE sec_owner;
+CREATE OR REPLACE FUNCTION sec.probe(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF v > 0 AND EXISTS (SELECT FROM sec.fail) THEN  -- row values only: compiling still works
+    RAISE EXCEPTION 'probe refused' USING ERRCODE = 'P0099';
+  END IF;
+  PERFORM sec.note();
+  RETURN v;
+END $$;
+INSERT INTO sec.fail DEFAULT VALUES;
+RESET ROLE;
+SELECT aggr_rebuild('sec_agg', batch_size => 7, background => true);
+SELECT sec_wait('job');
+SELECT count(*) AS trees_of_the_failed_build FROM aggr_internal.trees t JOIN aggr_internal.aggregates a USING (aggr_id)
+ WHERE a.name = 'sec_agg' AND t.generation = a.build_generation;
+SET ROLE sec_owner;
+SELECT aggr_backfill_cancel('sec_agg');
+DELETE FROM sec.fail;
+SELECT sec_exact();
+RESET ROLE;
+
 ALTER SYSTEM RESET aggr_ext.job_delay;
 SELECT pg_reload_conf();
 SELECT aggr_drop('sec_agg');

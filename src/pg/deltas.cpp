@@ -328,8 +328,10 @@ void aggr_ext_merger_main(Datum arg) {
         !aggr::pg::in_transaction("aggr_ext merger: listing aggregates", [&] { ids = aggr::pg::deferred_aggregates(); }))
       ids.clear();
     int64 merged = 0;
-    for (int32 id : ids)
-      aggr::pg::in_transaction("aggr_ext merger: a merge", [&] { merged += aggr::pg::merge_deltas_as_owner(id); });
+    for (int32 id : ids) {
+      std::string what = "aggr_ext merger: merging aggregate " + std::to_string(id);
+      aggr::pg::in_transaction(what.c_str(), [&] { merged += aggr::pg::merge_deltas_as_owner(id); });
+    }
     idle = merged > 0 ? 0 : idle + 1;
     unvacuumed += merged;
     if (unvacuumed >= aggr::pg::kVacuumAfter || (unvacuumed > 0 && merged == 0)) {

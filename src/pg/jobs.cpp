@@ -618,15 +618,18 @@ namespace {
 // commits only if recording succeeded.
 bool run_step_transaction(int32 aggr_id) {
   bool more = false;
-  char *message = run_in_transaction("aggr_ext job step", [&] { more = job_step_as_owner(aggr_id); });
+  std::string what = "aggr_ext job of aggregate " + std::to_string(aggr_id);
+  char *message = run_in_transaction(what.c_str(), [&] { more = job_step_as_owner(aggr_id); });
   if (!message) return more;
-  (void)run_in_transaction("recording the error of an aggr_ext job", [&] {
+  what += ": recording its error";
+  (void)run_in_transaction(what.c_str(), [&] {
     JobRow job = load_job(aggr_id);
     if (job.exists) {
       job.error = message;
       store_job(job);
     }
   });
+  pfree(message);
   return false;
 }
 
