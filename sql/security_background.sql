@@ -77,6 +77,7 @@ BEGIN
         RETURN 'merged';
       END IF;
     ELSIF what = 'no worker' THEN
+      PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity is otherwise read once per transaction
       IF NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'aggr_ext job') THEN
         RETURN 'no job worker';
       END IF;
@@ -173,7 +174,54 @@ SET ROLE sec_owner;
 SELECT sec_exact();
 RESET ROLE;
 
--- 6. A step that fails as the owner: the worker rolls it back, records the
+-- 6. A job started by a superuser whose worker died is relaunched by a
+-- mere reader's read: the new worker runs as the owner, not as the role
+-- that started the job, nor as the reader.
+CREATE ROLE sec_reader NOLOGIN;
+SET ROLE sec_owner;
+GRANT USAGE ON SCHEMA sec TO sec_reader;
+GRANT SELECT ON sec.t TO sec_reader;
+GRANT INSERT ON sec.log TO sec_reader;  -- the probe runs in the reader's own reads
+RESET ROLE;
+ALTER SYSTEM SET aggr_ext.job_delay = '1s';  -- read by a job worker when it starts
+SELECT pg_reload_conf();
+SELECT aggr_rebuild('sec_agg', batch_size => 7, background => true);
+CREATE FUNCTION sec_kill_job_worker() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. 1200 LOOP
+    PERFORM pg_stat_clear_snapshot();
+    IF pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'aggr_ext job' THEN
+      RETURN 'terminated';
+    END IF;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RETURN 'no worker seen';
+END $$;
+SELECT sec_kill_job_worker();
+SELECT sec_wait('no worker');
+ALTER SYSTEM SET aggr_ext.job_delay = '20ms';
+SELECT pg_reload_conf();
+-- A worker is relaunched once the job has not moved for 5 seconds.
+DO $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN (SELECT updated < clock_timestamp() - interval '5.5 seconds'
+                 FROM aggr_internal.jobs JOIN aggr_internal.aggregates a USING (aggr_id) WHERE a.name = 'sec_agg');
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
+TRUNCATE sec.log;
+SET ROLE sec_reader;
+SELECT phase IS NOT NULL AS job_pending FROM aggr_job_status('sec_agg');  -- relaunches the worker
+RESET ROLE;
+SELECT sec_wait('job');
+SELECT * FROM sec_report('{aggr_ext job}');
+SELECT rolsuper FROM pg_roles WHERE rolname = 'sec_owner';
+SET ROLE sec_owner;
+SELECT sec_exact();
+RESET ROLE;
+
+-- 7. A step that fails as the owner: the worker rolls it back, records the
 -- error (with its own transaction) and stops; nothing of the step stays.
 CREATE TABLE sec.fail ();
 ALTER TABLE sec.fail OWNER TO sec_owner;
@@ -202,5 +250,6 @@ ALTER SYSTEM RESET aggr_ext.job_delay;
 SELECT pg_reload_conf();
 SELECT aggr_drop('sec_agg');
 DROP SCHEMA sec CASCADE;
-DROP FUNCTION sec_report(text[]), sec_wait(text), sec_exact(), sec_backend();
+DROP FUNCTION sec_report(text[]), sec_wait(text), sec_exact(), sec_backend(), sec_kill_job_worker();
+DROP ROLE sec_reader;
 DROP ROLE sec_owner;
