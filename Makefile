@@ -6,11 +6,11 @@ DATA = aggr_ext--1.0.sql
 PGFILEDESC = "aggr_ext - aggregate indexes"
 
 CORE_SRCS = src/core/node_codec.cpp src/core/tree.cpp src/core/pending.cpp
-PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp src/pg/maintenance.cpp src/pg/deltas.cpp src/pg/workers.cpp \
+PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp src/pg/maintenance.cpp src/pg/deltas.cpp src/pg/workers.cpp src/pg/owner_context.cpp \
           src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/ddl.cpp src/pg/params.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup api errors maintenance keys backfill fuzz_api ddl deferred job_differential snapshots drop_table
+REGRESS = setup api errors maintenance keys backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency backfill_live caches deferred_writers job_races reader_snapshots
 ISOLATION_OPTS = --outputdir=output_iso

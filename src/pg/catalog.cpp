@@ -657,9 +657,26 @@ struct CacheEntry {
 };
 std::uint64_t xact_serial = 1;
 
-std::map<int32, CacheEntry> &cache() {
-  static std::map<int32, CacheEntry> c;
+// Keyed by aggregate and by the user that compiled it. ExecInitExpr checks
+// EXECUTE on every function of an expression for the current user, once, at
+// compile time; constant folding (expression_planner) even runs IMMUTABLE
+// user functions then. A state compiled by one user is therefore never
+// handed to another: the owner context of the merger, jobs and maintenance
+// (owner_context.hpp) compiles its own entry as the table owner, and a
+// reader or writer its own as itself, so each evaluates only what it may
+// execute, and nothing of the owner's runs as whoever compiled first. Both
+// entries stay valid together within a transaction (callers hold
+// references), and invalidations (REVOKE changes pg_proc) reach both.
+using CacheKey = std::pair<int32, Oid>;
+std::map<CacheKey, CacheEntry> &cache() {
+  static std::map<CacheKey, CacheEntry> c;
   return c;
+}
+
+CacheKey cache_key(int32 aggr_id) {
+  Oid user = InvalidOid;
+  pg_guard([&] { user = GetUserId(); });
+  return CacheKey(aggr_id, user);
 }
 
 bool same_version(const AggregateDef &a, const AggregateDef &b) {
@@ -684,7 +701,7 @@ void register_catalog_invalidation() {
 }
 
 CompiledAggregate *compiled_aggregate(int32 aggr_id) {
-  auto it = cache().find(aggr_id);
+  auto it = cache().find(cache_key(aggr_id));
   if (it != cache().end()) {
     CacheEntry &e = it->second;
     if (e.used_in == xact_serial) return e.compiled.get();
@@ -699,7 +716,8 @@ CompiledAggregate *compiled_aggregate(int32 aggr_id) {
 }
 
 CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
-  auto it = cache().find(def.id);
+  CacheKey key = cache_key(def.id);
+  auto it = cache().find(key);
   if (it != cache().end()) {
     CacheEntry &e = it->second;
     // Never replaced within a transaction: callers hold references.
@@ -709,7 +727,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
     }
   }
   auto compiled = std::make_unique<CompiledAggregate>(def);
-  CacheEntry &e = cache()[def.id];
+  CacheEntry &e = cache()[key];
   e.compiled = std::move(compiled);
   e.used_in = xact_serial;
   e.invalid = false;

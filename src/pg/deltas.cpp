@@ -1,6 +1,7 @@
 #include "deltas.hpp"
 
 #include "maintenance.hpp"
+#include "owner_context.hpp"
 #include "workers.hpp"
 
 extern "C" {
@@ -189,6 +190,12 @@ int64 merge_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &ord
 }
 }  // namespace
 
+int64 merge_deltas_as_owner(int32 aggr_id) {
+  int64 merged = 0;
+  run_as_aggregate_owner(aggr_id, [&] { merged = merge_deltas(aggr_id); });
+  return merged;
+}
+
 int64 merge_deltas(int32 aggr_id, const std::string *only_ns) {
   // The aggregate lock first (a swap or clear holds it exclusively), then
   // the definition it protects.
@@ -252,10 +259,10 @@ std::vector<int32> deferred_aggregates() {
   return ids;
 }
 
-// One transaction; false if it failed (logged).
+// One transaction; false if it failed (logged in full, rolled back).
 bool in_transaction(const char *what, const std::function<void()> &body) {
-  char *message = run_in_transaction(body);
-  if (message) ereport(LOG, (errmsg("aggr_ext merger: %s failed: %s", what, message)));
+  char *message = run_in_transaction(what, body);
+  if (message) pfree(message);
   return !message;
 }
 
@@ -267,6 +274,8 @@ bool in_transaction(const char *what, const std::function<void()> &body) {
 void vacuum_deltas() {
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
+  ErrorReport report;
+  bool failed = false;
   try {
     pg_guard([] {
       VacuumParams params;
@@ -282,11 +291,12 @@ void vacuum_deltas() {
       Oid relid = RangeVarGetRelid(rv, NoLock, false);
       vacuum(list_make1(makeVacuumRelation(rv, relid, NIL)), &params, NULL, true);
     });
-    CommitTransactionCommand();
+    pg_guard([] { CommitTransactionCommand(); });
   } catch (...) {
-    char *message = abort_after_exception();
-    ereport(LOG, (errmsg("aggr_ext merger: VACUUM of aggr_internal.deltas failed: %s", message)));
+    report = capture_current_exception();
+    failed = true;
   }
+  if (failed) pfree(abort_with_report(report, "aggr_ext merger: VACUUM of aggr_internal.deltas"));
 }
 }  // namespace
 
@@ -300,6 +310,8 @@ void aggr_ext_merger_main(Datum arg) {
   pqsignal(SIGTERM, die);
   pqsignal(SIGHUP, SignalHandlerForConfigReload);
   BackgroundWorkerUnblockSignals();
+  // As the bootstrap superuser, to see every aggregate; each merge runs as
+  // the owner of the aggregate's table (merge_deltas_as_owner).
   BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
   // One merger per database: this session lock says a live one runs.
   if (!aggr::pg::claim_for_session(aggr::pg::merger_tag())) proc_exit(0);
@@ -313,11 +325,13 @@ void aggr_ext_merger_main(Datum arg) {
     }
     std::vector<int32> ids;
     if (!aggr::pg::merge_enabled ||
-        !aggr::pg::in_transaction("listing aggregates", [&] { ids = aggr::pg::deferred_aggregates(); }))
+        !aggr::pg::in_transaction("aggr_ext merger: listing aggregates", [&] { ids = aggr::pg::deferred_aggregates(); }))
       ids.clear();
     int64 merged = 0;
-    for (int32 id : ids)
-      aggr::pg::in_transaction("a merge", [&] { merged += aggr::pg::merge_deltas(id, nullptr); });
+    for (int32 id : ids) {
+      std::string what = "aggr_ext merger: merging aggregate " + std::to_string(id);
+      aggr::pg::in_transaction(what.c_str(), [&] { merged += aggr::pg::merge_deltas_as_owner(id); });
+    }
     idle = merged > 0 ? 0 : idle + 1;
     unvacuumed += merged;
     if (unvacuumed >= aggr::pg::kVacuumAfter || (unvacuumed > 0 && merged == 0)) {

@@ -38,6 +38,10 @@ void delete_deltas(int32 aggr_id, const std::function<bool(int32, const std::str
 // into them, up to 50,000 per tree; the number folded in. Takes the
 // aggregate and tree locks.
 int64 merge_deltas(int32 aggr_id, const std::string *only_ns = nullptr);
+// merge_deltas of every tree as the owner of the aggregate's source table
+// (owner_context.hpp): the merger, aggr_merge, aggr_set_write_mode. 0 when
+// the aggregate is gone.
+int64 merge_deltas_as_owner(int32 aggr_id);
 // Starts the merger of this database unless one runs (checked once a second).
 void ensure_merger();
 extern bool merge_enabled;  // GUC aggr_ext.merge_deltas: off pauses the merger

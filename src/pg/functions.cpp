@@ -5,6 +5,7 @@
 #include "jobs.hpp"
 #include "deltas.hpp"
 #include "maintenance.hpp"
+#include "owner_context.hpp"
 #include "result_row.hpp"
 
 using namespace aggr;
@@ -70,6 +71,12 @@ struct Target {
   Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
 };
 
+// A read compiles the aggregate as the reader (its own statement, like an
+// index expression in a query). Maintenance (Access::Own) checks ownership
+// first and compiles as the table owner: compiling folds constants, which
+// runs the owner's IMMUTABLE functions, and must not do so as a superuser
+// calling on another role's table. Maintenance entries then work inside
+// run_as_table_owner, where compiled_aggregate hands out that same entry.
 Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
   Target t;
   // A read answers as of its query's snapshot, definition included: a
@@ -78,9 +85,15 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
   if (access == Access::Read)
     pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false, t.snapshot);
-  t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
-  t.agg->check_not_stale();
-  check_access(t.def, t.agg, access);
+  if (access == Access::Own) {
+    check_access(t.def, nullptr, access);  // reports a source table that no longer exists
+    run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
+    t.agg->check_not_stale();
+  } else {
+    t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
+    t.agg->check_not_stale();
+    check_access(t.def, t.agg, access);
+  }
   if (require_ready && t.def.state != "ready") {
     ensure_job_worker(t.def.id);  // after a restart, resume the job
     JobRow job = load_job(t.def.id);
@@ -473,10 +486,11 @@ AGGR_FUNCTION(aggr_create) {
     });
     background = estimate >= kBackgroundBuildRows;
   }
+  op_buffer().flush();  // the caller's own changes, as the caller
   if (background)
     start_job(def, "backfill", kDefaultBatchRows, true);
   else
-    build_trees(def, "aggr_create");
+    run_as_table_owner(def.source, [&] { build_trees(def, "aggr_create"); });
   PG_RETURN_VOID();
 }
 
@@ -548,7 +562,7 @@ AGGR_FUNCTION(aggr_set_write_mode) {
   // Writers hold the aggregate lock from flush to commit: with it, no delta
   // and no direct tree write is in flight while the mode changes.
   pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
-  while (merge_deltas(id) > 0) {  // a direct aggregate has no pending deltas
+  while (merge_deltas_as_owner(id) > 0) {  // a direct aggregate has no pending deltas
   }
   update_aggregate_write_mode(id, mode == "deferred");
   PG_RETURN_VOID();
@@ -559,7 +573,7 @@ AGGR_FUNCTION(aggr_merge) {
   Target t = open_aggregate(fcinfo, Access::Own, false);
   require_read_committed("aggr_merge");
   op_buffer().flush();
-  return Int64GetDatum(merge_deltas(t.def.id));
+  return Int64GetDatum(merge_deltas_as_owner(t.def.id));
 }
 
 AGGR_FUNCTION(aggr_job_start) {
@@ -576,7 +590,7 @@ AGGR_FUNCTION(aggr_job_start) {
 AGGR_FUNCTION(aggr_job_step) {
   require_writable("aggr_job_step()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
-  return BoolGetDatum(job_step(t.def.id));
+  return BoolGetDatum(job_step_as_owner(t.def.id));
 }
 
 AGGR_FUNCTION(aggr_backfill_cancel) {

@@ -5,7 +5,23 @@
 namespace aggr::pg {
 
 namespace {
-char *copy_text(const std::string &s) { return s.empty() ? nullptr : pstrdup(s.c_str()); }
+// palloc that reports failure instead of raising an error: capture runs in a
+// catch handler, out of which a longjmp must never go.
+char *copy_text_no_error(const char *prefix, const char *text) noexcept {
+  std::size_t a = strlen(prefix), b = strlen(text);
+  char *out = static_cast<char *>(MemoryContextAllocExtended(CurrentMemoryContext, a + b + 1, MCXT_ALLOC_NO_OOM));
+  if (!out) return nullptr;
+  memcpy(out, prefix, a);
+  memcpy(out + a, text, b + 1);
+  return out;
+}
+char *copy_text_no_error(const std::string &s) noexcept { return s.empty() ? nullptr : copy_text_no_error("", s.c_str()); }
+
+char out_of_memory_text[] = "out of memory in aggr_ext";
+char *message_no_error(const char *prefix, const char *text) noexcept {
+  char *m = copy_text_no_error(prefix, text);
+  return m ? m : out_of_memory_text;
+}
 }  // namespace
 
 ErrorReport capture_current_exception() noexcept {
@@ -16,29 +32,29 @@ ErrorReport capture_current_exception() noexcept {
     r.pg = e.data();
   } catch (const UserError &e) {
     r.sqlstate = e.sqlstate();
-    r.message = pstrdup(e.what());
-    r.hint = copy_text(e.hint());
-    r.detail = copy_text(e.detail());
+    r.message = message_no_error("", e.what());
+    r.hint = copy_text_no_error(e.hint());
+    r.detail = copy_text_no_error(e.detail());
   } catch (const std::bad_alloc &) {
     r.sqlstate = ERRCODE_OUT_OF_MEMORY;
-    r.message = pstrdup("out of memory in aggr_ext");
+    r.message = out_of_memory_text;
   } catch (const CorruptNode &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
-    r.message = psprintf("aggregate index is corrupt: %s", e.what());
-    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+    r.message = message_no_error("aggregate index is corrupt: ", e.what());
+    r.hint = copy_text_no_error("", "Rebuild it with CALL aggr_backfill(name).");
   } catch (const InvariantViolation &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
-    r.message = psprintf("aggregate index is corrupt: %s", e.what());
-    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+    r.message = message_no_error("aggregate index is corrupt: ", e.what());
+    r.hint = copy_text_no_error("", "Rebuild it with CALL aggr_backfill(name).");
   } catch (const std::invalid_argument &e) {
     r.sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
-    r.message = pstrdup(e.what());
+    r.message = message_no_error("", e.what());
   } catch (const std::exception &e) {
     r.sqlstate = ERRCODE_INTERNAL_ERROR;
-    r.message = psprintf("aggr_ext internal error: %s", e.what());
+    r.message = message_no_error("aggr_ext internal error: ", e.what());
   } catch (...) {
     r.sqlstate = ERRCODE_INTERNAL_ERROR;
-    r.message = pstrdup("aggr_ext internal error: unknown exception");
+    r.message = message_no_error("", "aggr_ext internal error: unknown exception");
   }
   return r;
 }
@@ -50,26 +66,48 @@ void raise_report(const ErrorReport &r) {
   pg_unreachable();
 }
 
-char *abort_after_exception() {
-  ErrorReport report = capture_current_exception();
+namespace {
+// Logs a captured error at LOG with everything PostgreSQL knows of it (as
+// EmitErrorReport would): SQLSTATE, detail, hint, and `what` as context.
+void log_report(const ErrorReport &r, const char *what) {
+  if (r.pg) {
+    ErrorData *e = r.pg;
+    e->elevel = LOG;
+    e->context = e->context ? psprintf("%s\n%s", e->context, what) : pstrdup(what);
+    ThrowErrorData(e);  // below ERROR: emits and returns
+    return;
+  }
+  ereport(LOG, (errcode(r.sqlstate), errmsg_internal("%s", r.message), r.hint ? errhint("%s", r.hint) : 0,
+                r.detail ? errdetail_internal("%s", r.detail) : 0, errcontext("%s", what)));
+}
+}  // namespace
+
+char *abort_with_report(const ErrorReport &report, const char *what) {
+  // Plain data only from here: an error while logging is a worker's FATAL.
+  log_report(report, what);
   const char *text = report.pg ? report.pg->message : report.message;
   char *message = MemoryContextStrdup(TopMemoryContext, text ? text : "unknown error");
   AbortCurrentTransaction();
   return message;
 }
 
-char *run_in_transaction(const std::function<void()> &body) {
+char *run_in_transaction(const char *what, const std::function<void()> &body) {
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   PushActiveSnapshot(GetTransactionSnapshot());
+  ErrorReport report;
+  bool failed = false;
   try {
     body();
+    pg_guard([] {
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+    });
   } catch (...) {
-    return abort_after_exception();
+    report = capture_current_exception();
+    failed = true;
   }
-  PopActiveSnapshot();
-  CommitTransactionCommand();
-  return nullptr;
+  return failed ? abort_with_report(report, what) : nullptr;
 }
 
 }  // namespace aggr::pg

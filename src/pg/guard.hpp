@@ -79,15 +79,19 @@ struct ErrorReport {
 };
 
 // Call inside catch (...): describes the in-flight exception in palloc'd data.
+// Never raises a PostgreSQL error (that would longjmp out of the catch
+// handler): allocations that fail leave a fixed text instead.
 ErrorReport capture_current_exception() noexcept;
 
-// Background workers. Runs `body` in its own transaction (with a snapshot);
-// returns nullptr when it committed, else aborts the transaction and returns
-// the error's message (in TopMemoryContext).
-char *run_in_transaction(const std::function<void()> &body);
-// In a catch block outside pg_guard: aborts the transaction and returns the
-// error's message (in TopMemoryContext).
-char *abort_after_exception();
+// Background workers. Runs `body` in its own transaction (with a snapshot)
+// and commits it; returns nullptr when it committed. On any error (in the
+// body or at commit) nothing is committed: the error is logged in full
+// (SQLSTATE, detail, hint, context: `what`), the transaction aborted, and
+// the error's message returned (in TopMemoryContext).
+char *run_in_transaction(const char *what, const std::function<void()> &body);
+// After a catch block that captured `report` (outside pg_guard): logs it in
+// full and aborts the transaction; returns the message (in TopMemoryContext).
+char *abort_with_report(const ErrorReport &report, const char *what);
 [[noreturn]] void raise_report(const ErrorReport &report);
 
 }  // namespace aggr::pg

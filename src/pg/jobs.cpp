@@ -7,12 +7,14 @@
 #include <map>
 
 #include "maintenance.hpp"
+#include "owner_context.hpp"
 #include "workers.hpp"
 
 extern "C" {
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "commands/portalcmds.h"
 #include "utils/guc.h"
 #include "utils/portal.h"
 }
@@ -473,9 +475,12 @@ void cleanup_step(const AggregateDef &def, JobRow &job) {
 
 bool worker_alive(int32 aggr_id) { return held_by_live_worker(job_lock_tag(aggr_id, kWorkerLockClass)); }
 
-void launch_worker(int32 aggr_id, Oid role) {
+// The worker connects as the bootstrap superuser and runs each step as the
+// table's owner of that moment (job_step_as_owner): never as the role that
+// started or resumed the job, nor as a reader whose read relaunched it.
+void launch_worker(int32 aggr_id) {
   // The worker waits for the launching transaction, which writes the job row.
-  uint32 ids[3] = {MyDatabaseId, role, GetTopTransactionIdIfAny()};
+  uint32 ids[2] = {MyDatabaseId, GetTopTransactionIdIfAny()};
   if (!launch_worker_process("aggr_ext job for aggregate " + std::to_string(aggr_id), "aggr_ext job",
                              "aggr_ext_job_main", Int32GetDatum(aggr_id), ids, sizeof ids))
     pg_guard([&] {
@@ -539,7 +544,7 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     job.background = background;
     job.rows_total = estimate_rows(def.source);
     pg_guard([&] {
-      job.role = GetUserId();
+      job.role = GetUserId();  // who started it, for the record only: steps run as the table owner
       job.started = GetCurrentTimestamp();
       // Writers log for this job only after they see its announcement, which
       // commits after this number is drawn: every row of theirs is above it.
@@ -551,7 +556,7 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     drop_generations_except(def, def.generation, 0);  // leftovers of an abandoned build
   }
   store_job(job);
-  if (background) launch_worker(def.id, job.role);
+  if (background) launch_worker(def.id);
 }
 
 bool job_step(int32 aggr_id) {
@@ -610,7 +615,7 @@ void ensure_job_worker(int32 aggr_id) {
   TimestampTz now = 0;
   pg_guard([&] { now = GetCurrentTimestamp(); });
   if (now - job.updated < 5 * USECS_PER_SEC) return;
-  if (!worker_alive(aggr_id)) launch_worker(aggr_id, job.role);
+  if (!worker_alive(aggr_id)) launch_worker(aggr_id);
 }
 
 std::string job_progress_text(const JobRow &job) {
@@ -631,38 +636,72 @@ std::string job_progress_text(const JobRow &job) {
 
 namespace aggr::pg {
 namespace {
+// The scan step keeps its key-ordered cursor WITH HOLD across steps. Such a
+// cursor's remaining rows are computed at commit (PreCommit_Portals), which
+// would run the aggregate's expressions as whoever commits: the worker's
+// bootstrap superuser, or a superuser calling aggr_job_step. (PostgreSQL
+// forbids WITH HOLD cursors in a security-restricted operation for this
+// reason.) So the cursor is materialized here, still as the table owner, as
+// portalmem.c's HoldPortal does at commit; the commit then finds nothing to
+// do. An abort later in this transaction keeps the held cursor; scan_step
+// already reopens a cursor that is ahead of the job's committed progress.
+void hold_job_cursor(int32 aggr_id) {
+  std::string name = portal_name(aggr_id);
+  pg_guard([&] {
+    Portal portal = GetPortalByName(name.c_str());
+    if (!portal || !(portal->cursorOptions & CURSOR_OPT_HOLD) || portal->createSubid == InvalidSubTransactionId ||
+        portal->status != PORTAL_READY)
+      return;  // none, or already held by an earlier transaction
+    PortalCreateHoldStore(portal);
+    PersistHoldablePortal(portal);
+    if (portal->cplan) {  // none for SPI's unsaved plans; released as HoldPortal would
+      ReleaseCachedPlan(portal->cplan, NULL);
+      portal->cplan = NULL;
+      portal->stmts = NIL;
+    }
+    portal->resowner = NULL;
+    portal->createSubid = InvalidSubTransactionId;
+    portal->activeSubid = InvalidSubTransactionId;
+    portal->createLevel = 0;
+  });
+}
+}  // namespace
+
+bool job_step_as_owner(int32 aggr_id) {
+  bool more = false;
+  run_as_aggregate_owner(aggr_id, [&] {
+    more = job_step(aggr_id);
+    hold_job_cursor(aggr_id);
+  });
+  return more;
+}
+
+namespace {
 // One step in its own transaction; false when the job is over. An error
-// stops the job and is recorded in its row (aggr_status shows it).
+// aborts the step (logged in full) and stops the job: the error is recorded
+// in its row (aggr_status shows it) in a transaction of its own, which
+// commits only if recording succeeded.
 bool run_step_transaction(int32 aggr_id) {
   bool more = false;
-  char *message = run_in_transaction([&] { more = job_step(aggr_id); });
+  std::string what = "aggr_ext job of aggregate " + std::to_string(aggr_id);
+  char *message = run_in_transaction(what.c_str(), [&] { more = job_step_as_owner(aggr_id); });
   if (!message) return more;
-  ereport(LOG, (errmsg("aggr_ext job of aggregate %d failed: %s", aggr_id, message)));
-  StartTransactionCommand();
-  PushActiveSnapshot(GetTransactionSnapshot());
-  try {
+  what += ": recording its error";
+  (void)run_in_transaction(what.c_str(), [&] {
     JobRow job = load_job(aggr_id);
     if (job.exists) {
       job.error = message;
       store_job(job);
     }
-  } catch (...) {
-  }
-  PopActiveSnapshot();
-  CommitTransactionCommand();
+  });
+  pfree(message);
   return false;
 }
 
+// Whether the job row exists; false also when it could not be read (logged).
 bool job_row_exists(int32 aggr_id) {
-  StartTransactionCommand();
-  PushActiveSnapshot(GetTransactionSnapshot());
   bool exists = false;
-  try {
-    exists = load_job(aggr_id).exists;
-  } catch (...) {
-  }
-  PopActiveSnapshot();
-  CommitTransactionCommand();
+  if (run_in_transaction("reading an aggr_ext job", [&] { exists = load_job(aggr_id).exists; })) return false;
   return exists;
 }
 }  // namespace
@@ -674,15 +713,17 @@ PGDLLEXPORT void aggr_ext_job_main(Datum arg);
 
 void aggr_ext_job_main(Datum arg) {
   int32 aggr_id = DatumGetInt32(arg);
-  uint32 ids[3];
+  uint32 ids[2];
   memcpy(ids, MyBgworkerEntry->bgw_extra, sizeof ids);
   pqsignal(SIGTERM, die);
   BackgroundWorkerUnblockSignals();
-  BackgroundWorkerInitializeConnectionByOid(ids[0], ids[1], 0);
+  // As the bootstrap superuser (a NOLOGIN owner could not connect); each
+  // step switches to the table owner (job_step_as_owner).
+  BackgroundWorkerInitializeConnectionByOid(ids[0], InvalidOid, 0);
   // Only one worker per job: this session lock says a live one runs it.
   if (!aggr::pg::claim_for_session(aggr::pg::job_lock_tag(aggr_id, aggr::pg::kWorkerLockClass))) proc_exit(0);
   // The launching transaction may not have committed the job row yet.
-  TransactionId launcher = ids[2];
+  TransactionId launcher = ids[1];
   if (TransactionIdIsValid(launcher)) {
     StartTransactionCommand();
     XactLockTableWait(launcher, NULL, NULL, XLTW_None);

@@ -23,7 +23,7 @@ struct JobRow {
   int32 aggr_id = 0;
   std::string kind, phase;
   int32 target = 0, batch_size = 0;
-  Oid role = InvalidOid;
+  Oid role = InvalidOid;  // who started the job (informational: steps run as the table owner)
   bool background = true, cancelled = false;
   int64 rows_total = 0, rows_done = 0;
   // Log rows at or below this sequence number were written for an earlier
@@ -40,6 +40,10 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
 // Runs one step in the current transaction; false when the job is finished,
 // cancelled or failed.
 bool job_step(int32 aggr_id);
+// job_step as the source table's owner (owner_context.hpp), its held cursor
+// materialized before the owner context ends. What aggr_job_step and the
+// job worker run.
+bool job_step_as_owner(int32 aggr_id);
 // Stops a job between steps. A cancelled backfill leaves the aggregate
 // incomplete (resume with aggr_backfill); a cancelled rebuild is discarded.
 void cancel_job(const AggregateDef &def);

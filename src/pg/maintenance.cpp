@@ -363,13 +363,23 @@ void xact_callback(XactEvent event, void *) {
   }
 }
 
+// Called from C frames: no exception may leave it (subxact_start allocates;
+// bad_alloc becomes an ERROR raised once the C++ frames are gone).
 void subxact_callback(SubXactEvent event, SubTransactionId mine, SubTransactionId, void *) {
-  switch (event) {
-    case SUBXACT_EVENT_START_SUB: op_buffer().subxact_start(mine); break;
-    case SUBXACT_EVENT_COMMIT_SUB: op_buffer().subxact_commit(mine); break;
-    case SUBXACT_EVENT_ABORT_SUB: op_buffer().subxact_abort(mine); break;
-    default: break;
+  ErrorReport report;
+  bool failed = false;
+  try {
+    switch (event) {
+      case SUBXACT_EVENT_START_SUB: op_buffer().subxact_start(mine); break;
+      case SUBXACT_EVENT_COMMIT_SUB: op_buffer().subxact_commit(mine); break;
+      case SUBXACT_EVENT_ABORT_SUB: op_buffer().subxact_abort(mine); break;
+      default: break;
+    }
+  } catch (...) {
+    report = capture_current_exception();
+    failed = true;
   }
+  if (failed) raise_report(report);
 }
 }  // namespace
 

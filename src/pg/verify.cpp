@@ -8,6 +8,7 @@
 #include "jobs.hpp"
 #include "deltas.hpp"
 #include "maintenance.hpp"
+#include "owner_context.hpp"
 #include "result_row.hpp"
 
 using namespace aggr;
@@ -230,25 +231,29 @@ class Verifier {
 
 }  // namespace
 
+namespace {
+AggregateDef owned_aggregate(FunctionCallInfo fcinfo);
+void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def);
+}  // namespace
+
+// Verify, diff and repair evaluate the owner's expressions over the whole
+// table: as REINDEX does, they run as the table owner (owner_context.hpp),
+// whoever calls them, and compile the aggregate there.
 AGGR_FUNCTION(aggr_verify) {
-  std::string name;
-  pg_guard([&] { name = TextDatumGetCString(PG_GETARG_DATUM(0)); });
-  AggregateDef def;
-  load_aggregate_by_name(name, def, false);
-  CompiledAggregate &agg = compiled_aggregate(def);
-  agg.check_not_stale();
-  pg_guard([&] {
-    char *relname = get_rel_name(def.source);
-    if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
-  });
+  AggregateDef def = owned_aggregate(fcinfo);
   op_buffer().flush();
   Figures f;
-  {
+  CompiledAggregate *compiled = nullptr;
+  run_as_table_owner(def.source, [&] {
+    CompiledAggregate &agg = compiled_aggregate(def);
+    agg.check_not_stale();
+    compiled = &agg;
     Verifier v(agg);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     f = v.figures();
-  }
+  });
+  CompiledAggregate &agg = *compiled;  // valid to the end of the transaction
   bool ok = f.missing == 0 && f.extra == 0 && f.changed == 0 && f.detail.empty() && f.table_count == f.aggregate_count;
   if (def.state != "ready" && f.detail.empty()) f.detail = "aggregate state is " + def.state;
   Datum result = 0;
@@ -331,7 +336,6 @@ AggregateDef owned_aggregate(FunctionCallInfo fcinfo) {
                       errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
     if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
   });
-  compiled_aggregate(def).check_not_stale();
   return def;
 }
 
@@ -353,8 +357,15 @@ Datum ns_datum(CompiledAggregate &agg, const std::string &ns, bool *isnull) {
 // tree_key, table_sum, tree_sum). kind: missing | extra | changed.
 AGGR_FUNCTION(aggr_diff) {
   AggregateDef def = owned_aggregate(fcinfo);
-  CompiledAggregate &agg = compiled_aggregate(def);
   op_buffer().flush();
+  run_as_table_owner(def.source, [&] { diff_as_owner(fcinfo, def); });
+  return (Datum)0;
+}
+
+namespace {
+void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def) {
+  CompiledAggregate &agg = compiled_aggregate(def);
+  agg.check_not_stale();
   DiffCollector diff;
   {
     Verifier v(agg, &diff);
@@ -386,8 +397,11 @@ AGGR_FUNCTION(aggr_diff) {
   for (auto &m : diff.missing_) emit("missing", m.ns, &m.entry, nullptr);
   for (auto &x : diff.extra_) emit("extra", x.ns, nullptr, &x.entry);
   for (auto &c : diff.changes_) emit("changed", c.table_ns, &c.table, &c.tree);
-  return (Datum)0;
 }
+
+// The work of aggr_repair, as the table owner; (missing, extra, changed) fixed.
+void repair_as_owner(const AggregateDef &def, std::size_t counts[3]);
+}  // namespace
 
 // Diff and patch in place, with writers held at commit for the pass.
 AGGR_FUNCTION(aggr_repair) {
@@ -408,12 +422,26 @@ AGGR_FUNCTION(aggr_repair) {
     throw UserError(ERRCODE_ACTIVE_SQL_TRANSACTION, "aggr_repair must run in a READ COMMITTED transaction",
                     "It compares the table and the aggregate as of the moment writers are locked out.");
   op_buffer().flush();
+  std::size_t counts[3] = {};
+  run_as_table_owner(def.source, [&] { repair_as_owner(def, counts); });
+  Datum result = 0;
+  pg_guard([&] {
+    Datum v[3] = {Int64GetDatum((int64)counts[0]), Int64GetDatum((int64)counts[1]), Int64GetDatum((int64)counts[2])};
+    bool n[3] = {};
+    result = result_row(fcinfo, v, n);
+  });
+  return result;
+}
+
+namespace {
+void repair_as_owner(const AggregateDef &def, std::size_t counts[3]) {
   int32 id = def.id;
   pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });  // no writer commits a change until we do
   // Fixes go into the trees: pending deltas first, or they would count twice.
   while (merge_deltas(id) > 0) {
   }
   CompiledAggregate &agg = compiled_aggregate(def);
+  agg.check_not_stale();
   EntryOrdering order(agg.layout());
   DiffCollector diff;
   {
@@ -437,12 +465,8 @@ AGGR_FUNCTION(aggr_repair) {
   }
   close_trees(o, RowExclusiveLock);
   pg_guard([] { CommandCounterIncrement(); });
-  Datum result = 0;
-  pg_guard([&] {
-    Datum v[3] = {Int64GetDatum((int64)diff.missing_.size()), Int64GetDatum((int64)diff.extra_.size()),
-                  Int64GetDatum((int64)diff.changes_.size())};
-    bool n[3] = {};
-    result = result_row(fcinfo, v, n);
-  });
-  return result;
+  counts[0] = diff.missing_.size();
+  counts[1] = diff.extra_.size();
+  counts[2] = diff.changes_.size();
 }
+}  // namespace
