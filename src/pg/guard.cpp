@@ -6,7 +6,39 @@ namespace aggr::pg {
 
 namespace {
 char *copy_text(const std::string &s) { return s.empty() ? nullptr : pstrdup(s.c_str()); }
+
+// A SQL string literal of s, as quote_literal() writes it.
+std::string quote_literal(const std::string &s) {
+  std::string out = "'";
+  bool backslash = false;
+  for (char c : s) {
+    if (c == '\'' || c == '\\') out += c;
+    backslash |= c == '\\';
+    out += c;
+  }
+  out += '\'';
+  return backslash ? "E" + out : out;
+}
+
+// Without the aggregate's name (corruption found outside a named walk).
+constexpr const char *kRebuildHint =
+    "Find the aggregate with SELECT * FROM aggr_verify(name) and rebuild it with SELECT aggr_rebuild(name).";
 }  // namespace
+
+UserError corruption_error(const std::string &aggregate, bool ready, const std::string &what) {
+  std::string name = quote_literal(aggregate);
+  return UserError(ERRCODE_DATA_CORRUPTED, "aggregate \"" + aggregate + "\" is corrupt: " + what,
+                   ready ? "Rebuild it with SELECT aggr_rebuild(" + name + ")."
+                         : "Refill it with SELECT aggr_clear(" + name + "); CALL aggr_backfill(" + name + ").");
+}
+
+void check_interrupts_in_walk() {
+  if (!INTERRUPTS_PENDING_CONDITION() && !stack_is_too_deep()) return;  // the common case: no setjmp
+  pg_guard([] {
+    CHECK_FOR_INTERRUPTS();
+    check_stack_depth();
+  });
+}
 
 ErrorReport capture_current_exception() noexcept {
   ErrorReport r;
@@ -25,11 +57,11 @@ ErrorReport capture_current_exception() noexcept {
   } catch (const CorruptNode &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
     r.message = psprintf("aggregate index is corrupt: %s", e.what());
-    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+    r.hint = pstrdup(kRebuildHint);
   } catch (const InvariantViolation &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
     r.message = psprintf("aggregate index is corrupt: %s", e.what());
-    r.hint = pstrdup("Rebuild it with CALL aggr_backfill(name).");
+    r.hint = pstrdup(kRebuildHint);
   } catch (const std::invalid_argument &e) {
     r.sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
     r.message = pstrdup(e.what());

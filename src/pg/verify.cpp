@@ -181,7 +181,7 @@ class Verifier {
       tree_ = std::make_unique<Tree>(*store_, order_, agg_.tree_config(), row_.exists ? row_.meta : TreeMeta{});
       tree_->check();
       cursor_ = std::make_unique<MergedCursor>(*store_, *tree_, order_, pending_, 0);
-    } catch (const std::runtime_error &e) {  // InvariantViolation, CorruptNode
+    } catch (const InvariantViolation &e) {  // readable but wrong: report it; CorruptNode: raise it
       if (f_.detail.empty()) f_.detail = std::string("tree invariant violated: ") + e.what();
     }
   }
@@ -242,13 +242,12 @@ AGGR_FUNCTION(aggr_verify) {
     if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
   });
   op_buffer().flush();
-  Figures f;
-  {
+  Figures f = naming_corruption(def.name, def.state == "ready", [&] {
     Verifier v(agg);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
-    f = v.figures();
-  }
+    return v.figures();
+  });
   bool ok = f.missing == 0 && f.extra == 0 && f.changed == 0 && f.detail.empty() && f.table_count == f.aggregate_count;
   if (def.state != "ready" && f.detail.empty()) f.detail = "aggregate state is " + def.state;
   Datum result = 0;
@@ -356,12 +355,12 @@ AGGR_FUNCTION(aggr_diff) {
   CompiledAggregate &agg = compiled_aggregate(def);
   op_buffer().flush();
   DiffCollector diff;
-  {
+  naming_corruption(def.name, def.state == "ready", [&] {
     Verifier v(agg, &diff);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
-  }
+  });
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
   bool has_sum = agg.sum().kind != SumKind::None;
@@ -416,12 +415,12 @@ AGGR_FUNCTION(aggr_repair) {
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
   DiffCollector diff;
-  {
+  naming_corruption(def.name, def.state == "ready", [&] {
     Verifier v(agg, &diff, true);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
-  }
+  });
   std::map<std::string, std::vector<Op>> fixes;  // per namespace
   for (auto &m : diff.missing_) fixes[m.ns].push_back(Op{m.entry.key, m.entry.value, Op::Action::Upsert, false});
   for (auto &x : diff.extra_) fixes[x.ns].push_back(Op{x.entry.key, Sum{}, Op::Action::Remove, true});
