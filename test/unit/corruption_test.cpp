@@ -327,9 +327,10 @@ void exercise(std::mt19937_64 &rng, const MemoryStore &corrupted, const TreeMeta
   writable.lenient = true;
   Tree w(writable, order, config, meta);
   std::vector<Op> ops;
-  for (std::int64_t k = key(); ops.size() < 40 && k < 5000; k += 1 + static_cast<std::int64_t>(rng() % 200))
-    ops.push_back(Op{make_key(k, k / 3), value_of(k, config.sum_kind), rng() % 3 ? Op::Action::Upsert : Op::Action::Remove,
-                     rng() % 2 == 0});
+  for (std::int64_t k = key(); ops.size() < 40 && k < 5000; k += 1 + static_cast<std::int64_t>(rng() % 200)) {
+    Op::Action action = rng() % 3 ? Op::Action::Upsert : Op::Action::Remove;
+    ops.push_back(Op{make_key(k, k / 3), value_of(k, config.sum_kind), action, rng() % 2 == 0});
+  }
   bool applied = false;
   bounded(tally, "apply", [&] {
     w.apply(ops);
@@ -337,8 +338,8 @@ void exercise(std::mt19937_64 &rng, const MemoryStore &corrupted, const TreeMeta
   });
   if (applied) {  // what apply left must still be walked safely
     bounded(tally, "check after apply", [&] { w.check(); }, true);
-    bounded(tally, "cursor after apply", [&] { drain(Cursor(writable, w.meta(), 0), std::min<std::uint64_t>(w.meta().count, 50000) + 1);
-    });
+    std::uint64_t after = std::min<std::uint64_t>(w.meta().count, 50000) + 1;
+    bounded(tally, "cursor after apply", [&] { drain(Cursor(writable, w.meta(), 0), after); });
   }
   MemoryStore clearable = corrupted;
   clearable.lenient = true;
