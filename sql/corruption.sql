@@ -50,6 +50,12 @@ UPDATE aggr_internal.nodes SET payload = '\x010200'
  WHERE tree_id = (SELECT tree_id FROM cor_tree) AND get_byte(payload, 1) = 2
    AND node_id <> (SELECT root FROM cor_tree);
 SELECT * FROM cor_reads();
+-- Writes into it fail the same way (a read flushes them into the tree).
+SELECT cor_sqlstate($$INSERT INTO cor VALUES (5000, lpad('1', 100, 'x')); SELECT aggr_count('cor')$$) AS insert,
+       cor_sqlstate($$DELETE FROM cor WHERE id = 17; SELECT aggr_count('cor')$$) AS delete;
+-- Also at commit, where a write is applied when no read flushed it first.
+INSERT INTO cor VALUES (5000, lpad('1', 100, 'x'));
+SELECT count(*) AS rows_unchanged FROM cor;
 SELECT cor_restore();
 
 -- 2. A node that is its own child, and a cycle through an ancestor: every
