@@ -77,11 +77,11 @@ class Reader {
       v |= static_cast<unsigned __int128>(b & 0x7f) << shift;
       if (!(b & 0x80)) return v;
     }
-    throw CorruptNode("node payload: varint too long");
+    throw CorruptNode("payload: varint too long");
   }
   std::uint64_t u64() {
     unsigned __int128 v = varint();
-    if (v > UINT64_MAX) throw CorruptNode("node payload: integer out of range");
+    if (v > UINT64_MAX) throw CorruptNode("payload: integer out of range");
     return static_cast<std::uint64_t>(v);
   }
   std::string bytes() {
@@ -105,7 +105,7 @@ class Reader {
 
  private:
   void need(std::uint64_t n) const {
-    if (n > in_.size() - pos_) throw CorruptNode("node payload: truncated");
+    if (n > in_.size() - pos_) throw CorruptNode("payload: truncated");
   }
   std::string_view in_;
   std::size_t pos_ = 0;
@@ -156,18 +156,19 @@ std::string encode_node(const TreeNode &node, SumKind kind) {
   return w.take();
 }
 
-TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
+namespace {
+TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
   Reader r(payload);
-  if (r.byte() != kFormat) throw CorruptNode("node payload: unknown format");
+  if (r.byte() != kFormat) throw CorruptNode("payload: unknown format");
   TreeNode node;
   node.id = id;
   std::uint8_t type = r.byte();
-  if (type != kLeaf && type != kInternal) throw CorruptNode("node payload: unknown node type");
+  if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
   node.leaf = type == kLeaf;
   std::uint64_t n = r.u64();
   // Every item takes at least one byte: reject counts the payload cannot hold
   // before reserving memory for them.
-  if (n > payload.size()) throw CorruptNode("node payload: item count exceeds payload");
+  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
   if (node.leaf) {
     node.entries.reserve(n);
     for (std::uint64_t i = 0; i < n; ++i) {
@@ -181,7 +182,8 @@ TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
     for (std::uint64_t i = 0; i < n; ++i) {
       Child c;
       std::uint64_t cid = r.u64();
-      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("node payload: bad child id");
+      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
+      if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
       c.id = static_cast<NodeId>(cid);
       c.count = r.u64();
       c.sum = r.sum(kind);
@@ -189,9 +191,24 @@ TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
       node.children.push_back(std::move(c));
     }
   }
-  if (!r.done()) throw CorruptNode("node payload: trailing bytes");
+  if (!r.done()) throw CorruptNode("payload: trailing bytes");
   return node;
 }
+}  // namespace
+
+TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
+  try {
+    return decode_payload(id, payload, kind);
+  } catch (const CorruptNode &e) {  // the reader does not know which node it reads
+    throw_corrupt(id, e.what());
+  }
+}
+
+void throw_corrupt(NodeId id, const char *what) {
+  throw CorruptNode("node " + std::to_string(id) + ": " + what);
+}
+
+InterruptCheck interrupt_check = nullptr;
 
 bool Sum::same_as(const Sum &o) const {
   if (exact != o.exact) return false;

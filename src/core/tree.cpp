@@ -22,13 +22,53 @@ std::uint64_t node_count(const TreeNode &node) {
   return n;
 }
 
+// ---------------------------------------------------------------- validation
+//
+// Nodes come from storage and are untrusted. Every walk counts levels down
+// from the recorded height and checks, per node visited, what it is about
+// to rely on: a leaf exactly at level 1, at least one item, and (below)
+// counts that do not index past a node. Sharing and cycles between nodes
+// are then bounded too: no walk goes deeper than the height, and walks that
+// could revisit shared subtrees are bounded by counts the tree records.
+
+namespace {
+void check_meta(const TreeMeta &meta) {
+  if (meta.root != 0 && (meta.height == 0 || meta.height > kMaxTreeHeight))
+    throw_corrupt(meta.root, "the tree's recorded height is out of range");
+}
+
+void check_shape(const TreeNode &n, NodeId id, std::uint32_t level) {
+  if (n.leaf && level != 1) throw_corrupt(id, "leaf above the leaf level");
+  if (!n.leaf && level <= 1) throw_corrupt(id, "internal node at the leaf level");
+  if (n.leaf ? n.entries.empty() : n.children.empty())
+    throw_corrupt(id, n.leaf ? "empty leaf" : "internal node without children");
+}
+
+// A node a walk reaches at `level` (1 = leaves).
+NodeRef load_at(NodeStore &store, NodeId id, std::uint32_t level) {
+  check_interrupts();
+  NodeRef n = store.load(id);
+  check_shape(*n, id, level);
+  return n;
+}
+}  // namespace
+
+TreeNode Tree::load_for_update_at(NodeId id, std::uint32_t level) {
+  check_interrupts();
+  TreeNode n = store_.load_for_update(id);
+  check_shape(n, id, level);
+  return n;
+}
+
 // ---------------------------------------------------------------- queries
 
 Prefix Tree::prefix_before(const Probe &probe) const {
   Prefix p;
+  if (meta_.root == 0) return p;
+  check_meta(meta_);
   NodeId id = meta_.root;
-  while (id != 0) {
-    NodeRef ref = store_.load(id);
+  for (std::uint32_t level = meta_.height;; --level) {  // ends at level 1: check_shape wants a leaf there
+    NodeRef ref = load_at(store_, id, level);
     const TreeNode &n = *ref;
     if (n.leaf) {
       auto end = std::partition_point(n.entries.begin(), n.entries.end(),
@@ -46,22 +86,27 @@ Prefix Tree::prefix_before(const Probe &probe) const {
     }
     id = (after - 1)->id;
   }
-  return p;
 }
 
 Prefix Tree::range(const Probe *lower, const Probe *upper) const {
   Prefix acc;
   if (meta_.root == 0) return acc;
   if (!lower && !upper) return Prefix{meta_.count, meta_.sum};
-  range_subtree(meta_.root, lower, upper, lower == nullptr, upper == nullptr, acc);
+  check_meta(meta_);
+  // A valid tree has at most two partly covered nodes per level (one at
+  // each end of the range); lying separators could make it many more.
+  std::uint32_t budget = 2 * meta_.height;
+  range_subtree(meta_.root, meta_.height, lower, upper, lower == nullptr, upper == nullptr, acc, budget);
   return acc;
 }
 
 // lower_done / upper_done: every entry of this subtree is known to be after
 // the lower probe / before the upper probe.
-void Tree::range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool lower_done, bool upper_done,
-                         Prefix &acc) const {
-  NodeRef ref = store_.load(id);
+void Tree::range_subtree(NodeId id, std::uint32_t level, const Probe *lower, const Probe *upper, bool lower_done,
+                         bool upper_done, Prefix &acc, std::uint32_t &budget) const {
+  if (budget == 0) throw_corrupt(id, "separators out of order: the range walk visits too many nodes");
+  --budget;
+  NodeRef ref = load_at(store_, id, level);
   const TreeNode &n = *ref;
   if (n.leaf) {
     for (const Entry &e : n.entries) {
@@ -84,7 +129,7 @@ void Tree::range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool
       acc.count += c.count;
       acc.sum += c.sum;
     } else {
-      range_subtree(c.id, lower, upper, child_lower, child_upper, acc);
+      range_subtree(c.id, level - 1, lower, upper, child_lower, child_upper, acc, budget);
     }
   }
 }
@@ -103,13 +148,16 @@ void Tree::scan_from(std::uint64_t offset, const std::function<bool(const Entry 
     if (!visit(c.entry())) return;
 }
 
-Cursor::Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset) : store_(store) {
+Cursor::Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset)
+    : store_(store), root_(meta.root), height_(meta.height) {
   if (meta.root == 0 || offset >= meta.count) return;
+  check_meta(meta);
+  remaining_ = meta.count - offset - 1;
   NodeId id = meta.root;
-  for (;;) {  // descend to the leaf holding `offset`
-    NodeRef n = store_.load(id);
+  for (std::uint32_t level = meta.height;; --level) {  // descend to the leaf holding `offset`
+    NodeRef n = load_at(store_, id, level);
     if (n->leaf) {
-      if (offset >= n->entries.size()) throw InvariantViolation("subtree count exceeds leaf size");
+      if (offset >= n->entries.size()) throw_corrupt(id, "child counts point past the end of this leaf");
       path_.push_back({std::move(n), static_cast<std::size_t>(offset)});
       return;
     }
@@ -121,19 +169,26 @@ Cursor::Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset) : s
 }
 
 void Cursor::next() {
-  if (++path_.back().index < path_.back().node->entries.size()) return;
-  path_.pop_back();
-  // Climb to the next unvisited child, then down its leftmost edge.
-  while (!path_.empty() && ++path_.back().index >= path_.back().node->children.size()) path_.pop_back();
-  if (!path_.empty()) descend_leftmost(path_.back().node->children[path_.back().index].id);
+  if (++path_.back().index >= path_.back().node->entries.size()) {
+    path_.pop_back();
+    // Climb to the next unvisited child, then down its leftmost edge.
+    while (!path_.empty() && ++path_.back().index >= path_.back().node->children.size()) path_.pop_back();
+    if (path_.empty()) {
+      if (remaining_ != 0) throw_corrupt(root_, "the tree holds fewer entries than its count");
+      return;
+    }
+    descend_leftmost(path_.back().node->children[path_.back().index].id);
+  }
+  // The count bounds the walk even when subtrees are shared or cyclic.
+  if (remaining_ == 0) throw_corrupt(path_.back().node->id, "the tree holds more entries than its count");
+  --remaining_;
 }
 
 void Cursor::descend_leftmost(NodeId id) {
-  for (;;) {
-    NodeRef n = store_.load(id);
+  for (;;) {  // path_ is shorter than height_: check_shape wants a leaf at level 1
+    NodeRef n = load_at(store_, id, height_ - static_cast<std::uint32_t>(path_.size()));
     bool leaf = n->leaf;
     if (!leaf) id = n->children.front().id;
-    if (leaf && n->entries.empty()) throw InvariantViolation("empty leaf");
     path_.push_back({std::move(n), 0});
     if (leaf) return;
   }
@@ -163,18 +218,20 @@ ApplyStats Tree::apply(const std::vector<Op> &ops) {
     meta_.height = 1;
     pieces = write_split(std::move(leaf), true);
   } else {
-    pieces = apply_node(meta_.root, ops.data(), ops.data() + ops.size(), stats);
+    check_meta(meta_);
+    pieces = apply_node(meta_.root, meta_.height, ops.data(), ops.data() + ops.size(), stats);
   }
   grow_and_collapse(std::move(pieces));
   return stats;
 }
 
-std::vector<Tree::Piece> Tree::apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats) {
-  TreeNode node = store_.load_for_update(id);
+std::vector<Tree::Piece> Tree::apply_node(NodeId id, std::uint32_t level, const Op *first, const Op *last,
+                                          ApplyStats &stats) {
+  TreeNode node = load_for_update_at(id, level);
   if (node.leaf)
     merge_leaf(node, first, last, stats);
   else
-    apply_children(node, first, last, stats);
+    apply_children(node, level, first, last, stats);
   return write_split(std::move(node), false);
 }
 
@@ -198,7 +255,7 @@ void Tree::merge_leaf(TreeNode &node, const Op *first, const Op *last, ApplyStat
   node.entries = std::move(out);
 }
 
-void Tree::apply_children(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats) {
+void Tree::apply_children(TreeNode &node, std::uint32_t level, const Op *first, const Op *last, ApplyStats &stats) {
   std::vector<Child> children;
   std::vector<std::size_t> bytes;  // SIZE_MAX: untouched, assumed well filled
   const Op *p = first;
@@ -213,19 +270,19 @@ void Tree::apply_children(TreeNode &node, const Op *first, const Op *last, Apply
       bytes.push_back(SIZE_MAX);
       continue;
     }
-    for (Piece &piece : apply_node(node.children[i].id, p, end, stats)) {
+    for (Piece &piece : apply_node(node.children[i].id, level - 1, p, end, stats)) {
       children.push_back(std::move(piece.child));
       bytes.push_back(piece.bytes);
     }
     p = end;
   }
   node.children = std::move(children);
-  fix_underfull(node, bytes);
+  fix_underfull(node, level - 1, bytes);
 }
 
 // Merges each underfull child with a sibling; the pair is re-split if the
 // union is too big. Each child is looked at once, so this terminates.
-void Tree::fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes) {
+void Tree::fix_underfull(TreeNode &node, std::uint32_t child_level, std::vector<std::size_t> &bytes) {
   std::size_t j = 0;
   while (j < node.children.size()) {
     if (node.children.size() < 2 || bytes[j] == SIZE_MAX || bytes[j] >= config_.min_node_bytes()) {
@@ -233,9 +290,10 @@ void Tree::fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes) {
       continue;
     }
     std::size_t left = j + 1 < node.children.size() ? j : j - 1;
-    TreeNode merged = store_.load_for_update(node.children[left].id);
-    TreeNode right = store_.load_for_update(node.children[left + 1].id);
-    if (merged.leaf != right.leaf) throw InvariantViolation("siblings at different levels");
+    NodeId left_id = node.children[left].id, right_id = node.children[left + 1].id;
+    if (left_id == right_id) throw_corrupt(node.id, "the same child appears twice");
+    TreeNode merged = load_for_update_at(left_id, child_level);
+    TreeNode right = load_for_update_at(right_id, child_level);
     for (Entry &e : right.entries) merged.entries.push_back(std::move(e));
     for (Child &c : right.children) merged.children.push_back(std::move(c));
     store_.remove(right.id);
@@ -316,7 +374,7 @@ void Tree::grow_and_collapse(std::vector<Piece> pieces) {
   meta_.count = pieces.front().child.count;
   meta_.sum = pieces.front().child.sum;
   while (meta_.height > 1) {  // an internal root with one child is dropped
-    NodeRef r = store_.load(meta_.root);
+    NodeRef r = load_at(store_, meta_.root, meta_.height);
     if (r->leaf || r->children.size() > 1) break;
     store_.remove(r->id);
     --meta_.nodes;
@@ -326,14 +384,20 @@ void Tree::grow_and_collapse(std::vector<Piece> pieces) {
 }
 
 void Tree::clear() {
-  if (meta_.root != 0) clear_subtree(meta_.root, meta_.height);
+  if (meta_.root != 0) {
+    check_meta(meta_);
+    std::uint64_t budget = meta_.nodes;  // shared subtrees must not make it remove more
+    clear_subtree(meta_.root, meta_.height, budget);
+  }
   meta_ = TreeMeta{};
 }
 
-void Tree::clear_subtree(NodeId id, std::uint32_t level) {
+void Tree::clear_subtree(NodeId id, std::uint32_t level, std::uint64_t &budget) {
+  if (budget == 0) throw_corrupt(id, "the tree has more nodes than it records");
+  --budget;
   if (level > 1) {
-    NodeRef n = store_.load(id);
-    for (const Child &c : n->children) clear_subtree(c.id, level - 1);
+    NodeRef n = load_at(store_, id, level);
+    for (const Child &c : n->children) clear_subtree(c.id, level - 1, budget);
   }
   store_.remove(id);
 }
@@ -351,6 +415,7 @@ void Tree::check() const {
     if (meta_.count != 0 || meta_.height != 0) violation("empty tree with nonzero count or height", 0);
     return;
   }
+  check_meta(meta_);
   Child top;
   std::uint64_t nodes = 0;
   std::string last;
@@ -362,14 +427,13 @@ void Tree::check() const {
 
 void Tree::check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
                          std::uint64_t &nodes) const {
-  NodeRef ref = store_.load(id);
+  // Shared subtrees would be walked again and again: stop at the recorded count.
+  if (++nodes > meta_.nodes) violation("more nodes than the tree records", id);
+  NodeRef ref = load_at(store_, id, level);
   const TreeNode &n = *ref;
-  ++nodes;
-  if (n.leaf != (level == 1)) violation("leaf at wrong depth", id);
   if (encoded_size(n, config_.sum_kind) > config_.max_node_bytes) violation("node over size limit", id);
   out.id = id;
   if (n.leaf) {
-    if (n.entries.empty()) violation("empty leaf", id);
     for (std::size_t i = 0; i < n.entries.size(); ++i) {
       const std::string *prev = i == 0 ? lower : &n.entries[i - 1].key;
       if (prev && order_.compare(*prev, n.entries[i].key) >= 0) violation("entries out of order", id);
@@ -380,7 +444,6 @@ void Tree::check_subtree(NodeId id, std::uint32_t level, const std::string *lowe
     out.sum = node_sum(n);
     return;
   }
-  if (n.children.empty()) violation("internal node without children", id);
   if (id == meta_.root && n.children.size() < 2) violation("internal root with one child", id);
   std::string bound_key;
   const std::string *bound = lower;

@@ -53,7 +53,8 @@ class Tree {
   ApplyStats apply(const std::vector<Op> &ops);
   // Removes every node; the tree becomes empty.
   void clear();
-  // Walks the whole tree; throws InvariantViolation with a reason.
+  // Walks the whole tree; throws InvariantViolation with a reason, or
+  // CorruptNode for a structure no walk can rely on.
   void check() const;
 
  private:
@@ -61,16 +62,18 @@ class Tree {
     Child child;
     std::size_t bytes = 0;
   };
-  std::vector<Piece> apply_node(NodeId id, const Op *first, const Op *last, ApplyStats &stats);
+  // `level` counts down from meta_.height to 1 (leaves) on every walk.
+  TreeNode load_for_update_at(NodeId id, std::uint32_t level);
+  std::vector<Piece> apply_node(NodeId id, std::uint32_t level, const Op *first, const Op *last, ApplyStats &stats);
   void merge_leaf(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats) const;
-  void apply_children(TreeNode &node, const Op *first, const Op *last, ApplyStats &stats);
-  void fix_underfull(TreeNode &node, std::vector<std::size_t> &bytes);
+  void apply_children(TreeNode &node, std::uint32_t level, const Op *first, const Op *last, ApplyStats &stats);
+  void fix_underfull(TreeNode &node, std::uint32_t child_level, std::vector<std::size_t> &bytes);
   std::vector<Piece> write_split(TreeNode &&node, bool is_new);
   Piece summarize(const TreeNode &node) const;
   void grow_and_collapse(std::vector<Piece> pieces);
-  void clear_subtree(NodeId id, std::uint32_t level);
-  void range_subtree(NodeId id, const Probe *lower, const Probe *upper, bool lower_done, bool upper_done,
-                     Prefix &acc) const;
+  void clear_subtree(NodeId id, std::uint32_t level, std::uint64_t &budget);
+  void range_subtree(NodeId id, std::uint32_t level, const Probe *lower, const Probe *upper, bool lower_done,
+                     bool upper_done, Prefix &acc, std::uint32_t &budget) const;
   void check_subtree(NodeId id, std::uint32_t level, const std::string *lower, Child &out, std::string &last,
                      std::uint64_t &nodes) const;
 
@@ -81,6 +84,7 @@ class Tree {
 };
 
 // Forward iteration in entry order from an offset; holds one node per level.
+// Throws CorruptNode when the tree holds more or fewer entries than meta.count.
 class Cursor {
  public:
   Cursor(NodeStore &store, const TreeMeta &meta, std::uint64_t offset);
@@ -95,6 +99,9 @@ class Cursor {
   };
   void descend_leftmost(NodeId id);
   NodeStore &store_;
+  NodeId root_;
+  std::uint32_t height_;
+  std::uint64_t remaining_ = 0;  // entries the count says follow the current one
   std::vector<Frame> path_;
 };
 

@@ -108,10 +108,29 @@ struct TreeConfig {
   std::size_t max_entry_bytes() const { return max_node_bytes / 4 - 64; }
 };
 
+// Bytes read from a store are untrusted: walks that find a structure no
+// valid tree has (a bad payload, a node at the wrong level, an empty
+// internal node, a count that indexes past a node) throw this, naming the node.
 class CorruptNode : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+[[noreturn]] void throw_corrupt(NodeId id, const char *what);
+
+// No valid tree is this tall (every internal node has two or more children
+// but the root's single-child case, and counts are 64-bit): a taller
+// recorded height is corruption. It also bounds every recursive walk.
+constexpr std::uint32_t kMaxTreeHeight = 64;
+
+// Called for every node a walk visits, so that a long walk over a corrupt
+// (or huge) tree can be cancelled. The PostgreSQL binding sets it once at
+// load to a function that honours query cancel and statement_timeout by
+// throwing; the pure core leaves it null.
+using InterruptCheck = void (*)();
+extern InterruptCheck interrupt_check;
+inline void check_interrupts() {
+  if (interrupt_check) interrupt_check();
+}
 
 class InvariantViolation : public std::runtime_error {
  public:

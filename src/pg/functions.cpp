@@ -175,6 +175,15 @@ bool bool_arg(FunctionCallInfo fcinfo, int argno, bool dflt) {
   return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_BOOL(argno) : dflt;
 }
 
+// Runs a read of t's trees: corruption found there is raised naming t.
+// This transaction's buffered changes (of any aggregate) are flushed
+// first, so that their errors are not blamed on t.
+template <typename F>
+Datum read_trees(const Target &t, F &&read) {
+  op_buffer().flush();
+  return naming_corruption(t.def.name, t.def.state == "ready", std::forward<F>(read));
+}
+
 // One tree opened for reading with the caller's snapshot (plus this
 // transaction's own flushed changes).
 class ReadTree {
@@ -289,12 +298,13 @@ void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::u
   }
 }
 
-Datum key_at_end(FunctionCallInfo fcinfo, bool last) {
-  Target t = open_aggregate(fcinfo, Access::Read);
+Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
   ReadTree rt(t, namespace_arg(fcinfo, 1, t));
   std::uint64_t count = rt.count();
   if (count == 0) PG_RETURN_NULL();
-  Entry e = rt.cursor(last ? count - 1 : 0).entry();
+  MergedCursor c = rt.cursor(last ? count - 1 : 0);
+  if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+  Entry e = c.entry();
   if (t.agg->key_columns() == 1 && e.key[0] == 0) PG_RETURN_NULL();
   std::string text = t.agg->key_text(e.key);
   Datum result = 0;
@@ -308,8 +318,10 @@ Datum key_at_end(FunctionCallInfo fcinfo, bool last) {
 
 AGGR_FUNCTION(aggr_count) {
   Target t = open_aggregate(fcinfo, Access::Read);
-  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
-  return Int64GetDatum(static_cast<int64>(range_of(fcinfo, t, rt).count));
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    return Int64GetDatum(static_cast<int64>(range_of(fcinfo, t, rt).count));
+  });
 }
 
 AGGR_FUNCTION(aggr_sum) {
@@ -317,54 +329,55 @@ AGGR_FUNCTION(aggr_sum) {
   if (t.agg->sum().kind == SumKind::None)
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "aggregate \"" + t.def.name + "\" has no sum_value",
                     "Create it with aggr_create(..., sum_value => 'column').");
-  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
-  Sum s = range_of(fcinfo, t, rt).sum;
-  Datum result = 0;
-  pg_guard([&] { result = t.agg->sum().to_numeric(s); });
-  return result;
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Sum s = range_of(fcinfo, t, rt).sum;
+    Datum result = 0;
+    pg_guard([&] { result = t.agg->sum().to_numeric(s); });
+    return result;
+  });
 }
 
 AGGR_FUNCTION(aggr_rank) {
   Target t = open_aggregate(fcinfo, Access::Read);
-  ReadTree rt(t, namespace_arg(fcinfo, 2, t));
-  std::vector<Datum> v;
-  std::vector<bool> n;
-  if (!key_arg(fcinfo, 1, t, v, n)) PG_RETURN_NULL();
-  KeyProbe probe(t.agg->layout(), v, n, false);
-  return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    std::vector<Datum> v;
+    std::vector<bool> n;
+    if (!key_arg(fcinfo, 1, t, v, n)) PG_RETURN_NULL();
+    KeyProbe probe(t.agg->layout(), v, n, false);
+    return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
+  });
 }
 
 AGGR_FUNCTION(aggr_at) {
   Target t = open_aggregate(fcinfo, Access::Read);
-  ReadTree rt(t, namespace_arg(fcinfo, 2, t));
-  if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
-  emit_entries(fcinfo, t, rt, offset, 1);
-  return (Datum)0;
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
+    std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
+    emit_entries(fcinfo, t, rt, offset, 1);
+    return (Datum)0;
+  });
 }
 
 AGGR_FUNCTION(aggr_page) {
   Target t = open_aggregate(fcinfo, Access::Read);
-  ReadTree rt(t, namespace_arg(fcinfo, 3, t));
-  if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
-  int32 limit = PG_GETARG_INT32(2);
-  if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
-  emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
-  return (Datum)0;
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+    if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+      throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
+    int32 limit = PG_GETARG_INT32(2);
+    if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+    std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
+    emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
+    return (Datum)0;
+  });
 }
 
-AGGR_FUNCTION(aggr_page_rows) {
-  Target t = open_aggregate(fcinfo, Access::Read);
-  pg_guard([&] {
-    if (pg_class_aclcheck(t.def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-      aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
-    Oid rowtype = get_fn_expr_argtype(fcinfo->flinfo, 3);
-    if (rowtype != get_rel_type_id(t.def.source))
-      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                      errmsg("row_type must be the row type of %s, not %s", get_rel_name(t.def.source), format_type_be(rowtype)),
-                      errhint("Pass NULL::%s.", quote_identifier(get_rel_name(t.def.source)))));
-  });
+namespace {
+// The source rows of `limit` entries from `offset`, found by primary key.
+Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
   ReadTree rt(t, namespace_arg(fcinfo, 4, t));
   if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
   int32 limit = PG_GETARG_INT32(2);
@@ -407,9 +420,30 @@ AGGR_FUNCTION(aggr_page_rows) {
   pg_guard([&] { table_close(rel, AccessShareLock); });
   return (Datum)0;
 }
+}  // namespace
 
-AGGR_FUNCTION(aggr_min) { return key_at_end(fcinfo, false); }
-AGGR_FUNCTION(aggr_max) { return key_at_end(fcinfo, true); }
+AGGR_FUNCTION(aggr_page_rows) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  pg_guard([&] {
+    if (pg_class_aclcheck(t.def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+      aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
+    Oid rowtype = get_fn_expr_argtype(fcinfo->flinfo, 3);
+    if (rowtype != get_rel_type_id(t.def.source))
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                      errmsg("row_type must be the row type of %s, not %s", get_rel_name(t.def.source), format_type_be(rowtype)),
+                      errhint("Pass NULL::%s.", quote_identifier(get_rel_name(t.def.source)))));
+  });
+  return read_trees(t, [&] { return page_rows(fcinfo, t); });
+}
+
+AGGR_FUNCTION(aggr_min) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&] { return key_at_end(fcinfo, t, false); });
+}
+AGGR_FUNCTION(aggr_max) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&] { return key_at_end(fcinfo, t, true); });
+}
 
 // ---------------------------------------------------------------- definition
 

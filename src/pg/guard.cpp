@@ -22,7 +22,40 @@ char *message_no_error(const char *prefix, const char *text) noexcept {
   char *m = copy_text_no_error(prefix, text);
   return m ? m : out_of_memory_text;
 }
+
+
+// A SQL string literal of s, as quote_literal() writes it.
+std::string quote_literal(const std::string &s) {
+  std::string out = "'";
+  bool backslash = false;
+  for (char c : s) {
+    if (c == '\'' || c == '\\') out += c;
+    backslash |= c == '\\';
+    out += c;
+  }
+  out += '\'';
+  return backslash ? "E" + out : out;
+}
+
+// Without the aggregate's name (corruption found outside a named walk).
+constexpr const char *kRebuildHint =
+    "Find the aggregate with SELECT * FROM aggr_verify(name) and rebuild it with SELECT aggr_rebuild(name).";
 }  // namespace
+
+UserError corruption_error(const std::string &aggregate, bool ready, const std::string &what) {
+  std::string name = quote_literal(aggregate);
+  return UserError(ERRCODE_DATA_CORRUPTED, "aggregate \"" + aggregate + "\" is corrupt: " + what,
+                   ready ? "Rebuild it with SELECT aggr_rebuild(" + name + ")."
+                         : "Refill it with SELECT aggr_clear(" + name + "); CALL aggr_backfill(" + name + ").");
+}
+
+void check_interrupts_in_walk() {
+  if (!INTERRUPTS_PENDING_CONDITION() && !stack_is_too_deep()) return;  // the common case: no setjmp
+  pg_guard([] {
+    CHECK_FOR_INTERRUPTS();
+    check_stack_depth();
+  });
+}
 
 ErrorReport capture_current_exception() noexcept {
   ErrorReport r;
@@ -41,11 +74,11 @@ ErrorReport capture_current_exception() noexcept {
   } catch (const CorruptNode &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
     r.message = message_no_error("aggregate index is corrupt: ", e.what());
-    r.hint = copy_text_no_error("", "Rebuild it with CALL aggr_backfill(name).");
+    r.hint = copy_text_no_error("", kRebuildHint);
   } catch (const InvariantViolation &e) {
     r.sqlstate = ERRCODE_DATA_CORRUPTED;
     r.message = message_no_error("aggregate index is corrupt: ", e.what());
-    r.hint = copy_text_no_error("", "Rebuild it with CALL aggr_backfill(name).");
+    r.hint = copy_text_no_error("", kRebuildHint);
   } catch (const std::invalid_argument &e) {
     r.sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
     r.message = message_no_error("", e.what());

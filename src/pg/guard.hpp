@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../core/types.hpp"
 #include "pg.hpp"
 
 namespace aggr::pg {
@@ -67,6 +68,30 @@ void pg_guard(F &&f) {
   if (cpp_error) std::rethrow_exception(cpp_error);
   if (edata) throw PgError(edata);
 }
+
+// Corruption found in the trees of `aggregate`, as users see it: SQLSTATE
+// XX001 naming the aggregate, with how to rebuild it (a rebuild needs a
+// ready aggregate; otherwise it is cleared and filled again).
+UserError corruption_error(const std::string &aggregate, bool ready, const std::string &what);
+
+// Runs f, a walk of one aggregate's trees, and raises the corruption it
+// finds (a CorruptNode from the core, or an XX001 without a hint from the
+// key decoder) again naming that aggregate.
+template <typename F>
+auto naming_corruption(const std::string &aggregate, bool ready, F &&f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const CorruptNode &e) {
+    throw corruption_error(aggregate, ready, e.what());
+  } catch (const PgError &e) {
+    if (e.data()->sqlerrcode != ERRCODE_DATA_CORRUPTED || e.data()->hint) throw;
+    throw corruption_error(aggregate, ready, e.data()->message ? e.data()->message : "");
+  }
+}
+
+// The core's per-node interrupt hook (aggr::interrupt_check): query cancel,
+// statement_timeout and pg_terminate_backend reach long walks, as a PgError.
+void check_interrupts_in_walk();
 
 // Plain-data description of a caught exception, safe to keep on a frame
 // that ereport will longjmp out of.

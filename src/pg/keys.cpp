@@ -85,6 +85,9 @@ Datum KeyLayout::decode(std::string_view bytes, std::size_t &pos, std::size_t co
   if (c.typlen == -1) {
     if (flag == kShortVarlena) {
       need(1);
+      // A forged header must not make the type's code read a 4-byte header or past the key.
+      if (!VARATT_IS_1B(p) || VARATT_IS_1B_E(p) || VARSIZE_1B(p) < VARHDRSZ_SHORT)
+        ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("aggregate entry key has a corrupt length header")));
       std::size_t total = VARSIZE_1B(p);
       need(total);
       pos += total;

@@ -116,7 +116,7 @@ ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Order
     pg_guard([&] { snap = GetActiveSnapshot(); });
     PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config().sum_kind, snap, false);
     Tree tree(store, order, agg.tree_config(), row.meta);
-    ApplyStats stats = tree.apply(chunk);
+    ApplyStats stats = naming_corruption(agg.def().name, agg.def().state == "ready", [&] { return tree.apply(chunk); });
     store.write_back();
     row.meta = tree.meta();
     total.inserted += stats.inserted;

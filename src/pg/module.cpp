@@ -1,4 +1,5 @@
 // Module entry: one _PG_init that initializes each part.
+#include "../core/types.hpp"
 #include "catalog.hpp"
 #include "jobs.hpp"
 #include "maintenance.hpp"
@@ -17,4 +18,5 @@ void _PG_init(void) {
   aggr::pg::register_catalog_invalidation();
   aggr::pg::define_settings();
   aggr::pg::register_parameter_typing();
+  aggr::interrupt_check = aggr::pg::check_interrupts_in_walk;
 }

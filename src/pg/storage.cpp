@@ -446,7 +446,7 @@ PgNodeStore::NodePtr PgNodeStore::fetch_node(NodeId id) {
 NodeRef PgNodeStore::load(NodeId id) {
   auto it = pending_.find(id);
   if (it != pending_.end()) {
-    if (it->second.removed) throw InvariantViolation("load of a removed node");
+    if (it->second.removed) throw_corrupt(id, "reached again after this write removed it");
     return it->second.node;
   }
   if (NodePtr hit = cached(id)) return hit;

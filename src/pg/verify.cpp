@@ -182,7 +182,7 @@ class Verifier {
       tree_ = std::make_unique<Tree>(*store_, order_, agg_.tree_config(), row_.exists ? row_.meta : TreeMeta{});
       tree_->check();
       cursor_ = std::make_unique<MergedCursor>(*store_, *tree_, order_, pending_, 0);
-    } catch (const std::runtime_error &e) {  // InvariantViolation, CorruptNode
+    } catch (const InvariantViolation &e) {  // readable but wrong: report it; CorruptNode: raise it
       if (f_.detail.empty()) f_.detail = std::string("tree invariant violated: ") + e.what();
     }
   }
@@ -248,10 +248,12 @@ AGGR_FUNCTION(aggr_verify) {
     CompiledAggregate &agg = compiled_aggregate(def);
     agg.check_not_stale();
     compiled = &agg;
-    Verifier v(agg);
-    scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
-    v.finish();
-    f = v.figures();
+    f = naming_corruption(def.name, def.state == "ready", [&] {
+      Verifier v(agg);
+      scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
+      v.finish();
+      return v.figures();
+    });
   });
   CompiledAggregate &agg = *compiled;  // valid to the end of the transaction
   bool ok = f.missing == 0 && f.extra == 0 && f.changed == 0 && f.detail.empty() && f.table_count == f.aggregate_count;
@@ -367,12 +369,12 @@ void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def) {
   CompiledAggregate &agg = compiled_aggregate(def);
   agg.check_not_stale();
   DiffCollector diff;
-  {
+  naming_corruption(def.name, def.state == "ready", [&] {
     Verifier v(agg, &diff);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
-  }
+  });
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
   bool has_sum = agg.sum().kind != SumKind::None;
@@ -444,12 +446,12 @@ void repair_as_owner(const AggregateDef &def, std::size_t counts[3]) {
   agg.check_not_stale();
   EntryOrdering order(agg.layout());
   DiffCollector diff;
-  {
+  naming_corruption(def.name, def.state == "ready", [&] {
     Verifier v(agg, &diff, true);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
-  }
+  });
   std::map<std::string, std::vector<Op>> fixes;  // per namespace
   for (auto &m : diff.missing_) fixes[m.ns].push_back(Op{m.entry.key, m.entry.value, Op::Action::Upsert, false});
   for (auto &x : diff.extra_) fixes[x.ns].push_back(Op{x.entry.key, Sum{}, Op::Action::Remove, true});

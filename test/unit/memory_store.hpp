@@ -12,12 +12,17 @@ namespace aggr::test {
 class MemoryStore : public NodeStore {
  public:
   explicit MemoryStore(SumKind kind) : kind_(kind) {}
+  // Lenient: save and remove by id whatever the store holds, as the
+  // PostgreSQL store does (for writes into corrupt trees, which may reach a
+  // node twice). Strict by default, to catch the tree's own mistakes.
+  bool lenient = false;
   // Hands out the same decoded node until it is saved or removed, as the
   // PostgreSQL store's cache does.
   NodeRef load(NodeId id) override {
     ++loads;
     auto it = nodes_.find(id);
-    if (it == nodes_.end()) throw std::runtime_error("load of missing node " + std::to_string(id));
+    // A child id naming no node is corruption (the PostgreSQL store says so too).
+    if (it == nodes_.end()) throw CorruptNode("node " + std::to_string(id) + " is missing");
     NodeRef &ref = decoded_[id];
     if (!ref) ref = std::make_shared<const TreeNode>(decode_node(id, it->second, kind_));
     return ref;
@@ -25,16 +30,22 @@ class MemoryStore : public NodeStore {
   void save(TreeNode node, bool is_new) override {
     ++saves;
     bool exists = nodes_.count(node.id) > 0;
-    if (exists == is_new) throw std::runtime_error("save: is_new does not match store state");
+    if (exists == is_new && !lenient) throw std::runtime_error("save: is_new does not match store state");
     nodes_[node.id] = encode_node(node, kind_);
     decoded_.erase(node.id);
   }
   void remove(NodeId id) override {
-    if (nodes_.erase(id) != 1) throw std::runtime_error("remove of missing node");
+    if (nodes_.erase(id) != 1 && !lenient) throw std::runtime_error("remove of missing node");
     decoded_.erase(id);
   }
   NodeId allocate() override { return ++next_; }
   std::size_t size() const { return nodes_.size(); }
+  // Stored payloads, for tests that corrupt them.
+  const std::map<NodeId, std::string> &payloads() const { return nodes_; }
+  void put_payload(NodeId id, std::string payload) {
+    nodes_[id] = std::move(payload);
+    decoded_.erase(id);
+  }
   std::uint64_t loads = 0, saves = 0;
 
  private:
@@ -60,9 +71,17 @@ inline std::string make_key(std::int64_t key, std::int64_t id, std::size_t pad =
   return s;
 }
 
+// A key too short to hold (key, id) is corrupt, as the binding's key
+// decoder reports it.
+inline void check_key_size(std::string_view key, std::size_t need) {
+  if (key.size() < need) throw CorruptNode("entry key of " + std::to_string(key.size()) + " bytes is truncated");
+}
+
 class BytesOrdering : public Ordering {
  public:
   int compare(std::string_view a, std::string_view b) const override {
+    check_key_size(a, 16);
+    check_key_size(b, 16);
     int c = std::memcmp(a.data(), b.data(), 16);  // padding never decides
     return c;
   }
@@ -73,6 +92,7 @@ class KeyProbe : public Probe {
  public:
   KeyProbe(std::int64_t key, bool after) : prefix_(make_key(key, 0).substr(0, 8)), after_(after) {}
   int compare_to(std::string_view entry) const override {
+    check_key_size(entry, 8);
     int c = std::memcmp(prefix_.data(), entry.data(), 8);
     if (c != 0) return c;
     return after_ ? 1 : -1;
