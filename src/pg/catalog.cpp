@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+extern "C" {
+#include "utils/rls.h"
+}
+
 namespace aggr::pg {
 
 namespace {
@@ -214,6 +218,31 @@ void delete_aggregate(const AggregateDef &def) {
   });
 }
 
+void check_no_row_security(const AggregateDef &def) {
+  if (check_enable_rls(def.source, InvalidOid, false) != RLS_ENABLED) return;
+  const char *relname = get_rel_name(def.source);
+  ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                  errmsg("aggregate \"%s\" cannot be read: row-level security applies to table \"%s\" for this role",
+                         def.name.c_str(), relname ? relname : "?"),
+                  errdetail("The aggregate counts every row of the table, also rows the policies hide from this role."),
+                  errhint("Read the table with SELECT, or read the aggregate as a role the policies do not apply to "
+                          "(the owner without FORCE ROW LEVEL SECURITY, or a role with BYPASSRLS).")));
+}
+
+void check_read_privileges(const AggregateDef &def, const CompiledAggregate &agg) {
+  const char *relname = get_rel_name(def.source);
+  if (!relname)
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
+  if (pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK) {
+    // Without table-level SELECT, every column the aggregate reveals must be readable.
+    for (AttrNumber att : agg.referenced_columns())
+      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+  }
+  check_no_row_security(def);
+}
+
 std::string current_origin() {
   return std::to_string(GetSystemIdentifier()) + ":" + std::to_string(MyDatabaseId);
 }
@@ -376,6 +405,7 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
 // ---------------------------------------------------------------- compiled form
 
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
+  const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
     cxt_ = AllocSetContextCreate(TopMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
@@ -383,7 +413,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     if (!rel)
       ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                       errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", def_.name.c_str())));
+                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
     Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
     Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());
@@ -485,7 +515,7 @@ void CompiledAggregate::check_not_stale() const {
   if (stale_)
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
-                    "Drop and re-create it: SELECT aggr_drop('" + def_.name + "'), then aggr_create(...).");
+                    "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
 }
 
 void CompiledAggregate::raise_null_namespace() const {

@@ -8,6 +8,18 @@ namespace {
 char *copy_text(const std::string &s) { return s.empty() ? nullptr : pstrdup(s.c_str()); }
 }  // namespace
 
+std::string sql_literal(const std::string &value) {
+  std::string out;
+  if (value.find('\\') != std::string::npos) out.push_back('E');
+  out.push_back('\'');
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back(c);
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
+}
+
 ErrorReport capture_current_exception() noexcept {
   ErrorReport r;
   try {

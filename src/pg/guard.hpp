@@ -81,6 +81,11 @@ struct ErrorReport {
 // Call inside catch (...): describes the in-flight exception in palloc'd data.
 ErrorReport capture_current_exception() noexcept;
 
+// `value` as an SQL string literal, for hints that suggest SQL: quoted as
+// quote_literal does ('it''s'; E'...' when it holds a backslash), so a name
+// copied from a message is data, never more SQL. Pure C++: no palloc.
+std::string sql_literal(const std::string &value);
+
 // Background workers. Runs `body` in its own transaction (with a snapshot);
 // returns nullptr when it committed, else aborts the transaction and returns
 // the error's message (in TopMemoryContext).
