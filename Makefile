@@ -12,7 +12,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = setup api errors maintenance keys backfill fuzz_api ddl deferred security
 REGRESS_OPTS = --load-extension=plpgsql
-ISOLATION = concurrency backfill_live caches deferred_writers
+ISOLATION = concurrency backfill_live caches deferred_writers security_lock
 ISOLATION_OPTS = --outputdir=output_iso
 
 PG_CONFIG ?= pg_config
