@@ -3,6 +3,7 @@
 #include <cstring>
 
 extern "C" {
+#include "catalog/heap.h"
 #include "utils/rls.h"
 }
 
@@ -303,10 +304,42 @@ SelectStmt *parse_select(const char *sql, const char *what) {
   return s;
 }
 
+// Refuses expressions whose entries could not be kept exact: an anonymous
+// record or pseudo-type (a record's type id is valid only in the session
+// that built it), a whole-row reference, a system column (VACUUM FULL and
+// dump/restore change ctid, xmin, tableoid, ...).
+void check_storable_expression(Relation rel, Node *expr, const char *what) {
+  Oid type = exprType(expr);
+  if (type == RECORDOID || get_typtype(type) == TYPTYPE_PSEUDO)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("the %s of an aggregate cannot be of type %s", what, format_type_be(type)),
+                    errdetail("The type of an anonymous record is known only to the session that built it."),
+                    strcmp(what, "key") == 0 ? errhint("List the columns as separate key columns, such as key => 'a, b DESC'.")
+                                             : errhint("Use a single column or an expression of a scalar type.")));
+  Bitmapset *cols = NULL;
+  pull_varattnos(expr, 1, &cols);
+  int member = -1;
+  while ((member = bms_next_member(cols, member)) >= 0) {
+    AttrNumber att = static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber);
+    if (att == InvalidAttrNumber)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("the %s of an aggregate cannot reference the whole row of \"%s\"", what,
+                             RelationGetRelationName(rel)),
+                      errhint("Name the columns it needs.")));
+    if (att < 0)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("the %s of an aggregate cannot use system column \"%s\"", what,
+                             NameStr(SystemAttributeDefinition(att)->attname)),
+                      errdetail("System columns change when rows are moved (VACUUM FULL, CLUSTER, dump and restore)."),
+                      errhint("Use ordinary columns of the table.")));
+  }
+}
+
 Node *transform_row_expression(Relation rel, Node *raw, const char *text, const char *what) {
   ParseState *pstate = parse_state_for(rel, text);
   Node *expr = transformExpr(pstate, raw, EXPR_KIND_INDEX_EXPRESSION);
   assign_expr_collations(pstate, expr);
+  check_storable_expression(rel, expr, what);
   if (contain_mutable_functions((Node *)expression_planner((Expr *)expr)))
     ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
                     errmsg("functions in the %s of an aggregate must be marked IMMUTABLE", what),
@@ -340,7 +373,9 @@ void check_namespace_type(Node *expr) {
 }
 
 void classify_sum(Node *expr, ParsedDefinition &p) {
-  Oid type = exprType(expr);
+  // A domain sums as its base type (its typmod, such as numeric(12,2), is the domain's).
+  int32 typmod = exprTypmod(expr);
+  Oid type = getBaseTypeAndTypmod(exprType(expr), &typmod);
   switch (type) {
     case INT2OID:
     case INT4OID:
@@ -348,7 +383,6 @@ void classify_sum(Node *expr, ParsedDefinition &p) {
     case FLOAT4OID:
     case FLOAT8OID: p.sum_kind = "float"; return;
     case NUMERICOID: {
-      int32 typmod = exprTypmod(expr);
       if (typmod < (int32)VARHDRSZ)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("sum_value of unconstrained type numeric is not supported"),
@@ -362,7 +396,7 @@ void classify_sum(Node *expr, ParsedDefinition &p) {
     }
     default:
       ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(type)),
+                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(exprType(expr))),
                       errhint("Use an expression of type smallint, integer, bigint, numeric(p,s), real or double precision.")));
   }
 }
@@ -464,7 +498,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     if (sum) {
       sum_expr_ = expression_planner((Expr *)sum);
       sum_state_ = ExecInitExpr(sum_expr_, NULL);
-      sum_type_ = exprType((Node *)sum_expr_);
+      sum_type_ = getBaseType(exprType((Node *)sum_expr_));  // a domain's datum is its base type's
       sum_.kind = def_.sum_kind == "float" ? SumKind::Float : SumKind::Exact;
       sum_.scale = def_.sum_scale;
     }
