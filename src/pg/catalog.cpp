@@ -2,6 +2,11 @@
 
 #include <cstring>
 
+extern "C" {
+#include "catalog/heap.h"
+#include "utils/rls.h"
+}
+
 namespace aggr::pg {
 
 namespace {
@@ -214,6 +219,31 @@ void delete_aggregate(const AggregateDef &def) {
   });
 }
 
+void check_no_row_security(const AggregateDef &def) {
+  if (check_enable_rls(def.source, InvalidOid, false) != RLS_ENABLED) return;
+  const char *relname = get_rel_name(def.source);
+  ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                  errmsg("aggregate \"%s\" cannot be read: row-level security applies to table \"%s\" for this role",
+                         def.name.c_str(), relname ? relname : "?"),
+                  errdetail("The aggregate counts every row of the table, also rows the policies hide from this role."),
+                  errhint("Read the table with SELECT, or read the aggregate as a role the policies do not apply to "
+                          "(the owner without FORCE ROW LEVEL SECURITY, or a role with BYPASSRLS).")));
+}
+
+void check_read_privileges(const AggregateDef &def, const CompiledAggregate &agg) {
+  const char *relname = get_rel_name(def.source);
+  if (!relname)
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
+  if (pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK) {
+    // Without table-level SELECT, every column the aggregate reveals must be readable.
+    for (AttrNumber att : agg.referenced_columns())
+      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+  }
+  check_no_row_security(def);
+}
+
 std::string current_origin() {
   return std::to_string(GetSystemIdentifier()) + ":" + std::to_string(MyDatabaseId);
 }
@@ -274,10 +304,42 @@ SelectStmt *parse_select(const char *sql, const char *what) {
   return s;
 }
 
+// Refuses expressions whose entries could not be kept exact: an anonymous
+// record or pseudo-type (a record's type id is valid only in the session
+// that built it), a whole-row reference, a system column (VACUUM FULL and
+// dump/restore change ctid, xmin, tableoid, ...).
+void check_storable_expression(Relation rel, Node *expr, const char *what) {
+  Oid type = exprType(expr);
+  if (type == RECORDOID || get_typtype(type) == TYPTYPE_PSEUDO)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("the %s of an aggregate cannot be of type %s", what, format_type_be(type)),
+                    errdetail("The type of an anonymous record is known only to the session that built it."),
+                    strcmp(what, "key") == 0 ? errhint("List the columns as separate key columns, such as key => 'a, b DESC'.")
+                                             : errhint("Use a single column or an expression of a scalar type.")));
+  Bitmapset *cols = NULL;
+  pull_varattnos(expr, 1, &cols);
+  int member = -1;
+  while ((member = bms_next_member(cols, member)) >= 0) {
+    AttrNumber att = static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber);
+    if (att == InvalidAttrNumber)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("the %s of an aggregate cannot reference the whole row of \"%s\"", what,
+                             RelationGetRelationName(rel)),
+                      errhint("Name the columns it needs.")));
+    if (att < 0)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("the %s of an aggregate cannot use system column \"%s\"", what,
+                             NameStr(SystemAttributeDefinition(att)->attname)),
+                      errdetail("System columns change when rows are moved (VACUUM FULL, CLUSTER, dump and restore)."),
+                      errhint("Use ordinary columns of the table.")));
+  }
+}
+
 Node *transform_row_expression(Relation rel, Node *raw, const char *text, const char *what) {
   ParseState *pstate = parse_state_for(rel, text);
   Node *expr = transformExpr(pstate, raw, EXPR_KIND_INDEX_EXPRESSION);
   assign_expr_collations(pstate, expr);
+  check_storable_expression(rel, expr, what);
   if (contain_mutable_functions((Node *)expression_planner((Expr *)expr)))
     ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
                     errmsg("functions in the %s of an aggregate must be marked IMMUTABLE", what),
@@ -311,7 +373,9 @@ void check_namespace_type(Node *expr) {
 }
 
 void classify_sum(Node *expr, ParsedDefinition &p) {
-  Oid type = exprType(expr);
+  // A domain sums as its base type (its typmod, such as numeric(12,2), is the domain's).
+  int32 typmod = exprTypmod(expr);
+  Oid type = getBaseTypeAndTypmod(exprType(expr), &typmod);
   switch (type) {
     case INT2OID:
     case INT4OID:
@@ -319,7 +383,6 @@ void classify_sum(Node *expr, ParsedDefinition &p) {
     case FLOAT4OID:
     case FLOAT8OID: p.sum_kind = "float"; return;
     case NUMERICOID: {
-      int32 typmod = exprTypmod(expr);
       if (typmod < (int32)VARHDRSZ)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("sum_value of unconstrained type numeric is not supported"),
@@ -333,7 +396,7 @@ void classify_sum(Node *expr, ParsedDefinition &p) {
     }
     default:
       ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(type)),
+                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(exprType(expr))),
                       errhint("Use an expression of type smallint, integer, bigint, numeric(p,s), real or double precision.")));
   }
 }
@@ -376,6 +439,7 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
 // ---------------------------------------------------------------- compiled form
 
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
+  const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
     cxt_ = AllocSetContextCreate(TopMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
@@ -383,7 +447,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     if (!rel)
       ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                       errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", def_.name.c_str())));
+                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
     Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
     Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());
@@ -434,7 +498,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     if (sum) {
       sum_expr_ = expression_planner((Expr *)sum);
       sum_state_ = ExecInitExpr(sum_expr_, NULL);
-      sum_type_ = exprType((Node *)sum_expr_);
+      sum_type_ = getBaseType(exprType((Node *)sum_expr_));  // a domain's datum is its base type's
       sum_.kind = def_.sum_kind == "float" ? SumKind::Float : SumKind::Exact;
       sum_.scale = def_.sum_scale;
     }
@@ -485,7 +549,7 @@ void CompiledAggregate::check_not_stale() const {
   if (stale_)
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
-                    "Drop and re-create it: SELECT aggr_drop('" + def_.name + "'), then aggr_create(...).");
+                    "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
 }
 
 void CompiledAggregate::raise_null_namespace() const {

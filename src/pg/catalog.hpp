@@ -112,6 +112,15 @@ void compiled_aggregates_at_xact_end(bool committed);
 // _PG_init: relcache / syscache invalidation callbacks.
 void register_catalog_invalidation();
 
+// pg-side: refuses to reveal the table's contents to the current user when a
+// SELECT of the same data would not: row-level security that applies to it
+// now (42501), or no SELECT on the table nor on every column the aggregate
+// reveals. Checked on every read, not only at create: policies change.
+void check_read_privileges(const AggregateDef &def, const CompiledAggregate &agg);
+// pg-side: only the row-level security part (for the owner's maintenance
+// scans: with FORCE ROW LEVEL SECURITY they would see part of the table).
+void check_no_row_security(const AggregateDef &def);
+
 // What aggr_create stores, derived from the user's text. pg-side.
 struct ParsedDefinition {
   List *key_exprs = nullptr;

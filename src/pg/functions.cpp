@@ -27,21 +27,18 @@ std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
 }
 
 void check_access(const AggregateDef &def, CompiledAggregate *agg, Access access) {
+  const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
     char *relname = get_rel_name(def.source);
     if (!relname)
       ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                       errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop('%s').", def.name.c_str())));
+                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
     if (access == Access::Own) {
       if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
       return;
     }
-    if (pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK) return;
-    // Without table-level SELECT, every column the aggregate reveals must be readable.
-    for (AttrNumber att : agg->referenced_columns())
-      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
+    check_read_privileges(def, *agg);  // SELECT, column privileges, row-level security as of now
   });
 }
 
@@ -100,8 +97,8 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     std::string detail = job.exists ? "; " + job_progress_text(job) : "";
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + t.def.name + "\" is not ready (state: " + t.def.state + detail + ")",
-                    job.exists && !job.cancelled ? "Wait for the job: CALL aggr_wait('" + t.def.name + "')."
-                                                 : "Fill it with CALL aggr_backfill('" + t.def.name + "').");
+                    job.exists && !job.cancelled ? "Wait for the job: CALL aggr_wait(" + sql_literal(t.def.name) + ")."
+                                                 : "Fill it with CALL aggr_backfill(" + sql_literal(t.def.name) + ").");
   }
   return t;
 }
@@ -387,6 +384,7 @@ Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
   Relation rel = nullptr;
   const std::vector<AttrNumber> &pk = t.agg->pk_attnums();
   ScanKeyData keys[INDEX_MAX_KEYS];
+  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
   pg_guard([&] {
     InitMaterializedSRF(fcinfo, 0);
     rel = table_open(t.def.source, AccessShareLock);
@@ -412,7 +410,7 @@ Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                         errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
                                get_rel_name(t.def.source)),
-                        errhint("Check it with SELECT * FROM aggr_verify('%s').", t.def.name.c_str())));
+                        errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
       tuplestore_puttuple(rsinfo->setResult, tup);
       systable_endscan(scan);
     });
@@ -431,7 +429,8 @@ AGGR_FUNCTION(aggr_page_rows) {
     if (rowtype != get_rel_type_id(t.def.source))
       ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                       errmsg("row_type must be the row type of %s, not %s", get_rel_name(t.def.source), format_type_be(rowtype)),
-                      errhint("Pass NULL::%s.", quote_identifier(get_rel_name(t.def.source)))));
+                      errhint("Pass NULL::%s.", quote_qualified_identifier(get_namespace_name(get_rel_namespace(t.def.source)),
+                                                                       get_rel_name(t.def.source)))));
   });
   return read_trees(t, [&] { return page_rows(fcinfo, t); });
 }
@@ -459,12 +458,20 @@ AGGR_FUNCTION(aggr_create) {
   Oid source = PG_GETARG_OID(1);
   int32 id = 0;
   pg_guard([&] {
+    // Ownership first, without a lock: a stranger's SHARE ROW EXCLUSIVE
+    // request queued behind a writer would block every later writer (as
+    // CREATE INDEX checks in RangeVarGetRelidExtended's callback).
+    if (!pg_class_ownercheck(source, GetUserId())) {
+      const char *name_now = get_rel_name(source);
+      aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, name_now ? name_now : "?");
+    }
     Relation rel = table_open(source, ShareRowExclusiveLock);  // as CREATE TRIGGER: no writes while we build
     const char *relname = RelationGetRelationName(rel);
+    // Again under the lock: the owner may have changed while we waited.
+    if (!pg_class_ownercheck(source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
     if (rel->rd_rel->relkind != RELKIND_RELATION)
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
-    if (!pg_class_ownercheck(source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
     if (rel->rd_rel->relrowsecurity)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("table \"%s\" has row-level security enabled", relname),
@@ -472,7 +479,7 @@ AGGR_FUNCTION(aggr_create) {
     if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
       ereport(ERROR, (errcode(ERRCODE_INVALID_TABLE_DEFINITION), errmsg("table \"%s\" has no primary key", relname),
                       errhint("Aggregate entries are identified by the primary key: ALTER TABLE %s ADD PRIMARY KEY (...).",
-                              relname)));
+                              quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname))));
     const char *sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
     const char *ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
     ParsedDefinition parsed = parse_definition(rel, key.c_str(), sum, ns);
@@ -566,7 +573,7 @@ AGGR_FUNCTION(aggr_clear) {
   op_buffer().flush();
   if (t.def.build_generation != 0)
     throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + t.def.name + "\" is running",
-                    "Cancel it first with SELECT aggr_backfill_cancel('" + t.def.name + "').");
+                    "Cancel it first with SELECT aggr_backfill_cancel(" + sql_literal(t.def.name) + ").");
   bool one = PG_NARGS() > 1 && !PG_ARGISNULL(1);
   if (one) {
     std::string ns = namespace_arg(fcinfo, 1, t);
@@ -613,6 +620,7 @@ AGGR_FUNCTION(aggr_merge) {
 AGGR_FUNCTION(aggr_job_start) {
   require_writable("aggr_backfill()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
+  pg_guard([&] { check_no_row_security(t.def); });  // a forced policy would hide rows from the job's scan
   std::string kind = text_arg(fcinfo, 1, "kind");
   if (kind != "backfill" && kind != "rebuild") throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown job kind " + kind);
   if (PG_ARGISNULL(2) || PG_ARGISNULL(3)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "batch_size and background must not be NULL");
@@ -634,7 +642,8 @@ AGGR_FUNCTION(aggr_backfill_cancel) {
   PG_RETURN_VOID();
 }
 
-// (phase, cancelled, error, rows_done, rows_total, progress) of the running job, for aggr_wait.
+// (phase, cancelled, error, rows_done, rows_total, progress, background) of the
+// running job, for aggr_wait (which cannot read aggr_internal as a non-superuser).
 AGGR_FUNCTION(aggr_job_status) {
   Target t = open_aggregate(fcinfo, Access::Read, false);
   ensure_job_worker(t.def.id);
@@ -642,14 +651,15 @@ AGGR_FUNCTION(aggr_job_status) {
   std::string text = job_progress_text(job);
   Datum result = 0;
   pg_guard([&] {
-    Datum v[6];
-    bool n[6] = {!job.exists, !job.exists, job.error.empty(), !job.exists, !job.exists, false};
+    Datum v[7];
+    bool n[7] = {!job.exists, !job.exists, job.error.empty(), !job.exists, !job.exists, false, !job.exists};
     v[0] = job.exists ? CStringGetTextDatum(job.phase.c_str()) : (Datum)0;
     v[1] = BoolGetDatum(job.cancelled);
     v[2] = job.error.empty() ? (Datum)0 : CStringGetTextDatum(job.error.c_str());
     v[3] = Int64GetDatum(job.rows_done);
     v[4] = Int64GetDatum(std::max(job.rows_total, job.rows_done));
     v[5] = CStringGetTextDatum(text.c_str());
+    v[6] = BoolGetDatum(job.background);
     result = result_row(fcinfo, v, n);
   });
   return result;

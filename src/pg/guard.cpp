@@ -23,27 +23,13 @@ char *message_no_error(const char *prefix, const char *text) noexcept {
   return m ? m : out_of_memory_text;
 }
 
-
-// A SQL string literal of s, as quote_literal() writes it.
-std::string quote_literal(const std::string &s) {
-  std::string out = "'";
-  bool backslash = false;
-  for (char c : s) {
-    if (c == '\'' || c == '\\') out += c;
-    backslash |= c == '\\';
-    out += c;
-  }
-  out += '\'';
-  return backslash ? "E" + out : out;
-}
-
 // Without the aggregate's name (corruption found outside a named walk).
 constexpr const char *kRebuildHint =
     "Find the aggregate with SELECT * FROM aggr_verify(name) and rebuild it with SELECT aggr_rebuild(name).";
 }  // namespace
 
 UserError corruption_error(const std::string &aggregate, bool ready, const std::string &what) {
-  std::string name = quote_literal(aggregate);
+  std::string name = sql_literal(aggregate);
   return UserError(ERRCODE_DATA_CORRUPTED, "aggregate \"" + aggregate + "\" is corrupt: " + what,
                    ready ? "Rebuild it with SELECT aggr_rebuild(" + name + ")."
                          : "Refill it with SELECT aggr_clear(" + name + "); CALL aggr_backfill(" + name + ").");
@@ -55,6 +41,18 @@ void check_interrupts_in_walk() {
     CHECK_FOR_INTERRUPTS();
     check_stack_depth();
   });
+}
+
+std::string sql_literal(const std::string &value) {
+  std::string out;
+  if (value.find('\\') != std::string::npos) out.push_back('E');
+  out.push_back('\'');
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back(c);
+    out.push_back(c);
+  }
+  out.push_back('\'');
+  return out;
 }
 
 ErrorReport capture_current_exception() noexcept {

@@ -108,6 +108,11 @@ struct ErrorReport {
 // handler): allocations that fail leave a fixed text instead.
 ErrorReport capture_current_exception() noexcept;
 
+// `value` as an SQL string literal, for hints that suggest SQL: quoted as
+// quote_literal does ('it''s'; E'...' when it holds a backslash), so a name
+// copied from a message is data, never more SQL. Pure C++: no palloc.
+std::string sql_literal(const std::string &value);
+
 // Background workers. Runs `body` in its own transaction (with a snapshot)
 // and commits it; returns nullptr when it committed. On any error (in the
 // body or at commit) nothing is committed: the error is logged in full

@@ -520,11 +520,11 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
   if (job.exists && !job.cancelled)
     throw UserError(ERRCODE_OBJECT_IN_USE,
                     "a " + job.kind + " of aggregate \"" + def.name + "\" is already running (" + job_progress_text(job) + ")",
-                    "Follow it with SELECT * FROM aggr_status('" + def.name + "'), or stop it with aggr_backfill_cancel.");
+                    "Follow it with SELECT * FROM aggr_status(" + sql_literal(def.name) + "), or stop it with aggr_backfill_cancel.");
   if (kind == "rebuild" && def.state != "ready")
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to rebuild beside",
-                    "Use CALL aggr_backfill('" + def.name + "').");
+                    "Use CALL aggr_backfill(" + sql_literal(def.name) + ").");
   if (job.exists && job.kind == kind) {  // resume a cancelled job where it stopped
     job.cancelled = false;
     job.error.clear();

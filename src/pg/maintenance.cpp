@@ -471,7 +471,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   op_buffer().flush();
   if (def.build_generation != 0)
     throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running",
-                    "Wait for it (SELECT * FROM aggr_status('" + def.name + "')) or cancel it with aggr_backfill_cancel.");
+                    "Wait for it (SELECT * FROM aggr_status(" + sql_literal(def.name) + ")) or cancel it with aggr_backfill_cancel.");
   int32 target = def.generation + 1;
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());

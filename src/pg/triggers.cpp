@@ -1,23 +1,88 @@
 // Row and TRUNCATE triggers: they only record ops; the flush does the work.
+//
+// Anyone who can create a trigger can attach these functions to any table
+// with any argument. Before trusting the aggregate id they are given, they
+// check they fire exactly as the trigger aggr_create made: AFTER, at its
+// level, for its events, under its name, on the aggregate's own source table
+// (as contrib/tcn and ri_triggers.c check how they are called).
+#include <cstring>
+
 #include "maintenance.hpp"
 
 using namespace aggr;
 using namespace aggr::pg;
 
 namespace {
-TriggerData *trigger_data(FunctionCallInfo fcinfo, const char *name) {
-  TriggerData *td = nullptr;
-  pg_guard([&] {
-    if (!CALLED_AS_TRIGGER(fcinfo))
-      ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED), errmsg("%s: not called as a trigger", name)));
-    td = (TriggerData *)fcinfo->context;
-    if (td->tg_trigger->tgnargs < 1)
-      ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED), errmsg("%s: missing aggregate id", name)));
-  });
-  return td;
+enum class TriggerKind { Row, Truncate };
+
+// The tgtype of the triggers aggr_create makes (AFTER is the absence of BEFORE / INSTEAD).
+constexpr int16 kRowTriggerType = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_DELETE | TRIGGER_TYPE_UPDATE;
+constexpr int16 kTruncateTriggerType = TRIGGER_TYPE_TRUNCATE;
+
+[[noreturn]] void protocol_violation(const char *function, const char *what) {
+  ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                  errmsg("%s: %s", function, what),
+                  errhint("The triggers of an aggregate are created by aggr_create; do not attach this function yourself.")));
+  pg_unreachable();
 }
 
-int32 aggregate_id(TriggerData *td) { return static_cast<int32>(std::strtol(td->tg_trigger->tgargs[0], nullptr, 10)); }
+// The aggregate id of a trigger argument: decimal digits only, positive.
+int32 parse_aggregate_id(const char *arg, const char *function) {
+  if (!arg || !*arg || std::strlen(arg) > 9) protocol_violation(function, "invalid aggregate id argument");
+  int32 id = 0;
+  for (const char *p = arg; *p; ++p) {
+    if (*p < '0' || *p > '9') protocol_violation(function, "invalid aggregate id argument");
+    id = id * 10 + (*p - '0');
+  }
+  if (id <= 0) protocol_violation(function, "invalid aggregate id argument");
+  return id;
+}
+
+// Checks everything about the call that does not need the catalog; returns
+// the aggregate id. Reads no byte of the tuples.
+int32 checked_trigger_call(FunctionCallInfo fcinfo, TriggerKind kind, const char *function) {
+  int32 id = 0;
+  pg_guard([&] {
+    if (!CALLED_AS_TRIGGER(fcinfo)) protocol_violation(function, "not called as a trigger");
+    TriggerData *td = (TriggerData *)fcinfo->context;
+    const Trigger *trig = td->tg_trigger;
+    TriggerEvent ev = td->tg_event;
+    if (!TRIGGER_FIRED_AFTER(ev)) protocol_violation(function, "must be fired AFTER");
+    if (kind == TriggerKind::Row) {
+      if (!TRIGGER_FIRED_FOR_ROW(ev)) protocol_violation(function, "must be fired FOR EACH ROW");
+      if (!TRIGGER_FIRED_BY_INSERT(ev) && !TRIGGER_FIRED_BY_UPDATE(ev) && !TRIGGER_FIRED_BY_DELETE(ev))
+        protocol_violation(function, "must be fired by INSERT, UPDATE or DELETE");
+      if (!td->tg_trigtuple || (TRIGGER_FIRED_BY_UPDATE(ev) && !td->tg_newtuple))
+        protocol_violation(function, "fired without its row");
+    } else {
+      if (!TRIGGER_FIRED_FOR_STATEMENT(ev) || !TRIGGER_FIRED_BY_TRUNCATE(ev))
+        protocol_violation(function, "must be fired FOR EACH STATEMENT by TRUNCATE");
+    }
+    // The trigger itself must be the one aggr_create made: exact events, no
+    // column list, no WHEN clause, one argument.
+    if (trig->tgtype != (kind == TriggerKind::Row ? kRowTriggerType : kTruncateTriggerType) || trig->tgnattr != 0 ||
+        trig->tgqual != nullptr || trig->tgnargs != 1 || trig->tgoldtable || trig->tgnewtable)
+      protocol_violation(function, "trigger is not defined as aggr_create defines it");
+    if (trig->tgfoid != fcinfo->flinfo->fn_oid) protocol_violation(function, "trigger calls another function");
+    id = parse_aggregate_id(trig->tgargs[0], function);
+    char expected[NAMEDATALEN];
+    snprintf(expected, sizeof(expected), kind == TriggerKind::Row ? "aggr_ext_%d" : "aggr_ext_%d_truncate", id);
+    if (strcmp(trig->tgname, expected) != 0) protocol_violation(function, "trigger name does not match its aggregate");
+  });
+  return id;
+}
+
+// The aggregate must be defined on the very table the trigger fires on.
+void check_fires_on_source(FunctionCallInfo fcinfo, Oid source, const char *function) {
+  pg_guard([&] {
+    TriggerData *td = (TriggerData *)fcinfo->context;
+    if (RelationGetRelid(td->tg_relation) != source)
+      ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                      errmsg("%s: table \"%s\" is not the source table of the aggregate named by this trigger", function,
+                             RelationGetRelationName(td->tg_relation)),
+                      errhint("The triggers of an aggregate are created by aggr_create; do not attach this function yourself.")));
+  });
+}
 
 void record(CompiledAggregate &agg, bool insert, const CompiledAggregate::RowEntry &entry) {
   if (insert) agg.check_entry_size(entry.key);
@@ -30,11 +95,14 @@ void evaluate(CompiledAggregate &agg, HeapTuple tuple, CompiledAggregate::RowEnt
 }  // namespace
 
 AGGR_FUNCTION(aggr_ext_row_trigger) {
-  TriggerData *td = trigger_data(fcinfo, "aggr_ext_row_trigger");
-  CompiledAggregate *agg = compiled_aggregate(aggregate_id(td));
-  // Dropped in this transaction, or stale after ALTER TABLE (reads refuse it
-  // until it is re-created): the user's write goes on.
-  if (!agg || agg->stale()) return PointerGetDatum(nullptr);
+  int32 id = checked_trigger_call(fcinfo, TriggerKind::Row, "aggr_ext_row_trigger");
+  TriggerData *td = (TriggerData *)fcinfo->context;
+  CompiledAggregate *agg = compiled_aggregate(id);
+  // Dropped in this transaction: the user's write goes on.
+  if (!agg) return PointerGetDatum(nullptr);
+  check_fires_on_source(fcinfo, agg->def().source, "aggr_ext_row_trigger");
+  // Stale after ALTER TABLE (reads refuse it until it is re-created): the user's write goes on.
+  if (agg->stale()) return PointerGetDatum(nullptr);
   TriggerEvent ev = td->tg_event;
   CompiledAggregate::RowEntry before, after;
   if (TRIGGER_FIRED_BY_INSERT(ev)) {
@@ -56,9 +124,10 @@ AGGR_FUNCTION(aggr_ext_row_trigger) {
 }
 
 AGGR_FUNCTION(aggr_ext_truncate_trigger) {
-  TriggerData *td = trigger_data(fcinfo, "aggr_ext_truncate_trigger");
+  int32 id = checked_trigger_call(fcinfo, TriggerKind::Truncate, "aggr_ext_truncate_trigger");
   AggregateDef def;
-  if (load_aggregate_by_id(aggregate_id(td), def)) {
+  if (load_aggregate_by_id(id, def)) {
+    check_fires_on_source(fcinfo, def.source, "aggr_ext_truncate_trigger");
     op_buffer().flush();
     clear_trees(def, def.generation, nullptr);  // TRUNCATE empties the table: the aggregate is exact when empty
     // A job filling a new generation replays the TRUNCATE in order.

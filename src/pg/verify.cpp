@@ -338,6 +338,10 @@ AggregateDef owned_aggregate(FunctionCallInfo fcinfo) {
                       errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
     if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
   });
+  CompiledAggregate *agg = nullptr;
+  run_as_table_owner(def.source, [&] { agg = &compiled_aggregate(def); });  // compiles as the owner (folds its functions)
+  agg->check_not_stale();
+  pg_guard([&] { check_read_privileges(def, *agg); });  // reveals rows; a forced policy would hide rows from the scan
   return def;
 }
 
@@ -415,7 +419,7 @@ AGGR_FUNCTION(aggr_repair) {
   if (def.state != "ready")
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to repair",
-                    "Fill it with CALL aggr_backfill('" + def.name + "').");
+                    "Fill it with CALL aggr_backfill(" + sql_literal(def.name) + ").");
   if (def.build_generation != 0)
     throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running");
   bool rr = false;
