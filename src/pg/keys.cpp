@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+extern "C" {
+#include "parser/parse_oper.h"
+}
+
 namespace aggr::pg {
 
 void KeyLayout::add_column(Oid type, int32 typmod, Oid collation, bool desc, bool nulls_first) {
@@ -158,18 +162,179 @@ int EntryOrdering::compare(std::string_view a, std::string_view b) const {
   return result;
 }
 
-KeyProbe::KeyProbe(const KeyLayout &layout, std::vector<Datum> values, std::vector<bool> nulls, bool after)
-    : layout_(layout), values_(std::move(values)), nulls_(std::move(nulls)), after_(after) {
-  pg_guard([&] { scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES); });
+// ---------------------------------------------------------------- probes
+
+namespace {
+
+enum class BoundKind {
+  Null,       // a NULL key value
+  Key,        // a value of the column's own type, compared by its sort support
+  CrossType,  // a value of another type, compared by the column's btree opfamily
+  Sql,        // compared by evaluating `key < value` / `key = value` as SQL resolves them
+};
+
+}  // namespace
+
+struct KeyProbe::Bound {
+  BoundKind kind = BoundKind::Null;
+  Datum value = 0;                              // Key, CrossType
+  FmgrInfo *cross = nullptr;                    // CrossType: btree comparison (key type, value type)
+  ExprState *less = nullptr, *equal = nullptr;  // Sql
+};
+
+namespace {
+
+// Types whose mixed comparisons SQL resolves through monotonic implicit
+// casts: comparing through them keeps the tree's order.
+bool numeric_family(Oid type) {
+  switch (type) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case NUMERICOID:
+    case FLOAT4OID:
+    case FLOAT8OID:
+      return true;
+    default:
+      return false;
+  }
 }
-KeyProbe::~KeyProbe() { MemoryContextDelete(scratch_); }
+
+// `key <op> value` parsed exactly as SQL parses it (operator resolution,
+// implicit casts), then planned so that a cast of the constant side is
+// folded. The key is a CaseTestExpr read from the expression context.
+// NULL when SQL has no such operator.
+Expr *sql_comparison(const char *op, Oid key_type, Oid collation, Datum value, Oid value_type) {
+  List *name = list_make1(makeString(pstrdup(op)));
+  Operator found = oper(NULL, name, key_type, value_type, true, -1);
+  if (!found) return nullptr;
+  ReleaseSysCache(found);
+  CaseTestExpr *key = makeNode(CaseTestExpr);
+  key->typeId = key_type;
+  key->typeMod = -1;
+  key->collation = collation;
+  int16 len;
+  bool byval;
+  get_typlenbyval(value_type, &len, &byval);
+  Node *constant = (Node *)makeConst(value_type, -1, get_typcollation(value_type), len, value, false, byval);
+  ParseState *ps = make_parsestate(NULL);
+  Expr *expr = make_op(ps, name, (Node *)key, constant, NULL, -1);
+  assign_expr_collations(ps, (Node *)expr);
+  free_parsestate(ps);
+  if (exprType((Node *)expr) != BOOLOID) return nullptr;
+  return expression_planner(expr);
+}
+
+bool evaluate(ExprState *state, ExprContext *econtext, Datum key) {
+  econtext->caseValue_datum = key;
+  econtext->caseValue_isNull = false;
+  bool isnull = false;
+  Datum result = ExecEvalExprSwitchContext(state, econtext, &isnull);
+  return !isnull && DatumGetBool(result);
+}
+
+// The bound `key < value` compares against, when SQL compares the key
+// itself (no cast on the key side) with a btree operator of the key's
+// opfamily: the bound is then the value SQL converted it to.
+bool bound_from_operator(Expr *less, const Column &c, Oid key_type, KeyProbe::Bound &b) {
+  if (!less || !IsA(less, OpExpr)) return false;
+  OpExpr *op = (OpExpr *)less;
+  Node *left = (Node *)linitial(op->args), *right = (Node *)lsecond(op->args);
+  while (IsA(left, RelabelType)) left = (Node *)((RelabelType *)left)->arg;  // binary-compatible: same datum
+  if (!IsA(left, CaseTestExpr) || !IsA(right, Const) || ((Const *)right)->constisnull) return false;
+  Oid right_type = ((Const *)right)->consttype;
+  TypeCacheEntry *tc = lookup_type_cache(key_type, TYPECACHE_LT_OPR | TYPECACHE_BTREE_OPFAMILY);
+  if (!OidIsValid(tc->btree_opf) || !op_in_opfamily(op->opno, tc->btree_opf)) return false;
+  b.value = ((Const *)right)->constvalue;
+  if (right_type == key_type || right_type == c.type) {
+    b.kind = BoundKind::Key;
+    return true;
+  }
+  Oid proc = get_opfamily_proc(tc->btree_opf, key_type, right_type, BTORDER_PROC);
+  if (!OidIsValid(proc)) return false;
+  b.kind = BoundKind::CrossType;
+  b.cross = (FmgrInfo *)palloc0(sizeof(FmgrInfo));
+  fmgr_info(proc, b.cross);
+  return true;
+}
+
+KeyProbe::Bound make_bound(const Column &c, const KeyValue &v) {
+  KeyProbe::Bound b;
+  if (v.isnull) return b;
+  Oid key_type = getBaseType(c.type), type = getBaseType(v.type);
+  if (type == key_type) {
+    b.kind = BoundKind::Key;
+    b.value = v.value;
+    return b;
+  }
+  if (type == UNKNOWNOID || type == CSTRINGOID) {  // an untyped literal is read as the key type
+    b.kind = BoundKind::Key;
+    b.value = coerce_value(v.value, type, c.type, -1, "key value");
+    return b;
+  }
+  Expr *less = sql_comparison("<", key_type, c.collation, v.value, type);
+  if (bound_from_operator(less, c, key_type, b)) return b;
+  if (less && numeric_family(key_type) && numeric_family(type)) {
+    // SQL casts the key (int4 to numeric for 500.7): evaluate its comparison.
+    Expr *equal = sql_comparison("=", key_type, c.collation, v.value, type);
+    if (equal) {
+      b.kind = BoundKind::Sql;
+      b.less = ExecInitExpr(less, NULL);
+      b.equal = ExecInitExpr(equal, NULL);
+      return b;
+    }
+  }
+  // No comparison SQL could make: convert, refusing a conversion that changes the value.
+  b.kind = BoundKind::Key;
+  b.value = coerce_value(v.value, type, c.type, -1, "key value");
+  return b;
+}
+
+int sign(int v) { return (v > 0) - (v < 0); }
+
+}  // namespace
+
+KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values, bool after)
+    : layout_(layout), bounds_(values.size()), after_(after) {
+  Bound *bounds = bounds_.data();
+  std::size_t n = values.size();
+  const KeyValue *vals = values.data();
+  pg_guard([&] {
+    state_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES);
+    scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe scratch", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(state_);
+    econtext_ = CreateStandaloneExprContext();
+    for (std::size_t i = 0; i < n; ++i) bounds[i] = make_bound(layout.column(i), vals[i]);
+    MemoryContextSwitchTo(old);
+  });
+}
+
+KeyProbe::~KeyProbe() {
+  if (scratch_) MemoryContextDelete(scratch_);
+  if (state_) MemoryContextDelete(state_);
+}
+
+int KeyProbe::compare_column(std::size_t col, Datum value, bool isnull) const {
+  const Bound &b = bounds_[col];
+  if (b.kind == BoundKind::Null || b.kind == BoundKind::Key)
+    return layout_.compare_values(col, b.value, b.kind == BoundKind::Null, value, isnull);
+  const Column &c = layout_.column(col);
+  if (isnull) return c.nulls_first ? 1 : -1;
+  int entry_vs_bound;  // in the key type's ascending order
+  if (b.kind == BoundKind::CrossType) {
+    entry_vs_bound = sign(DatumGetInt32(FunctionCall2Coll(b.cross, c.collation, value, b.value)));
+  } else {
+    entry_vs_bound = evaluate(b.less, econtext_, value) ? -1 : evaluate(b.equal, econtext_, value) ? 0 : 1;
+    ResetExprContext(econtext_);
+  }
+  return c.desc ? entry_vs_bound : -entry_vs_bound;
+}
 
 int KeyProbe::compare_to(std::string_view entry) const {
   int result = 0;
-  std::size_t n = values_.size();
-  const Datum *values = values_.data();
-  const std::vector<bool> &nulls = nulls_;
+  std::size_t n = bounds_.size();
   const KeyLayout &layout = layout_;
+  const KeyProbe *self = this;
   MemoryContext scratch = scratch_;
   pg_guard([&] {
     MemoryContext old = MemoryContextSwitchTo(scratch);
@@ -177,7 +342,7 @@ int KeyProbe::compare_to(std::string_view entry) const {
     for (std::size_t i = 0; i < n && result == 0; ++i) {
       bool en;
       Datum ed = layout.decode(entry, pos, i, en);
-      result = layout.compare_values(i, values[i], nulls[i], ed, en);
+      result = self->compare_column(i, ed, en);
     }
     MemoryContextSwitchTo(old);
     MemoryContextReset(scratch);
@@ -269,6 +434,30 @@ Datum SumSpec::to_numeric(const Sum &s) const {
 
 // ---------------------------------------------------------------- argument coercion
 
+namespace {
+
+// Refuses a conversion `converted` of `value` that SQL would not call equal
+// to it (500.7 read as integer 501). Types SQL cannot compare pass.
+void check_exact(Datum converted, Oid target, Datum value, Oid source, const char *what) {
+  Oid key_type = getBaseType(target);
+  Expr *equal = sql_comparison("=", key_type, get_typcollation(key_type), value, source);
+  if (!equal) return;
+  ExprContext *econtext = CreateStandaloneExprContext();
+  bool same = evaluate(ExecInitExpr(equal, NULL), econtext, converted);
+  FreeExprContext(econtext, true);
+  if (same) return;
+  Oid output;
+  bool varlena;
+  getTypeOutputInfo(source, &output, &varlena);
+  ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                  errmsg("%s must be of type %s, not %s", what, format_type_be(target), format_type_be(source)),
+                  errdetail("%s %s is not exactly a value of type %s.", format_type_be(source),
+                            OidOutputFunctionCall(output, value), format_type_be(target)),
+                  errhint("Pass a value of type %s.", format_type_be(target))));
+}
+
+}  // namespace
+
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what) {
   if (source == target && typmod < 0) return value;
   if (source == UNKNOWNOID || source == CSTRINGOID) {
@@ -287,6 +476,7 @@ Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char
                     errhint("Cast the value to %s.", format_type_be(target))));
   expr = (Node *)expression_planner((Expr *)expr);
   Const *result = (Const *)evaluate_expr((Expr *)expr, target, typmod, InvalidOid);
+  if (!result->constisnull) check_exact(result->constvalue, target, value, source, what);
   return result->constvalue;
 }
 
