@@ -1,5 +1,6 @@
 #include "keys.hpp"
 
+#include <cmath>
 #include <cstring>
 
 extern "C" {
@@ -292,6 +293,99 @@ KeyProbe::Bound make_bound(const Column &c, const KeyValue &v) {
 
 int sign(int v) { return (v > 0) - (v < 0); }
 
+// An integer key that SQL compares through a cast (int4 as numeric against
+// 500.7) ends the probe between two integers or at an end of the type:
+// find that integer once, so that the walk compares integers.
+
+// Where `value` falls among the key type's integers: a first guess only.
+int64 integer_guess(Datum value, Oid type, int64 lo, int64 hi) {
+  double d;
+  if (type == FLOAT4OID)
+    d = DatumGetFloat4(value);
+  else if (type == FLOAT8OID)
+    d = DatumGetFloat8(value);
+  else if (type == NUMERICOID)
+    d = strtod(DatumGetCString(DirectFunctionCall1(numeric_out, value)), nullptr);  // huge: HUGE_VAL, no error
+  else
+    return lo;
+  if (std::isnan(d) || d >= static_cast<double>(hi)) return hi;
+  if (d <= static_cast<double>(lo)) return lo;
+  return static_cast<int64>(std::floor(d));
+}
+
+// The largest k in [lo, hi] for which `holds` is true, given that it holds
+// for lo and, once false, stays false; gallops from `guess`, then bisects.
+template <typename Pred>
+int64 last_holding(int64 lo, int64 hi, int64 guess, Pred holds) {
+  aggr::int128 yes = lo, no = static_cast<aggr::int128>(hi) + 1;
+  aggr::int128 g = std::min<aggr::int128>(std::max<aggr::int128>(guess, lo), hi);
+  aggr::int128 step = 1;
+  if (holds(static_cast<int64>(g))) {
+    yes = g;
+    for (; yes + step < no; step *= 2) {
+      if (!holds(static_cast<int64>(yes + step))) {
+        no = yes + step;
+        break;
+      }
+      yes += step;
+    }
+  } else {
+    no = g;
+    for (; no - step > yes; step *= 2) {
+      if (holds(static_cast<int64>(no - step))) {
+        yes = no - step;
+        break;
+      }
+      no -= step;
+    }
+  }
+  while (no - yes > 1) {
+    aggr::int128 mid = yes + (no - yes) / 2;
+    (holds(static_cast<int64>(mid)) ? yes : no) = mid;
+  }
+  return static_cast<int64>(yes);
+}
+
+// Turns the Sql bound `b` of an integer column, the probe's last, into the
+// integer Key bound (and `after`) that splits the entries the same way.
+void reduce_integer_bound(const Column &c, const KeyValue &v, KeyProbe::Bound &b, bool &after, ExprContext *econtext) {
+  Oid key_type = getBaseType(c.type);
+  int64 lo, hi;
+  switch (key_type) {
+    case INT2OID: lo = PG_INT16_MIN; hi = PG_INT16_MAX; break;
+    case INT4OID: lo = PG_INT32_MIN; hi = PG_INT32_MAX; break;
+    case INT8OID: lo = PG_INT64_MIN; hi = PG_INT64_MAX; break;
+    default: return;
+  }
+  auto datum = [&](int64 k) {
+    return key_type == INT2OID ? Int16GetDatum(k) : key_type == INT4OID ? Int32GetDatum(k) : Int64GetDatum(k);
+  };
+  // Whether the probe sorts after an entry with key k (as compare_column, then `after`).
+  auto past = [&](int64 k) {
+    Datum d = datum(k);
+    int entry_vs_bound = evaluate(b.less, econtext, d) ? -1 : evaluate(b.equal, econtext, d) ? 0 : 1;
+    ResetExprContext(econtext);
+    return entry_vs_bound < 0 ? !c.desc : entry_vs_bound > 0 ? c.desc : after;
+  };
+  int64 guess = integer_guess(v.value, getBaseType(v.type), lo, hi);
+  int64 edge = c.desc ? hi : lo;  // the first key in the aggregate's order
+  if (!past(edge)) {
+    b = KeyProbe::Bound{BoundKind::Key, datum(edge)};  // before every non-NULL key
+    after = false;
+    return;
+  }
+  // The last key the probe is past, in the aggregate's order.
+  int64 last;
+  if (!c.desc)
+    last = last_holding(lo, hi, guess, past);  // past holds from lo up to `last`
+  else if (past(lo))
+    last = lo;
+  else  // past holds from hi down to `last`
+    last = last_holding(lo, hi, guess, [&](int64 k) { return !past(k); }) + 1;
+  b = KeyProbe::Bound{BoundKind::Key, datum(last)};
+  after = true;
+}
+
 }  // namespace
 
 KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values, bool after)
@@ -305,6 +399,7 @@ KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values,
     MemoryContext old = MemoryContextSwitchTo(state_);
     econtext_ = CreateStandaloneExprContext();
     for (std::size_t i = 0; i < n; ++i) bounds[i] = make_bound(layout.column(i), vals[i]);
+    if (n > 0 && bounds[n - 1].kind == BoundKind::Sql) reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
     MemoryContextSwitchTo(old);
   });
 }
