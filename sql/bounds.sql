@@ -141,6 +141,22 @@ SELECT a.col AS key, t.btype AS bound, sum(c.checks) AS checks, sum(c.mismatches
        LATERAL bound_check(a, t.btype) c
  GROUP BY 1, 2 ORDER BY 1, 2;
 
+-- Deferred aggregates: the same checks over pending deltas (the changes of
+-- this open transaction cannot have been merged).
+SELECT count(aggr_set_write_mode(agg, 'deferred')) AS deferred FROM bound_aggs WHERE col = 'k4';
+BEGIN;
+UPDATE bk SET k4 = k4 / 2 + 1, v = v + 1 WHERE id % 5 = 0;
+DELETE FROM bk WHERE id % 11 = 0;
+INSERT INTO bk (id, k4, v)
+SELECT 1000 + g, (ARRAY[NULL, -2147483648, 2147483647, 500, 501, 700, 300])[1 + g % 7], g FROM generate_series(1, 40) g;
+SELECT a.col AS key, t.btype AS bound, sum(c.checks) AS checks, sum(c.mismatches) AS mismatches
+  FROM bound_aggs a, unnest(ARRAY['int2', 'int4', 'int8', 'numeric', 'float4', 'float8']) t(btype),
+       LATERAL bound_check(a, t.btype) c
+ WHERE a.col = 'k4'
+ GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) > 0 AS deltas_pending FROM aggr_internal.deltas;
+COMMIT;
+
 -- Multi-column keys: ROW bounds and prefixes of other types (k4 DESC NULLS
 -- FIRST, then kf8 NULLS LAST).
 SELECT aggr_create('b_multi', 'bk'::regclass, key => 'k4 DESC, kf8', sum_value => 'v');
