@@ -214,6 +214,18 @@ WITH b AS (SELECT timestamp '2024-02-01 10:30:00.25' + g * interval '3 days 5 ho
 SELECT count(*) > 0 AS checked, count(*) FILTER (WHERE bad) AS mismatches FROM checks;
 RESET TimeZone;
 
+-- varchar and char(n) keys against text, name and varchar bounds
+CREATE TABLE words (id int PRIMARY KEY, s varchar(10), c char(5));
+INSERT INTO words SELECT g, chr(65 + g % 26) || g, chr(65 + g % 26) || (g % 10) FROM generate_series(1, 300) g;
+SELECT aggr_create('by_s', 'words'::regclass, key => 's'), aggr_create('by_c', 'words'::regclass, key => 'c DESC');
+SELECT aggr_rank('by_s', 'M5'::text) = 1 + (SELECT count(*) FROM words WHERE s < 'M5'::text) AS varchar_text,
+       aggr_rank('by_s', 'M5'::name) = 1 + (SELECT count(*) FROM words WHERE s < 'M5'::name) AS varchar_name,
+       aggr_rank('by_s', 'M5xxxxxxxxxxxxxxxxx') = 1 + (SELECT count(*) FROM words WHERE s < 'M5xxxxxxxxxxxxxxxxx') AS longer_than_typmod,
+       aggr_rank('by_c', 'M5'::text) = 1 + (SELECT count(*) FROM words WHERE c > 'M5'::text) AS char_text,
+       aggr_count('by_c', lower => 'Q'::varchar, upper => 'C'::text) = (SELECT count(*) FROM words WHERE c BETWEEN 'C'::text AND 'Q'::varchar) AS char_range;
+-- SQL compares char(n) with text after trimming trailing spaces: refused
+SELECT aggr_rank('by_c', 'M5 '::text);
+
 -- a namespace that would change in conversion is refused, an exact one is read
 CREATE TABLE ns_rows (id int PRIMARY KEY, grp int, score int);
 INSERT INTO ns_rows SELECT g, g % 3, g FROM generate_series(1, 30) g;
@@ -221,6 +233,6 @@ SELECT aggr_create('by_grp', 'ns_rows'::regclass, key => 'score', namespace => '
 SELECT aggr_count('by_grp', namespace => 2::int8) AS exact_namespace;
 SELECT aggr_count('by_grp', namespace => 1.5);
 
-SELECT aggr_drop(name) FROM aggr_aggregates WHERE name LIKE 'b\_%' OR name IN ('by_amount', 'by_at', 'by_day', 'by_grp');
+SELECT aggr_drop(name) FROM aggr_aggregates WHERE name LIKE 'b\_%' OR name IN ('by_amount', 'by_at', 'by_day', 'by_grp', 'by_s', 'by_c');
 DROP FUNCTION bound_check(bound_aggs, text);
-DROP TABLE bk, bound_text, bounds, bound_aggs, money_rows, events, ns_rows;
+DROP TABLE bk, bound_text, bounds, bound_aggs, money_rows, events, words, ns_rows;

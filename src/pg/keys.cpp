@@ -237,21 +237,23 @@ bool evaluate(ExprState *state, ExprContext *econtext, Datum key) {
 // The bound `key < value` compares against, when SQL compares the key
 // itself (no cast on the key side) with a btree operator of the key's
 // opfamily: the bound is then the value SQL converted it to.
-bool bound_from_operator(Expr *less, const Column &c, Oid key_type, KeyProbe::Bound &b) {
+bool bound_from_operator(Expr *less, Oid key_type, KeyProbe::Bound &b) {
   if (!less || !IsA(less, OpExpr)) return false;
   OpExpr *op = (OpExpr *)less;
   Node *left = (Node *)linitial(op->args), *right = (Node *)lsecond(op->args);
   while (IsA(left, RelabelType)) left = (Node *)((RelabelType *)left)->arg;  // binary-compatible: same datum
   if (!IsA(left, CaseTestExpr) || !IsA(right, Const) || ((Const *)right)->constisnull) return false;
-  Oid right_type = ((Const *)right)->consttype;
-  TypeCacheEntry *tc = lookup_type_cache(key_type, TYPECACHE_LT_OPR | TYPECACHE_BTREE_OPFAMILY);
+  TypeCacheEntry *tc = lookup_type_cache(key_type, TYPECACHE_BTREE_OPFAMILY);
   if (!OidIsValid(tc->btree_opf) || !op_in_opfamily(op->opno, tc->btree_opf)) return false;
+  int strategy;
+  Oid left_type, right_type;  // as the opfamily registers them (text for a varchar key)
+  get_op_opfamily_properties(op->opno, tc->btree_opf, false, &strategy, &left_type, &right_type);
   b.value = ((Const *)right)->constvalue;
-  if (right_type == key_type || right_type == c.type) {
+  if (right_type == left_type) {
     b.kind = BoundKind::Key;
     return true;
   }
-  Oid proc = get_opfamily_proc(tc->btree_opf, key_type, right_type, BTORDER_PROC);
+  Oid proc = get_opfamily_proc(tc->btree_opf, left_type, right_type, BTORDER_PROC);
   if (!OidIsValid(proc)) return false;
   b.kind = BoundKind::CrossType;
   b.cross = (FmgrInfo *)palloc0(sizeof(FmgrInfo));
@@ -274,7 +276,7 @@ KeyProbe::Bound make_bound(const Column &c, const KeyValue &v) {
     return b;
   }
   Expr *less = sql_comparison("<", key_type, c.collation, v.value, type);
-  if (bound_from_operator(less, c, key_type, b)) return b;
+  if (bound_from_operator(less, key_type, b)) return b;
   if (less && numeric_family(key_type) && numeric_family(type)) {
     // SQL casts the key (int4 to numeric for 500.7): evaluate its comparison.
     Expr *equal = sql_comparison("=", key_type, c.collation, v.value, type);
@@ -399,7 +401,8 @@ KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values,
     MemoryContext old = MemoryContextSwitchTo(state_);
     econtext_ = CreateStandaloneExprContext();
     for (std::size_t i = 0; i < n; ++i) bounds[i] = make_bound(layout.column(i), vals[i]);
-    if (n > 0 && bounds[n - 1].kind == BoundKind::Sql) reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
+    if (n > 0 && bounds[n - 1].kind == BoundKind::Sql)
+      reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
     MemoryContextSwitchTo(old);
   });
 }
@@ -546,7 +549,7 @@ void check_exact(Datum converted, Oid target, Datum value, Oid source, const cha
   getTypeOutputInfo(source, &output, &varlena);
   ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                   errmsg("%s must be of type %s, not %s", what, format_type_be(target), format_type_be(source)),
-                  errdetail("%s %s is not exactly a value of type %s.", format_type_be(source),
+                  errdetail("%s \"%s\" is not exactly a value of type %s.", format_type_be(source),
                             OidOutputFunctionCall(output, value), format_type_be(target)),
                   errhint("Pass a value of type %s.", format_type_be(target))));
 }
