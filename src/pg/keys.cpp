@@ -399,8 +399,10 @@ KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values,
     state_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES);
     scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe scratch", ALLOCSET_SMALL_SIZES);
     MemoryContext old = MemoryContextSwitchTo(state_);
-    econtext_ = CreateStandaloneExprContext();
-    for (std::size_t i = 0; i < n; ++i) bounds[i] = make_bound(layout.column(i), vals[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+      bounds[i] = make_bound(layout.column(i), vals[i]);
+      if (bounds[i].kind == BoundKind::Sql && !econtext_) econtext_ = CreateStandaloneExprContext();
+    }
     if (n > 0 && bounds[n - 1].kind == BoundKind::Sql)
       reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
     MemoryContextSwitchTo(old);

@@ -83,7 +83,7 @@ class KeyProbe : public aggr::Probe {
   bool after_;
   MemoryContext state_ = nullptr;    // comparators and converted values
   MemoryContext scratch_ = nullptr;  // reset after each comparison
-  ExprContext *econtext_ = nullptr;  // evaluates SQL comparisons
+  ExprContext *econtext_ = nullptr;  // evaluates SQL comparisons (Sql bounds only)
 };
 
 // How an aggregate's sum_value is typed, and conversions to and from Sum.
