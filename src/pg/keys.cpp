@@ -560,10 +560,13 @@ void check_exact(Datum converted, Oid target, Datum value, Oid source, const cha
 
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what) {
   if (source == target && typmod < 0) return value;
-  if (source == UNKNOWNOID || source == CSTRINGOID) {
+  // Text is read as an untyped literal is: drivers that leave a parameter's
+  // type open get it typed text (params.cpp).
+  if (source == UNKNOWNOID || source == CSTRINGOID || source == TEXTOID) {
     Oid input, ioparam;
     getTypeInputInfo(target, &input, &ioparam);
-    return OidInputFunctionCall(input, DatumGetCString(value), ioparam, typmod);
+    char *string = source == TEXTOID ? TextDatumGetCString(value) : DatumGetCString(value);
+    return OidInputFunctionCall(input, string, ioparam, typmod);
   }
   int16 len;
   bool byval;

@@ -97,9 +97,10 @@ struct SumSpec {
 // Coerces argument `argno` of a "any" parameter to `target`; sets isnull.
 // Errors name `what` and the expected type. pg-side.
 Datum coerce_any_arg(FunctionCallInfo fcinfo, int argno, Oid target, int32 typmod, const char *what, bool *isnull);
-// Coerces a Datum of type `source` to `target` (assignment cast or input).
-// A conversion that changes the value (1.5 to integer 2) is an error
-// (42804): the value would no longer equal what the caller passed.
+// Coerces a Datum of type `source` to `target`: untyped literals and text
+// through the target's input function, other types by assignment cast. A
+// cast that changes the value (1.5 to integer 2) is an error (42804): the
+// value would no longer equal what the caller passed.
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what);
 
 std::string int128_to_string(aggr::int128 v);
