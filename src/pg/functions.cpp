@@ -125,46 +125,40 @@ std::string namespace_arg(FunctionCallInfo fcinfo, int argno, const Target &t) {
 }
 
 // Key values of a bound or rank argument: a scalar, or ROW(...) for a
-// multi-column key (a shorter ROW is a prefix). False when SQL NULL.
-bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<Datum> &values, std::vector<bool> &nulls) {
+// multi-column key (a shorter ROW is a prefix), each of whatever type the
+// caller passed: KeyProbe compares them as SQL would. False when SQL NULL.
+bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<KeyValue> &values) {
   if (PG_NARGS() <= argno || PG_ARGISNULL(argno)) return false;
   std::size_t nkey = t.agg->key_columns();
-  const KeyLayout &layout = t.agg->layout();
   std::size_t count = 0;
-  Datum vals[INDEX_MAX_KEYS];
-  bool isnull[INDEX_MAX_KEYS];
+  KeyValue vals[INDEX_MAX_KEYS];
   pg_guard([&] {
     Oid type = get_fn_expr_argtype(fcinfo->flinfo, argno);
-    if (type_is_rowtype(type)) {
-      HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(argno);
-      TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
-      HeapTupleData tuple;
-      tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
-      tuple.t_data = rec;
-      ItemPointerSetInvalid(&tuple.t_self);
-      tuple.t_tableOid = InvalidOid;
-      if (desc->natts > (int)nkey)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("key value has %d fields but the key of aggregate \"%s\" has %d columns", desc->natts,
-                               t.def.name.c_str(), (int)nkey)));
-      Datum fields[INDEX_MAX_KEYS];
-      bool fnull[INDEX_MAX_KEYS];
-      heap_deform_tuple(&tuple, desc, fields, fnull);
-      for (int i = 0; i < desc->natts; ++i) {
-        const Column &c = layout.column(static_cast<std::size_t>(i));
-        isnull[i] = fnull[i];
-        vals[i] = fnull[i] ? (Datum)0 : coerce_value(fields[i], TupleDescAttr(desc, i)->atttypid, c.type, c.typmod, "key value");
-      }
-      count = static_cast<std::size_t>(desc->natts);
-      ReleaseTupleDesc(desc);
-    } else {
-      const Column &c = layout.column(0);
-      vals[0] = coerce_any_arg(fcinfo, argno, c.type, c.typmod, "key value", &isnull[0]);
+    if (!OidIsValid(type)) ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not determine type of key value")));
+    if (!type_is_rowtype(type)) {
+      vals[0] = KeyValue{PG_GETARG_DATUM(argno), false, type};
       count = 1;
+      return;
     }
+    HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(argno);
+    TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
+    HeapTupleData tuple;
+    tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+    tuple.t_data = rec;
+    ItemPointerSetInvalid(&tuple.t_self);
+    tuple.t_tableOid = InvalidOid;
+    if (desc->natts > (int)nkey)
+      ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                      errmsg("key value has %d fields but the key of aggregate \"%s\" has %d columns", desc->natts,
+                             t.def.name.c_str(), (int)nkey)));
+    Datum fields[INDEX_MAX_KEYS];
+    bool fnull[INDEX_MAX_KEYS];
+    heap_deform_tuple(&tuple, desc, fields, fnull);
+    for (int i = 0; i < desc->natts; ++i) vals[i] = KeyValue{fields[i], fnull[i], TupleDescAttr(desc, i)->atttypid};
+    count = static_cast<std::size_t>(desc->natts);
+    ReleaseTupleDesc(desc);
   });
   values.assign(vals, vals + count);
-  nulls.assign(isnull, isnull + count);
   return true;
 }
 
@@ -253,13 +247,12 @@ class ReadTree {
 };
 
 Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
-  std::vector<Datum> lv, uv;
-  std::vector<bool> ln, un;
-  bool has_lower = key_arg(fcinfo, 2, t, lv, ln);
-  bool has_upper = key_arg(fcinfo, 3, t, uv, un);
+  std::vector<KeyValue> lv, uv;
+  bool has_lower = key_arg(fcinfo, 2, t, lv);
+  bool has_upper = key_arg(fcinfo, 3, t, uv);
   std::unique_ptr<KeyProbe> lower, upper;
-  if (has_lower) lower = std::make_unique<KeyProbe>(t.agg->layout(), lv, ln, !bool_arg(fcinfo, 4, true));
-  if (has_upper) upper = std::make_unique<KeyProbe>(t.agg->layout(), uv, un, bool_arg(fcinfo, 5, true));
+  if (has_lower) lower = std::make_unique<KeyProbe>(t.agg->layout(), lv, !bool_arg(fcinfo, 4, true));
+  if (has_upper) upper = std::make_unique<KeyProbe>(t.agg->layout(), uv, bool_arg(fcinfo, 5, true));
   return rt.range(lower.get(), upper.get());
 }
 
@@ -339,10 +332,9 @@ AGGR_FUNCTION(aggr_rank) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 2, t));
-    std::vector<Datum> v;
-    std::vector<bool> n;
-    if (!key_arg(fcinfo, 1, t, v, n)) PG_RETURN_NULL();
-    KeyProbe probe(t.agg->layout(), v, n, false);
+    std::vector<KeyValue> v;
+    if (!key_arg(fcinfo, 1, t, v)) PG_RETURN_NULL();
+    KeyProbe probe(t.agg->layout(), v, false);
     return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
   });
 }

@@ -1,6 +1,11 @@
 #include "keys.hpp"
 
+#include <cmath>
 #include <cstring>
+
+extern "C" {
+#include "parser/parse_oper.h"
+}
 
 namespace aggr::pg {
 
@@ -161,18 +166,278 @@ int EntryOrdering::compare(std::string_view a, std::string_view b) const {
   return result;
 }
 
-KeyProbe::KeyProbe(const KeyLayout &layout, std::vector<Datum> values, std::vector<bool> nulls, bool after)
-    : layout_(layout), values_(std::move(values)), nulls_(std::move(nulls)), after_(after) {
-  pg_guard([&] { scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES); });
+// ---------------------------------------------------------------- probes
+
+namespace {
+
+enum class BoundKind {
+  Null,       // a NULL key value
+  Key,        // a value of the column's own type, compared by its sort support
+  CrossType,  // a value of another type, compared by the column's btree opfamily
+  Sql,        // compared by evaluating `key < value` / `key = value` as SQL resolves them
+};
+
+}  // namespace
+
+struct KeyProbe::Bound {
+  BoundKind kind = BoundKind::Null;
+  Datum value = 0;                              // Key, CrossType
+  FmgrInfo *cross = nullptr;                    // CrossType: btree comparison (key type, value type)
+  ExprState *less = nullptr, *equal = nullptr;  // Sql
+};
+
+namespace {
+
+// Types whose mixed comparisons SQL resolves through monotonic implicit
+// casts: comparing through them keeps the tree's order.
+bool numeric_family(Oid type) {
+  switch (type) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case NUMERICOID:
+    case FLOAT4OID:
+    case FLOAT8OID:
+      return true;
+    default:
+      return false;
+  }
 }
-KeyProbe::~KeyProbe() { MemoryContextDelete(scratch_); }
+
+// `key <op> value` parsed exactly as SQL parses it (operator resolution,
+// implicit casts), then planned so that a cast of the constant side is
+// folded. The key is a CaseTestExpr read from the expression context.
+// NULL when SQL has no such operator.
+Expr *sql_comparison(const char *op, Oid key_type, Oid collation, Datum value, Oid value_type) {
+  List *name = list_make1(makeString(pstrdup(op)));
+  Operator found = oper(NULL, name, key_type, value_type, true, -1);
+  if (!found) return nullptr;
+  ReleaseSysCache(found);
+  CaseTestExpr *key = makeNode(CaseTestExpr);
+  key->typeId = key_type;
+  key->typeMod = -1;
+  key->collation = collation;
+  int16 len;
+  bool byval;
+  get_typlenbyval(value_type, &len, &byval);
+  Node *constant = (Node *)makeConst(value_type, -1, get_typcollation(value_type), len, value, false, byval);
+  ParseState *ps = make_parsestate(NULL);
+  Expr *expr = make_op(ps, name, (Node *)key, constant, NULL, -1);
+  assign_expr_collations(ps, (Node *)expr);
+  free_parsestate(ps);
+  if (exprType((Node *)expr) != BOOLOID) return nullptr;
+  return expression_planner(expr);
+}
+
+bool evaluate(ExprState *state, ExprContext *econtext, Datum key) {
+  econtext->caseValue_datum = key;
+  econtext->caseValue_isNull = false;
+  bool isnull = false;
+  Datum result = ExecEvalExprSwitchContext(state, econtext, &isnull);
+  return !isnull && DatumGetBool(result);
+}
+
+// The bound `key < value` compares against, when SQL compares the key
+// itself (no cast on the key side) with a btree operator of the key's
+// opfamily: the bound is then the value SQL converted it to.
+bool bound_from_operator(Expr *less, Oid key_type, KeyProbe::Bound &b) {
+  if (!less || !IsA(less, OpExpr)) return false;
+  OpExpr *op = (OpExpr *)less;
+  Node *left = (Node *)linitial(op->args), *right = (Node *)lsecond(op->args);
+  while (IsA(left, RelabelType)) left = (Node *)((RelabelType *)left)->arg;  // binary-compatible: same datum
+  if (!IsA(left, CaseTestExpr) || !IsA(right, Const) || ((Const *)right)->constisnull) return false;
+  TypeCacheEntry *tc = lookup_type_cache(key_type, TYPECACHE_BTREE_OPFAMILY);
+  if (!OidIsValid(tc->btree_opf) || !op_in_opfamily(op->opno, tc->btree_opf)) return false;
+  int strategy;
+  Oid left_type, right_type;  // as the opfamily registers them (text for a varchar key)
+  get_op_opfamily_properties(op->opno, tc->btree_opf, false, &strategy, &left_type, &right_type);
+  b.value = ((Const *)right)->constvalue;
+  if (right_type == left_type) {
+    b.kind = BoundKind::Key;
+    return true;
+  }
+  Oid proc = get_opfamily_proc(tc->btree_opf, left_type, right_type, BTORDER_PROC);
+  if (!OidIsValid(proc)) return false;
+  b.kind = BoundKind::CrossType;
+  b.cross = (FmgrInfo *)palloc0(sizeof(FmgrInfo));
+  fmgr_info(proc, b.cross);
+  return true;
+}
+
+KeyProbe::Bound make_bound(const Column &c, const KeyValue &v) {
+  KeyProbe::Bound b;
+  if (v.isnull) return b;
+  Oid key_type = getBaseType(c.type), type = getBaseType(v.type);
+  if (type == key_type) {
+    b.kind = BoundKind::Key;
+    b.value = v.value;
+    return b;
+  }
+  if (type == UNKNOWNOID || type == CSTRINGOID) {  // an untyped literal is read as the key type
+    b.kind = BoundKind::Key;
+    b.value = coerce_value(v.value, type, c.type, -1, "key value");
+    return b;
+  }
+  Expr *less = sql_comparison("<", key_type, c.collation, v.value, type);
+  if (bound_from_operator(less, key_type, b)) return b;
+  if (less && numeric_family(key_type) && numeric_family(type)) {
+    // SQL casts the key (int4 to numeric for 500.7): evaluate its comparison.
+    Expr *equal = sql_comparison("=", key_type, c.collation, v.value, type);
+    if (equal) {
+      b.kind = BoundKind::Sql;
+      b.less = ExecInitExpr(less, NULL);
+      b.equal = ExecInitExpr(equal, NULL);
+      return b;
+    }
+  }
+  // No comparison SQL could make: convert, refusing a conversion that changes the value.
+  b.kind = BoundKind::Key;
+  b.value = coerce_value(v.value, type, c.type, -1, "key value");
+  return b;
+}
+
+int sign(int v) { return (v > 0) - (v < 0); }
+
+// An integer key that SQL compares through a cast (int4 as numeric against
+// 500.7) ends the probe between two integers or at an end of the type:
+// find that integer once, so that the walk compares integers.
+
+// Where `value` falls among the key type's integers: a first guess only.
+int64 integer_guess(Datum value, Oid type, int64 lo, int64 hi) {
+  double d;
+  if (type == FLOAT4OID)
+    d = DatumGetFloat4(value);
+  else if (type == FLOAT8OID)
+    d = DatumGetFloat8(value);
+  else if (type == NUMERICOID)
+    d = strtod(DatumGetCString(DirectFunctionCall1(numeric_out, value)), nullptr);  // huge: HUGE_VAL, no error
+  else
+    return lo;
+  if (std::isnan(d) || d >= static_cast<double>(hi)) return hi;
+  if (d <= static_cast<double>(lo)) return lo;
+  return static_cast<int64>(std::floor(d));
+}
+
+// The largest k in [lo, hi] for which `holds` is true, given that it holds
+// for lo and, once false, stays false; gallops from `guess`, then bisects.
+template <typename Pred>
+int64 last_holding(int64 lo, int64 hi, int64 guess, Pred holds) {
+  aggr::int128 yes = lo, no = static_cast<aggr::int128>(hi) + 1;
+  aggr::int128 g = std::min<aggr::int128>(std::max<aggr::int128>(guess, lo), hi);
+  aggr::int128 step = 1;
+  if (holds(static_cast<int64>(g))) {
+    yes = g;
+    for (; yes + step < no; step *= 2) {
+      if (!holds(static_cast<int64>(yes + step))) {
+        no = yes + step;
+        break;
+      }
+      yes += step;
+    }
+  } else {
+    no = g;
+    for (; no - step > yes; step *= 2) {
+      if (holds(static_cast<int64>(no - step))) {
+        yes = no - step;
+        break;
+      }
+      no -= step;
+    }
+  }
+  while (no - yes > 1) {
+    aggr::int128 mid = yes + (no - yes) / 2;
+    (holds(static_cast<int64>(mid)) ? yes : no) = mid;
+  }
+  return static_cast<int64>(yes);
+}
+
+// Turns the Sql bound `b` of an integer column, the probe's last, into the
+// integer Key bound (and `after`) that splits the entries the same way.
+void reduce_integer_bound(const Column &c, const KeyValue &v, KeyProbe::Bound &b, bool &after, ExprContext *econtext) {
+  Oid key_type = getBaseType(c.type);
+  int64 lo, hi;
+  switch (key_type) {
+    case INT2OID: lo = PG_INT16_MIN; hi = PG_INT16_MAX; break;
+    case INT4OID: lo = PG_INT32_MIN; hi = PG_INT32_MAX; break;
+    case INT8OID: lo = PG_INT64_MIN; hi = PG_INT64_MAX; break;
+    default: return;
+  }
+  auto datum = [&](int64 k) {
+    return key_type == INT2OID ? Int16GetDatum(k) : key_type == INT4OID ? Int32GetDatum(k) : Int64GetDatum(k);
+  };
+  // Whether the probe sorts after an entry with key k (as compare_column, then `after`).
+  auto past = [&](int64 k) {
+    Datum d = datum(k);
+    int entry_vs_bound = evaluate(b.less, econtext, d) ? -1 : evaluate(b.equal, econtext, d) ? 0 : 1;
+    ResetExprContext(econtext);
+    return entry_vs_bound < 0 ? !c.desc : entry_vs_bound > 0 ? c.desc : after;
+  };
+  int64 guess = integer_guess(v.value, getBaseType(v.type), lo, hi);
+  int64 edge = c.desc ? hi : lo;  // the first key in the aggregate's order
+  if (!past(edge)) {
+    b = KeyProbe::Bound{BoundKind::Key, datum(edge)};  // before every non-NULL key
+    after = false;
+    return;
+  }
+  // The last key the probe is past, in the aggregate's order.
+  int64 last;
+  if (!c.desc)
+    last = last_holding(lo, hi, guess, past);  // past holds from lo up to `last`
+  else if (past(lo))
+    last = lo;
+  else  // past holds from hi down to `last`
+    last = last_holding(lo, hi, guess, [&](int64 k) { return !past(k); }) + 1;
+  b = KeyProbe::Bound{BoundKind::Key, datum(last)};
+  after = true;
+}
+
+}  // namespace
+
+KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values, bool after)
+    : layout_(layout), bounds_(values.size()), after_(after) {
+  Bound *bounds = bounds_.data();
+  std::size_t n = values.size();
+  const KeyValue *vals = values.data();
+  pg_guard([&] {
+    state_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe", ALLOCSET_SMALL_SIZES);
+    scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext probe scratch", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(state_);
+    for (std::size_t i = 0; i < n; ++i) {
+      bounds[i] = make_bound(layout.column(i), vals[i]);
+      if (bounds[i].kind == BoundKind::Sql && !econtext_) econtext_ = CreateStandaloneExprContext();
+    }
+    if (n > 0 && bounds[n - 1].kind == BoundKind::Sql)
+      reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
+    MemoryContextSwitchTo(old);
+  });
+}
+
+KeyProbe::~KeyProbe() {
+  if (scratch_) MemoryContextDelete(scratch_);
+  if (state_) MemoryContextDelete(state_);
+}
+
+int KeyProbe::compare_column(std::size_t col, Datum value, bool isnull) const {
+  const Bound &b = bounds_[col];
+  if (b.kind == BoundKind::Null || b.kind == BoundKind::Key)
+    return layout_.compare_values(col, b.value, b.kind == BoundKind::Null, value, isnull);
+  const Column &c = layout_.column(col);
+  if (isnull) return c.nulls_first ? 1 : -1;
+  int entry_vs_bound;  // in the key type's ascending order
+  if (b.kind == BoundKind::CrossType) {
+    entry_vs_bound = sign(DatumGetInt32(FunctionCall2Coll(b.cross, c.collation, value, b.value)));
+  } else {
+    entry_vs_bound = evaluate(b.less, econtext_, value) ? -1 : evaluate(b.equal, econtext_, value) ? 0 : 1;
+    ResetExprContext(econtext_);
+  }
+  return c.desc ? entry_vs_bound : -entry_vs_bound;
+}
 
 int KeyProbe::compare_to(std::string_view entry) const {
   int result = 0;
-  std::size_t n = values_.size();
-  const Datum *values = values_.data();
-  const std::vector<bool> &nulls = nulls_;
+  std::size_t n = bounds_.size();
   const KeyLayout &layout = layout_;
+  const KeyProbe *self = this;
   MemoryContext scratch = scratch_;
   pg_guard([&] {
     MemoryContext old = MemoryContextSwitchTo(scratch);
@@ -180,7 +445,7 @@ int KeyProbe::compare_to(std::string_view entry) const {
     for (std::size_t i = 0; i < n && result == 0; ++i) {
       bool en;
       Datum ed = layout.decode(entry, pos, i, en);
-      result = layout.compare_values(i, values[i], nulls[i], ed, en);
+      result = self->compare_column(i, ed, en);
     }
     MemoryContextSwitchTo(old);
     MemoryContextReset(scratch);
@@ -272,12 +537,39 @@ Datum SumSpec::to_numeric(const Sum &s) const {
 
 // ---------------------------------------------------------------- argument coercion
 
+namespace {
+
+// Refuses a conversion `converted` of `value` that SQL would not call equal
+// to it (500.7 read as integer 501). Types SQL cannot compare pass.
+void check_exact(Datum converted, Oid target, Datum value, Oid source, const char *what) {
+  Oid key_type = getBaseType(target);
+  Expr *equal = sql_comparison("=", key_type, get_typcollation(key_type), value, source);
+  if (!equal) return;
+  ExprContext *econtext = CreateStandaloneExprContext();
+  bool same = evaluate(ExecInitExpr(equal, NULL), econtext, converted);
+  FreeExprContext(econtext, true);
+  if (same) return;
+  Oid output;
+  bool varlena;
+  getTypeOutputInfo(source, &output, &varlena);
+  ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                  errmsg("%s must be of type %s, not %s", what, format_type_be(target), format_type_be(source)),
+                  errdetail("%s \"%s\" is not exactly a value of type %s.", format_type_be(source),
+                            OidOutputFunctionCall(output, value), format_type_be(target)),
+                  errhint("Pass a value of type %s.", format_type_be(target))));
+}
+
+}  // namespace
+
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what) {
   if (source == target && typmod < 0) return value;
-  if (source == UNKNOWNOID || source == CSTRINGOID) {
+  // Text is read as an untyped literal is: drivers that leave a parameter's
+  // type open get it typed text (params.cpp).
+  if (source == UNKNOWNOID || source == CSTRINGOID || source == TEXTOID) {
     Oid input, ioparam;
     getTypeInputInfo(target, &input, &ioparam);
-    return OidInputFunctionCall(input, DatumGetCString(value), ioparam, typmod);
+    char *string = source == TEXTOID ? TextDatumGetCString(value) : DatumGetCString(value);
+    return OidInputFunctionCall(input, string, ioparam, typmod);
   }
   int16 len;
   bool byval;
@@ -290,6 +582,7 @@ Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char
                     errhint("Cast the value to %s.", format_type_be(target))));
   expr = (Node *)expression_planner((Expr *)expr);
   Const *result = (Const *)evaluate_expr((Expr *)expr, target, typmod, InvalidOid);
+  if (!result->constisnull) check_exact(result->constvalue, target, value, source, what);
   return result->constvalue;
 }
 

@@ -54,20 +54,36 @@ class EntryOrdering : public aggr::Ordering {
   MemoryContext scratch_;
 };
 
+// A key value as a caller passed it: any type, untyped literals included.
+struct KeyValue {
+  Datum value = 0;
+  bool isnull = false;
+  Oid type = InvalidOid;
+};
+
 // Before or after every entry whose first `values.size()` key columns equal
-// `values`. With no values: before / after everything.
+// `values`. With no values: before / after everything. A value of another
+// type than its column means exactly what `key < value` / `key = value`
+// mean in SQL (never a rounded cast); NULL is a NULL key value.
 class KeyProbe : public aggr::Probe {
  public:
-  KeyProbe(const KeyLayout &layout, std::vector<Datum> values, std::vector<bool> nulls, bool after);
+  KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values, bool after);
   ~KeyProbe() override;
+  KeyProbe(const KeyProbe &) = delete;
+  KeyProbe &operator=(const KeyProbe &) = delete;
   int compare_to(std::string_view entry) const override;
 
+  struct Bound;  // one column's value and comparator (keys.cpp)
+
  private:
+  int compare_column(std::size_t col, Datum value, bool isnull) const;  // probe vs entry value; pg-side
+
   const KeyLayout &layout_;
-  std::vector<Datum> values_;
-  std::vector<bool> nulls_;
+  std::vector<Bound> bounds_;
   bool after_;
-  MemoryContext scratch_;
+  MemoryContext state_ = nullptr;    // comparators and converted values
+  MemoryContext scratch_ = nullptr;  // reset after each comparison
+  ExprContext *econtext_ = nullptr;  // evaluates SQL comparisons (Sql bounds only)
 };
 
 // How an aggregate's sum_value is typed, and conversions to and from Sum.
@@ -81,7 +97,10 @@ struct SumSpec {
 // Coerces argument `argno` of a "any" parameter to `target`; sets isnull.
 // Errors name `what` and the expected type. pg-side.
 Datum coerce_any_arg(FunctionCallInfo fcinfo, int argno, Oid target, int32 typmod, const char *what, bool *isnull);
-// Coerces a Datum of type `source` to `target` (assignment cast or input).
+// Coerces a Datum of type `source` to `target`: untyped literals and text
+// through the target's input function, other types by assignment cast. A
+// cast that changes the value (1.5 to integer 2) is an error (42804): the
+// value would no longer equal what the caller passed.
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what);
 
 std::string int128_to_string(aggr::int128 v);
