@@ -2,7 +2,7 @@
 # tested on its own by CMake (see CMakeLists.txt).
 EXTENSION = aggr_ext
 MODULE_big = aggr_ext
-DATA = aggr_ext--1.0.sql
+DATA = aggr_ext--1.0.sql aggr_ext--1.1.sql aggr_ext--1.0--1.1.sql
 PGFILEDESC = "aggr_ext - aggregate indexes"
 
 CORE_SRCS = src/core/node_codec.cpp src/core/tree.cpp src/core/pending.cpp
@@ -10,7 +10,7 @@ PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp
           src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/ddl.cpp src/pg/params.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup corruption api errors maintenance keys bounds backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security
+REGRESS = setup corruption api errors maintenance keys bounds backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security upgrade
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency backfill_live caches deferred_writers job_races reader_snapshots security_lock
 ISOLATION_OPTS = --outputdir=output_iso

@@ -142,34 +142,26 @@ CREATE FUNCTION aggr_job_start(name text, kind text, batch_size int4, background
 CREATE FUNCTION aggr_job_step(name text) RETURNS bool
     AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 CREATE FUNCTION aggr_job_status(name text,
-    OUT phase text, OUT cancelled bool, OUT error text, OUT rows_done int8, OUT rows_total int8, OUT progress text,
-    OUT background bool)
+    OUT phase text, OUT cancelled bool, OUT error text, OUT rows_done int8, OUT rows_total int8, OUT progress text)
     RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 CREATE FUNCTION aggr_backfill_cancel(name text) RETURNS void
     AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Waits for the job of an aggregate, with a NOTICE of progress every few
 -- seconds. Without a background worker it runs the steps itself.
--- These procedures COMMIT, so they cannot carry SET search_path: every
--- function, type and operator they use is schema-qualified instead, so that
--- nothing found on the caller's search_path (a function planted in a
--- writable public schema) ever runs as the caller.
 CREATE PROCEDURE aggr_wait(name text)
 LANGUAGE plpgsql AS $$
 DECLARE
     j record;
-    t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
-    last_notice pg_catalog.timestamptz := pg_catalog.clock_timestamp();
-    done0 pg_catalog.int8;
-    rate pg_catalog.numeric;
+    t0 timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+    done0 int8;
+    rate numeric;
 BEGIN
-    IF name IS NULL THEN
-        RAISE EXCEPTION 'aggregate name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    SELECT * INTO j FROM @extschema@.aggr_job_status(name);
-    done0 := COALESCE(j.rows_done, 0);
+    SELECT * INTO j FROM aggr_job_status(name);
+    done0 := coalesce(j.rows_done, 0);
     LOOP
-        SELECT * INTO j FROM @extschema@.aggr_job_status(name);
+        SELECT * INTO j FROM aggr_job_status(name);
         EXIT WHEN j.phase IS NULL;
         IF j.error IS NOT NULL THEN
             RAISE EXCEPTION 'job of aggregate % failed: %', name, j.error;
@@ -177,22 +169,17 @@ BEGIN
         IF j.cancelled THEN
             RAISE EXCEPTION 'job of aggregate % was cancelled (%)', name, j.progress;
         END IF;
-        IF j.background THEN
-            PERFORM pg_catalog.pg_sleep(0.05);
+        IF (SELECT background FROM aggr_internal.jobs WHERE aggr_id = (SELECT aggr_id FROM aggr_internal.aggregates a WHERE a.name = aggr_wait.name)) THEN
+            PERFORM pg_sleep(0.05);
         ELSE
-            PERFORM @extschema@.aggr_job_step(name);
+            PERFORM aggr_job_step(name);
         END IF;
         COMMIT;
-        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_notice
-               OPERATOR(pg_catalog.>) '2 seconds'::pg_catalog.interval THEN
-            rate := pg_catalog.round((j.rows_done OPERATOR(pg_catalog.-) done0)::pg_catalog.numeric OPERATOR(pg_catalog./)
-                        GREATEST(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0),
-                                 0.001::pg_catalog.numeric));
+        IF clock_timestamp() - last_notice > interval '2 seconds' THEN
+            rate := round((j.rows_done - done0) / greatest(extract(epoch FROM clock_timestamp() - t0), 0.001));
             RAISE NOTICE 'aggregate %: % — % rows/s, ETA % s', name, j.progress, rate,
-                CASE WHEN j.phase OPERATOR(pg_catalog.=) 'scan'::pg_catalog.text AND rate OPERATOR(pg_catalog.>) 0::pg_catalog.numeric
-                     THEN pg_catalog.round((j.rows_total OPERATOR(pg_catalog.-) j.rows_done)::pg_catalog.numeric
-                                           OPERATOR(pg_catalog./) rate) END;
-            last_notice := pg_catalog.clock_timestamp();
+                CASE WHEN j.phase = 'scan' AND rate > 0 THEN round((j.rows_total - j.rows_done) / rate) END;
+            last_notice := clock_timestamp();
         END IF;
     END LOOP;
     RAISE NOTICE 'aggregate %: ready', name;
@@ -202,16 +189,15 @@ CREATE PROCEDURE aggr_backfill(name text, batch_size int4 DEFAULT 50000, wait bo
                                background bool DEFAULT true)
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM @extschema@.aggr_job_start(name, 'backfill'::pg_catalog.text, batch_size, background);
+    PERFORM aggr_job_start(name, 'backfill', batch_size, background);
     IF wait THEN
         COMMIT;
-        CALL @extschema@.aggr_wait(name);
+        CALL aggr_wait(name);
     END IF;
 END $$;
 
 CREATE FUNCTION aggr_rebuild(name text, batch_size int4 DEFAULT 50000, background bool DEFAULT true)
-    RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT @extschema@.aggr_job_start(name, 'rebuild'::pg_catalog.text, batch_size, background) $$;
+    RETURNS void LANGUAGE sql AS $$ SELECT aggr_job_start(name, 'rebuild', batch_size, background) $$;
 
 -- Queries. Bounds and namespaces accept any value castable to the key's /
 -- namespace's type.
@@ -260,25 +246,8 @@ CREATE FUNCTION aggr_diff(name text,
 CREATE FUNCTION aggr_repair(name text, OUT inserted int8, OUT deleted int8, OUT updated int8)
     RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
--- The aggregates of this database that the current role may see: those on
--- tables it may SELECT or whose owner it is (a member of), and, for
--- superusers, those whose table is gone. The view reads aggr_internal with
--- its owner's rights; the filter uses the caller's.
+-- Every aggregate, for humans.
 CREATE VIEW aggr_aggregates AS
     SELECT a.name, a.source, a.state, a.key_spec AS key,
            a.sum_spec AS sum_value, a.ns_spec AS namespace, a.created, a.write_mode
-      FROM aggr_internal.aggregates a
-      LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.source::pg_catalog.oid
-     WHERE CASE WHEN c.oid IS NULL
-                THEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
-                ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') OR pg_catalog.pg_has_role(c.relowner, 'USAGE')
-           END;
-GRANT SELECT ON aggr_aggregates TO PUBLIC;
-
--- DROP TABLE (and DROP SCHEMA ... CASCADE, DROP OWNED) removes the table's
--- aggregates, as it removes its indexes. ALWAYS: also under
--- session_replication_role = replica (restores, logical replication).
-CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
-    AS 'MODULE_PATHNAME' LANGUAGE C;
-CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
-ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
+      FROM aggr_internal.aggregates a;

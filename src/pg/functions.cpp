@@ -350,14 +350,22 @@ AGGR_FUNCTION(aggr_at) {
   });
 }
 
+// A page's limit: int8 since 1.1 (int4 in a 1.0 schema not yet updated).
+int64 limit_arg(FunctionCallInfo fcinfo, int argno) {
+  Oid type = InvalidOid;
+  pg_guard([&] { type = get_fn_expr_argtype(fcinfo->flinfo, argno); });
+  int64 limit = type == INT4OID ? PG_GETARG_INT32(argno) : PG_GETARG_INT64(argno);
+  if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+  return limit;
+}
+
 AGGR_FUNCTION(aggr_page) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 3, t));
     if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
       throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
-    int32 limit = PG_GETARG_INT32(2);
-    if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+    int64 limit = limit_arg(fcinfo, 2);
     std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
     emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
     return (Datum)0;
@@ -369,8 +377,7 @@ namespace {
 Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
   ReadTree rt(t, namespace_arg(fcinfo, 4, t));
   if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
-  int32 limit = PG_GETARG_INT32(2);
-  if (limit < 0) throw UserError(ERRCODE_INVALID_ROW_COUNT_IN_LIMIT_CLAUSE, "limit must not be negative");
+  int64 limit = limit_arg(fcinfo, 2);
   std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   Relation rel = nullptr;

@@ -1,0 +1,118 @@
+\echo Use "ALTER EXTENSION aggr_ext UPDATE TO '1.1'" to load this file. \quit
+
+-- aggr_ext 1.0 -> 1.1. The internal tables keep their shape (jobs.log_done
+-- now holds the job's log floor: an in-flight 1.0 job's "last replayed
+-- sequence" means the same to it). What changes:
+--  * aggr_job_status gains OUT background (aggr_wait no longer reads
+--    aggr_internal, which a non-superuser owner cannot);
+--  * aggr_wait / aggr_backfill / aggr_rebuild call only schema-qualified
+--    objects; aggr_wait(NULL) is an error;
+--  * aggr_page / aggr_page_rows take an int8 limit (drivers' 64-bit integers);
+--  * aggr_aggregates shows each role the aggregates it may read;
+--  * DROP TABLE / DROP SCHEMA / DROP OWNED remove the dropped tables'
+--    aggregates (sql_drop event trigger).
+-- Functions whose signature changes are dropped and re-created: a view of
+-- yours that calls aggr_page or aggr_job_status must be dropped before the
+-- update and re-created after it (the update fails with a clear dependency
+-- error otherwise, changing nothing).
+
+DROP FUNCTION aggr_job_status(text);
+CREATE FUNCTION aggr_job_status(name text,
+    OUT phase text, OUT cancelled bool, OUT error text, OUT rows_done int8, OUT rows_total int8, OUT progress text,
+    OUT background bool)
+    RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- These procedures COMMIT, so they cannot carry SET search_path: every
+-- function, type and operator they use is schema-qualified instead, so that
+-- nothing found on the caller's search_path (a function planted in a
+-- writable public schema) ever runs as the caller.
+CREATE OR REPLACE PROCEDURE aggr_wait(name text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    j record;
+    t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    last_notice pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    done0 pg_catalog.int8;
+    rate pg_catalog.numeric;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'aggregate name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO j FROM @extschema@.aggr_job_status(name);
+    done0 := COALESCE(j.rows_done, 0);
+    LOOP
+        SELECT * INTO j FROM @extschema@.aggr_job_status(name);
+        EXIT WHEN j.phase IS NULL;
+        IF j.error IS NOT NULL THEN
+            RAISE EXCEPTION 'job of aggregate % failed: %', name, j.error;
+        END IF;
+        IF j.cancelled THEN
+            RAISE EXCEPTION 'job of aggregate % was cancelled (%)', name, j.progress;
+        END IF;
+        IF j.background THEN
+            PERFORM pg_catalog.pg_sleep(0.05);
+        ELSE
+            PERFORM @extschema@.aggr_job_step(name);
+        END IF;
+        COMMIT;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_notice
+               OPERATOR(pg_catalog.>) '2 seconds'::pg_catalog.interval THEN
+            rate := pg_catalog.round((j.rows_done OPERATOR(pg_catalog.-) done0)::pg_catalog.numeric OPERATOR(pg_catalog./)
+                        GREATEST(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0),
+                                 0.001::pg_catalog.numeric));
+            RAISE NOTICE 'aggregate %: % — % rows/s, ETA % s', name, j.progress, rate,
+                CASE WHEN j.phase OPERATOR(pg_catalog.=) 'scan'::pg_catalog.text AND rate OPERATOR(pg_catalog.>) 0::pg_catalog.numeric
+                     THEN pg_catalog.round((j.rows_total OPERATOR(pg_catalog.-) j.rows_done)::pg_catalog.numeric
+                                           OPERATOR(pg_catalog./) rate) END;
+            last_notice := pg_catalog.clock_timestamp();
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'aggregate %: ready', name;
+END $$;
+
+CREATE OR REPLACE PROCEDURE aggr_backfill(name text, batch_size int4 DEFAULT 50000, wait bool DEFAULT false,
+                               background bool DEFAULT true)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM @extschema@.aggr_job_start(name, 'backfill'::pg_catalog.text, batch_size, background);
+    IF wait THEN
+        COMMIT;
+        CALL @extschema@.aggr_wait(name);
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION aggr_rebuild(name text, batch_size int4 DEFAULT 50000, background bool DEFAULT true)
+    RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT @extschema@.aggr_job_start(name, 'rebuild'::pg_catalog.text, batch_size, background) $$;
+
+DROP FUNCTION aggr_page(text, int8, int4, "any");
+CREATE FUNCTION aggr_page(name text, "offset" int8, "limit" int8, namespace "any" DEFAULT NULL,
+                          OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
+DROP FUNCTION aggr_page_rows(text, int8, int4, anyelement, "any");
+CREATE FUNCTION aggr_page_rows(name text, "offset" int8, "limit" int8, row_type anyelement,
+                               namespace "any" DEFAULT NULL)
+    RETURNS SETOF anyelement AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
+
+-- The aggregates of this database that the current role may see: those on
+-- tables it may SELECT or whose owner it is (a member of), and, for
+-- superusers, those whose table is gone. The view reads aggr_internal with
+-- its owner's rights; the filter uses the caller's.
+CREATE OR REPLACE VIEW aggr_aggregates AS
+    SELECT a.name, a.source, a.state, a.key_spec AS key,
+           a.sum_spec AS sum_value, a.ns_spec AS namespace, a.created, a.write_mode
+      FROM aggr_internal.aggregates a
+      LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.source::pg_catalog.oid
+     WHERE CASE WHEN c.oid IS NULL
+                THEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') OR pg_catalog.pg_has_role(c.relowner, 'USAGE')
+           END;
+GRANT SELECT ON aggr_aggregates TO PUBLIC;
+
+-- DROP TABLE (and DROP SCHEMA ... CASCADE, DROP OWNED) removes the table's
+-- aggregates, as it removes its indexes. ALWAYS: also under
+-- session_replication_role = replica (restores, logical replication).
+CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
+ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
