@@ -441,7 +441,9 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
   const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
-    cxt_ = AllocSetContextCreate(TopMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
+    // Built under the caller's context and moved under TopMemoryContext only
+    // when complete (as relcache does): an error half way frees it.
+    cxt_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
     Relation rel = try_relation_open(def_.source, AccessShareLock);
     if (!rel)
@@ -469,6 +471,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       stale_ = true;
       relation_close(rel, AccessShareLock);
       MemoryContextSwitchTo(old);
+      MemoryContextSetParent(cxt_, TopMemoryContext);
       return;
     }
     ListCell *lc;
@@ -520,6 +523,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     econtext_ = CreateStandaloneExprContext();
     relation_close(rel, AccessShareLock);
     MemoryContextSwitchTo(old);
+    MemoryContextSetParent(cxt_, TopMemoryContext);
   });
 }
 
