@@ -48,6 +48,9 @@ passed=$((passed + ok))
 failed=$((failed + bad))
 if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
 
+echo "== client drivers: node-postgres, psycopg 3, pgbench -M extended/prepared, libpq (untyped parameters, against plain SQL)"
+if bash test/drivers/run.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "== multi-client soak (8 clients, savepoints, rollbacks; 15 s)"
 if bash test/bench/soak.sh "${AGGR_SOAK_SECONDS:-15}" 8; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
