@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: core unit tests (ASan/UBSan), then the extension's
-# regression and isolation suites on a throwaway cluster, then the TAP tests.
+# regression and isolation suites on a throwaway cluster, the client drivers
+# (test/drivers), the soak and benchmark smoke runs, then the TAP tests.
 # Needs: pg_config (PostgreSQL 15 server + dev headers), cmake, g++, GoogleTest;
 # installs the extension into the server's directories (run as root or with
 # write access to them).
