@@ -25,6 +25,11 @@ EXECUTE rank_of('4', 4); EXECUTE rank_of('5', 5); EXECUTE rank_of('4999', 4999);
 -- not a value of the key's type: the key's input function says so
 SELECT pg_temp.outcome($$EXECUTE rank_of('abc', 0)$$);
 
+-- JDBC's setString sends varchar: read as the key's / namespace's type too
+SELECT aggr_rank('p_lb', '2500'::varchar) = 1 + (SELECT count(*) FROM scores WHERE score > 2500 OR score IS NULL) AS key_same,
+       aggr_count('p_game', '3'::varchar(5), upper => '777'::varchar) = (SELECT count(*) FROM scores WHERE game = 3 AND score <= 777) AS count_same;
+SELECT pg_temp.outcome($$SELECT aggr_rank('p_lb', 'abc'::varchar)$$);
+
 -- one parameter passed twice, and also to another function's "any"
 PREPARE twice AS
   SELECT aggr_count('p_lb', NULL, $1, $1) = (SELECT count(*) FROM scores WHERE score = $2) AS same, pg_typeof($1);

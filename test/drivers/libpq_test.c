@@ -1,6 +1,8 @@
 /*
  * libpq with paramTypes = NULL: every parameter is untyped text, as most
- * drivers built on libpq send them. Each call is compared with the same
+ * drivers built on libpq send them; and with the types JDBC gives them
+ * (setString: varchar, setLong: int8), since no JVM driver runs here (the
+ * test clusters listen on a Unix socket only). Each call is compared with the same
  * question asked in plain SQL through the same connection. Connection from
  * the PG* environment. Prints one summary line; exits 1 on any failure.
  */
@@ -29,10 +31,8 @@ static void fail(const char *name, const char *detail1, const char *detail2) {
 }
 
 /* The first column of the only row ("<null>" for NULL, "" for no row), or
- * "ERROR <SQLSTATE> <message>". A statement name executes a prepared one. */
-static char *ask(const char *prepared, const char *query, int n, const char *const *values) {
-  PGresult *res = prepared ? PQexecPrepared(conn, prepared, n, values, NULL, NULL, 0)
-                           : PQexecParams(conn, query, n, NULL, values, NULL, NULL, 0);
+ * "ERROR <SQLSTATE> <message>". */
+static char *result_text(PGresult *res) {
   char *out = malloc(8192);
   if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
     snprintf(out, 8192, "%s", PQntuples(res) == 0 ? "" : PQgetisnull(res, 0, 0) ? "<null>" : PQgetvalue(res, 0, 0));
@@ -40,6 +40,18 @@ static char *ask(const char *prepared, const char *query, int n, const char *con
     snprintf(out, 8192, "ERROR %s %s", PQresultErrorField(res, PG_DIAG_SQLSTATE), PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
   PQclear(res);
   return out;
+}
+
+/* Untyped parameters; a statement name executes a prepared statement. */
+static char *ask(const char *prepared, const char *query, int n, const char *const *values) {
+  return result_text(prepared ? PQexecPrepared(conn, prepared, n, values, NULL, NULL, 0)
+                              : PQexecParams(conn, query, n, NULL, values, NULL, NULL, 0));
+}
+
+/* With explicit parameter types, as JDBC sends them: setString is varchar
+ * (1043), setLong int8 (20), setNull(i, Types.OTHER) unspecified (0). */
+static char *ask_typed(const char *query, int n, const Oid *types, const char *const *values) {
+  return result_text(PQexecParams(conn, query, n, types, values, NULL, NULL, 0));
 }
 
 static void compare(const char *name, char *got, char *want) {
@@ -107,6 +119,16 @@ static void run(void) {
   error("fraction", RANK, 1, frac, "22P02", "integer");
   error("bad typed", "SELECT aggr_rank('d_lb', $1::boolean)", 1, yes, "42804", "integer");
   error("bad namespace", COUNT, 3, badns, "22P02", "integer");
+  /* JDBC's types: setString("500") on an integer key, a varchar namespace,
+   * setNull(Types.OTHER) as a bound, setLong offsets and limits */
+  const Oid varchar1[] = {1043}, count_types[] = {1043, 0, 1043}, int8s[] = {20, 20};
+  compare("jdbc setString", ask_typed(RANK, 1, varchar1, k500), ask(NULL, RANK_SQL, 1, k500));
+  compare("jdbc setString count", ask_typed(COUNT, 3, count_types, b2), ask(NULL, COUNT_SQL, 3, b2));
+  compare("jdbc setLong page", ask_typed(PAGE, 2, int8s, p2), ask(NULL, PAGE_SQL, 2, p2));
+  char *bad = ask_typed(RANK, 1, varchar1, abc);
+  checks++;
+  if (strncmp(bad, "ERROR 22P02 ", 12) != 0 || !strstr(bad, "integer")) fail("jdbc bad setString", bad, NULL);
+  free(bad);
   /* EXPLAIN and a cursor declared with parameters */
   char *plan = ask(NULL, "EXPLAIN SELECT aggr_rank('d_lb', $1)", 1, k500);
   checks++;
@@ -141,6 +163,6 @@ int main(void) {
     run();
   }
   PQfinish(conn);
-  printf("libpq %d (PQexecParams, paramTypes NULL): %d checks, %d failures\n", PQlibVersion(), checks, failures);
+  printf("libpq %d (PQexecParams untyped, and typed as JDBC types them): %d checks, %d failures\n", PQlibVersion(), checks, failures);
   return failures || !checks ? 1 : 0;
 }
