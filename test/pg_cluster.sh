@@ -34,6 +34,11 @@ max_connections = 50
 max_prepared_transactions = 10
 CONF
     fi
+    # Drivers send untyped parameters; the library types them for its "any"
+    # arguments only when loaded before a statement is parsed (README:
+    # Installation). Added to clusters made before this line existed, too.
+    grep -q '^session_preload_libraries' "$dir/postgresql.conf" ||
+      echo "session_preload_libraries = 'aggr_ext'" | as_owner tee -a "$dir/postgresql.conf" >/dev/null
     as_owner "$BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -o "-p $port" -w start >/dev/null
     ;;
   stop)

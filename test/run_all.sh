@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: core unit tests (ASan/UBSan), then the extension's
-# regression and isolation suites on a throwaway cluster, then the TAP tests.
+# regression and isolation suites on a throwaway cluster, the client drivers
+# (test/drivers), the soak and benchmark smoke runs, then the TAP tests.
 # Needs: pg_config (PostgreSQL 15 server + dev headers), cmake, g++, GoogleTest;
 # installs the extension into the server's directories (run as root or with
 # write access to them).
@@ -47,6 +48,9 @@ bad=$(grep -cE '\.\.\. (FAILED|failed)' "$DATA/installcheck.log" || true)
 passed=$((passed + ok))
 failed=$((failed + bad))
 if [ "$status" != 0 ] && [ "$bad" = 0 ]; then failed=$((failed + 1)); fi
+
+echo "== client drivers: node-postgres, psycopg 3, pgbench -M extended/prepared, libpq (untyped parameters, against plain SQL)"
+if bash test/drivers/run.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 echo "== multi-client soak (8 clients, savepoints, rollbacks; 15 s)"
 if bash test/bench/soak.sh "${AGGR_SOAK_SECONDS:-15}" 8; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

@@ -564,11 +564,12 @@ void check_exact(Datum converted, Oid target, Datum value, Oid source, const cha
 Datum coerce_value(Datum value, Oid source, Oid target, int32 typmod, const char *what) {
   if (source == target && typmod < 0) return value;
   // Text is read as an untyped literal is: drivers that leave a parameter's
-  // type open get it typed text (params.cpp).
-  if (source == UNKNOWNOID || source == CSTRINGOID || source == TEXTOID) {
+  // type open get it typed text (params.cpp); JDBC's setString sends varchar.
+  if (source == UNKNOWNOID || source == CSTRINGOID || source == TEXTOID || source == VARCHAROID) {
     Oid input, ioparam;
     getTypeInputInfo(target, &input, &ioparam);
-    char *string = source == TEXTOID ? TextDatumGetCString(value) : DatumGetCString(value);
+    bool varlena = source == TEXTOID || source == VARCHAROID;
+    char *string = varlena ? TextDatumGetCString(value) : DatumGetCString(value);
     return OidInputFunctionCall(input, string, ioparam, typmod);
   }
   int16 len;

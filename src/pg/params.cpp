@@ -12,6 +12,7 @@
 extern "C" {
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
+#include "nodes/parsenodes.h"
 #include "parser/analyze.h"
 #include "parser/parse_param.h"
 }
@@ -89,6 +90,44 @@ bool walk(Node *node, void *context) {
   return expression_tree_walker(node, as_walker(walk), context);
 }
 
+// Every other reference to a parameter typed above ($1 passed twice, or
+// also to pg_typeof) must carry the same type, or execution refuses the
+// plan ("type of parameter 1 (text) does not match ..."). A reference still
+// unknown has a declared type only if type_untyped_params set it: parse
+// analysis has already refused any other mismatch.
+bool sync_param_types(Node *node, void *context) {
+  if (!node) return false;
+  Walk &w = *static_cast<Walk *>(context);
+  if (IsA(node, Query)) return query_tree_walker((Query *)node, as_walker(sync_param_types), context, 0);
+  if (IsA(node, Param)) {
+    Param *p = (Param *)node;
+    if (p->paramkind == PARAM_EXTERN && p->paramtype == UNKNOWNOID && p->paramid >= 1 &&
+        p->paramid <= *w.state->numParams) {
+      Oid declared = (*w.state->paramTypes)[p->paramid - 1];
+      if (declared != UNKNOWNOID && declared != InvalidOid) {
+        p->paramtype = declared;
+        p->paramcollid = get_typcollation(declared);
+      }
+    }
+    return false;
+  }
+  return expression_tree_walker(node, as_walker(sync_param_types), context);
+}
+
+// The statement a utility command analyzed with the caller's parameters
+// (EXPLAIN, DECLARE CURSOR as psycopg's server-side cursors send it, CREATE
+// TABLE AS), or the query itself.
+Query *analyzed_statement(Query *query) {
+  while (query && query->commandType == CMD_UTILITY && query->utilityStmt) {
+    Node *inner = nullptr;
+    if (IsA(query->utilityStmt, ExplainStmt)) inner = ((ExplainStmt *)query->utilityStmt)->query;
+    else if (IsA(query->utilityStmt, DeclareCursorStmt)) inner = ((DeclareCursorStmt *)query->utilityStmt)->query;
+    else if (IsA(query->utilityStmt, CreateTableAsStmt)) inner = ((CreateTableAsStmt *)query->utilityStmt)->query;
+    query = inner && IsA(inner, Query) ? (Query *)inner : nullptr;
+  }
+  return query;
+}
+
 void post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate) {
   if (previous_hook) previous_hook(pstate, query, jstate);
   if (!pstate || pstate->p_paramref_hook != variable_paramref_hook || !pstate->p_ref_hook_state) return;
@@ -96,9 +135,11 @@ void post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate) {
   bool untyped = false;
   for (int i = 0; i < *state->numParams && !untyped; ++i)
     untyped = (*state->paramTypes)[i] == UNKNOWNOID || (*state->paramTypes)[i] == InvalidOid;
-  if (!untyped) return;
+  query = analyzed_statement(query);
+  if (!untyped || !query) return;
   Walk w{state};
   (void)query_tree_walker(query, as_walker(walk), &w, 0);
+  (void)query_tree_walker(query, as_walker(sync_param_types), &w, 0);
 }
 }  // namespace
 
