@@ -539,11 +539,20 @@ AGGR_FUNCTION(aggr_drop) {
   AggregateDef def;
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), def, false);
   bool table_exists = false;
+  const std::string name_literal = sql_literal(def.name);  // for a hint inside pg_guard
   pg_guard([&] {
     char *relname = get_rel_name(def.source);
     table_exists = relname != nullptr;
     if (table_exists && !pg_class_ownercheck(def.source, GetUserId()))
       aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+    // With the table gone nobody owns the aggregate any more (the sql_drop
+    // event trigger normally removes it with the table; it was disabled, or
+    // a restore came without the table): only who owns the database may.
+    if (!table_exists && !pg_database_ownercheck(MyDatabaseId, GetUserId()))
+      ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                      errmsg("must be the owner of the database to drop aggregate \"%s\", whose table no longer exists",
+                             def.name.c_str()),
+                      errhint("Ask the database owner or a superuser to run SELECT aggr_drop(%s).", name_literal.c_str())));
     lock_aggregate(def.id, AccessExclusiveLock);
   });
   op_buffer().flush();
