@@ -131,6 +131,28 @@ SELECT count(*) AS ns_checked, count(*) FILTER (WHERE aggr_count('ev_kind', name
   FROM (VALUES ('a'), ('b'), ('c'), ('d')) v(k);
 SELECT status FROM aggr_verify('ev_kind');
 SELECT aggr_drop('ev'), aggr_drop('ev_kind');
+
+-- An aggregate whose key no longer compiles (a function folded in when it is
+-- compiled now raises): reads and writes fail with that error, but its
+-- status, its job's status, the cancel of its job and its drop still work.
+CREATE FUNCTION bf_offset() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 0';
+CREATE TABLE bf_broken (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO bf_broken SELECT g, g FROM generate_series(1, 100) g;
+SELECT aggr_create('bf_broken_v', 'bf_broken'::regclass, key => 'v + bf_offset()', sum_value => 'v', build => 'now');
+SELECT aggr_rebuild('bf_broken_v', batch_size => 10, background => false);
+SELECT aggr_job_step('bf_broken_v');
+CREATE OR REPLACE FUNCTION bf_offset() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RAISE EXCEPTION 'bf_offset is broken';
+END $$;
+SELECT aggr_count('bf_broken_v');
+SELECT name, state, entries, total_sum = (SELECT sum(v) FROM bf_broken) AS sum_ok, job FROM aggr_status('bf_broken_v');
+SELECT phase, rows_done FROM aggr_job_status('bf_broken_v');
+SELECT aggr_backfill_cancel('bf_broken_v');
+SELECT count(*) AS jobs_left FROM aggr_internal.jobs j JOIN aggr_internal.aggregates a USING (aggr_id) WHERE a.name = 'bf_broken_v';
+SELECT aggr_drop('bf_broken_v');
+DROP TABLE bf_broken;
+DROP FUNCTION bf_offset();
 SELECT (SELECT count(*) FROM aggr_internal.trees) AS trees, (SELECT count(*) FROM aggr_internal.jobs) AS jobs,
        (SELECT count(*) FROM aggr_internal.log) AS log;
 DROP FUNCTION events_exact(text);

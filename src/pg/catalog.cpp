@@ -552,6 +552,21 @@ void CompiledAggregate::check_not_stale() const {
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
 }
 
+bool definition_stale(const AggregateDef &def) {
+  if (def.origin != current_origin()) return false;  // stored OIDs belong to another database
+  bool stale = false;
+  pg_guard([&] {
+    Relation rel = try_relation_open(def.source, AccessShareLock);
+    if (!rel) return;
+    List *exprs = (List *)stringToNode(def.key_exprs.c_str());
+    Node *sum = def.sum_expr.empty() ? nullptr : (Node *)stringToNode(def.sum_expr.c_str());
+    Node *nsx = def.ns_expr.empty() ? nullptr : (Node *)stringToNode(def.ns_expr.c_str());
+    stale = columns_signature(rel, exprs, sum, nsx) != def.columns_sig;
+    relation_close(rel, AccessShareLock);
+  });
+  return stale;
+}
+
 void CompiledAggregate::raise_null_namespace() const {
   ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
                   errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(), get_rel_name(def_.source)),

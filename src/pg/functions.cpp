@@ -68,13 +68,31 @@ struct Target {
   Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
 };
 
+// Compile::Never: the caller needs only the catalog row (a cancel, a
+// status), so an aggregate whose expressions no longer compile (a function
+// of its key that now raises, dropped, or whose EXECUTE was revoked) can
+// still be cancelled and looked at; t.agg is then nullptr.
+enum class Compile { Always, Never };
+
+// Whether the current role may SELECT the whole table: then reading the
+// aggregate needs no column list (which only a compiled aggregate has).
+bool whole_table_readable(const AggregateDef &def) {
+  bool readable = false;
+  pg_guard([&] {
+    readable = get_rel_name(def.source) != nullptr &&
+               pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+  });
+  return readable;
+}
+
 // A read compiles the aggregate as the reader (its own statement, like an
 // index expression in a query). Maintenance (Access::Own) checks ownership
 // first and compiles as the table owner: compiling folds constants, which
 // runs the owner's IMMUTABLE functions, and must not do so as a superuser
 // calling on another role's table. Maintenance entries then work inside
 // run_as_table_owner, where compiled_aggregate hands out that same entry.
-Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
+Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true,
+                      Compile compile = Compile::Always) {
   Target t;
   // A read answers as of its query's snapshot, definition included: a
   // REPEATABLE READ transaction keeps the generation and write mode it saw
@@ -82,7 +100,11 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
   if (access == Access::Read)
     pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false, t.snapshot);
-  if (access == Access::Own) {
+  if (compile == Compile::Never && access == Access::Own) {
+    check_access(t.def, nullptr, access);
+  } else if (compile == Compile::Never && whole_table_readable(t.def)) {
+    pg_guard([&] { check_no_row_security(t.def); });  // the rest of check_read_privileges
+  } else if (access == Access::Own) {
     check_access(t.def, nullptr, access);  // reports a source table that no longer exists
     run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
@@ -645,7 +667,7 @@ AGGR_FUNCTION(aggr_job_step) {
 
 AGGR_FUNCTION(aggr_backfill_cancel) {
   require_writable("aggr_backfill_cancel()");
-  Target t = open_aggregate(fcinfo, Access::Own, false);
+  Target t = open_aggregate(fcinfo, Access::Own, false, Compile::Never);
   cancel_job(t.def);
   PG_RETURN_VOID();
 }
@@ -653,7 +675,7 @@ AGGR_FUNCTION(aggr_backfill_cancel) {
 // (phase, cancelled, error, rows_done, rows_total, progress, background) of the
 // running job, for aggr_wait (which cannot read aggr_internal as a non-superuser).
 AGGR_FUNCTION(aggr_job_status) {
-  Target t = open_aggregate(fcinfo, Access::Read, false);
+  Target t = open_aggregate(fcinfo, Access::Read, false, Compile::Never);
   ensure_job_worker(t.def.id);
   JobRow job = load_job(t.def.id);
   std::string text = job_progress_text(job);
@@ -675,8 +697,25 @@ AGGR_FUNCTION(aggr_job_status) {
 
 // ---------------------------------------------------------------- operations
 
+namespace {
+// The sum's kind and scale as the catalog row states them (what
+// CompiledAggregate::sum() holds), without compiling.
+SumSpec sum_spec_of(const AggregateDef &def) {
+  SumSpec spec;
+  spec.kind = def.sum_kind == "float" ? SumKind::Float : def.sum_kind == "exact" ? SumKind::Exact : SumKind::None;
+  spec.scale = def.sum_scale;
+  return spec;
+}
+}  // namespace
+
+// Compiles only what it needs: the pending deltas of a deferred aggregate
+// (and, for a reader without table-level SELECT, the column check). A stale
+// aggregate reports state 'stale'.
 AGGR_FUNCTION(aggr_status) {
-  Target t = open_aggregate(fcinfo, Access::Read, false);
+  Target t = open_aggregate(fcinfo, Access::Read, false, Compile::Never);
+  bool stale = t.agg ? t.agg->stale() : definition_stale(t.def);
+  std::string state = stale ? "stale" : t.def.state;
+  SumSpec sum = sum_spec_of(t.def);
   op_buffer().flush();
   ensure_job_worker(t.def.id);
   JobRow job = load_job(t.def.id);
@@ -717,7 +756,8 @@ AGGR_FUNCTION(aggr_status) {
     table_close(nodes_rel, AccessShareLock);
     table_close(trees, AccessShareLock);
   });
-  if (t.def.deferred && generation != 0) {  // entries counts the pending deltas too
+  if (t.def.deferred && generation != 0 && !stale) {  // entries counts the pending deltas too
+    if (!t.agg) t.agg = &compiled_aggregate(t.def);   // as the reader, as a read would
     EntryOrdering order(t.agg->layout());
     Snapshot snap = nullptr;
     pg_guard([&] { snap = GetTransactionSnapshot(); });
@@ -730,7 +770,7 @@ AGGR_FUNCTION(aggr_status) {
     bool n[18] = {};
     v[0] = CStringGetTextDatum(t.def.name.c_str());
     v[1] = ObjectIdGetDatum(t.def.source);
-    v[2] = CStringGetTextDatum(t.def.state.c_str());
+    v[2] = CStringGetTextDatum(state.c_str());
     v[3] = CStringGetTextDatum(t.def.key_spec.c_str());
     n[4] = t.def.sum_spec.empty();
     v[4] = n[4] ? (Datum)0 : CStringGetTextDatum(t.def.sum_spec.c_str());
@@ -742,8 +782,8 @@ AGGR_FUNCTION(aggr_status) {
     v[9] = Int64GetDatum(nodes);
     v[10] = Int64GetDatum(bytes);
     v[11] = Int64GetDatum(drift);
-    n[12] = t.agg->sum().kind == SumKind::None;
-    v[12] = n[12] ? (Datum)0 : t.agg->sum().to_numeric(total);
+    n[12] = sum.kind == SumKind::None;
+    v[12] = n[12] ? (Datum)0 : sum.to_numeric(total);
     // The running job, if any: progress, rate and ETA of its scan.
     n[13] = n[14] = n[15] = n[16] = n[17] = !job.exists;
     if (job.exists) {
