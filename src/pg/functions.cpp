@@ -467,6 +467,48 @@ AGGR_FUNCTION(aggr_max) {
 
 // ---------------------------------------------------------------- definition
 
+namespace {
+// The schema of the installed extension `name`; InvalidOid when it is not installed. pg-side.
+Oid installed_extension_schema(const char *name) {
+  Relation rel = table_open(ExtensionRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
+  SysScanDesc scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+  HeapTuple tup = systable_getnext(scan);
+  Oid schema = HeapTupleIsValid(tup) ? ((Form_pg_extension)GETSTRUCT(tup))->extnamespace : InvalidOid;
+  systable_endscan(scan);
+  table_close(rel, AccessShareLock);
+  return schema;
+}
+
+// Citus keeps the rows of a distributed or reference table in shards (on
+// the workers, or in shard tables beside it) and writes them there: the
+// triggers on this table would never see them, and the aggregate would
+// answer from an empty or partial tree. Its catalog is looked at only when
+// the citus extension is installed, so nothing changes without Citus.
+// pg-side.
+void refuse_citus_table(Relation rel) {
+  Oid schema = installed_extension_schema("citus");
+  if (!OidIsValid(schema)) return;
+  Oid catalog_oid = get_relname_relid("pg_dist_partition", schema);
+  if (!OidIsValid(catalog_oid)) return;
+  AttrNumber relid_att = get_attnum(catalog_oid, "logicalrelid");
+  if (relid_att == InvalidAttrNumber) return;
+  Relation catalog = table_open(catalog_oid, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, relid_att, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(RelationGetRelid(rel)));
+  SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, NULL, 1, &key);
+  bool listed = HeapTupleIsValid(systable_getnext(scan));
+  systable_endscan(scan);
+  table_close(catalog, AccessShareLock);
+  if (listed)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("table \"%s\" is a Citus table", RelationGetRelationName(rel)),
+                    errdetail("Citus writes its rows to shards, where the aggregate's triggers on this table never see them."),
+                    errhint("Aggregates are supported on plain tables that are not distributed, reference or local Citus tables.")));
+}
+}  // namespace
+
 AGGR_FUNCTION(aggr_create) {
   require_writable("aggr_create()");
   std::string name = text_arg(fcinfo, 0, "name");
@@ -493,6 +535,7 @@ AGGR_FUNCTION(aggr_create) {
     if (rel->rd_rel->relkind != RELKIND_RELATION)
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
+    refuse_citus_table(rel);
     if (rel->rd_rel->relrowsecurity)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("table \"%s\" has row-level security enabled", relname),
