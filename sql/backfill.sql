@@ -146,6 +146,36 @@ BEGIN
   RAISE EXCEPTION 'bf_offset is broken';
 END $$;
 SELECT aggr_count('bf_broken_v');
+-- A definition that fails to compile leaves no memory behind (the compiled
+-- form is kept only once complete); reads that fail midway inside a
+-- subtransaction leave no snapshot or relation behind either (the abort
+-- releases them; no leak warning at commit), and the reads after them answer.
+SELECT aggr_create('bf_ok_v', 'bf_broken'::regclass, key => 'v', build => 'now');
+CREATE TEMP TABLE bf_contexts AS SELECT count(*) AS n FROM pg_backend_memory_contexts WHERE name = 'aggr_ext aggregate';
+DO $$
+DECLARE
+  failed int := 0;
+BEGIN
+  FOR i IN 1 .. 5 LOOP
+    BEGIN
+      PERFORM aggr_count('bf_broken_v');
+    EXCEPTION WHEN raise_exception THEN failed := failed + 1;
+    END;
+    BEGIN
+      PERFORM * FROM aggr_at('bf_ok_v', 1000);
+    EXCEPTION WHEN invalid_parameter_value THEN failed := failed + 1;
+    END;
+    IF aggr_count('bf_ok_v') IS DISTINCT FROM (SELECT count(*) FROM bf_broken) THEN
+      RAISE EXCEPTION 'wrong count after a failed read';
+    END IF;
+  END LOOP;
+  IF failed <> 10 THEN
+    RAISE EXCEPTION 'expected 10 failed reads, not %', failed;
+  END IF;
+END $$;
+SELECT count(*) - (SELECT n FROM bf_contexts) AS contexts_left_by_failed_compiles
+  FROM pg_backend_memory_contexts WHERE name = 'aggr_ext aggregate';
+SELECT aggr_drop('bf_ok_v');
 SELECT name, state, entries, total_sum = (SELECT sum(v) FROM bf_broken) AS sum_ok, job FROM aggr_status('bf_broken_v');
 SELECT phase, rows_done FROM aggr_job_status('bf_broken_v');
 SELECT aggr_backfill_cancel('bf_broken_v');

@@ -441,7 +441,11 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
   const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
-    cxt_ = AllocSetContextCreate(TopMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
+    // Built under the caller's context and kept (re-parented to
+    // TopMemoryContext) only once complete, as relcache builds entries: a
+    // definition that fails to compile leaves nothing behind (the
+    // constructor throws, so no destructor would free it).
+    cxt_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
     Relation rel = try_relation_open(def_.source, AccessShareLock);
     if (!rel)
@@ -469,6 +473,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       stale_ = true;
       relation_close(rel, AccessShareLock);
       MemoryContextSwitchTo(old);
+      MemoryContextSetParent(cxt_, TopMemoryContext);
       return;
     }
     ListCell *lc;
@@ -520,22 +525,24 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
     econtext_ = CreateStandaloneExprContext();
     relation_close(rel, AccessShareLock);
     MemoryContextSwitchTo(old);
+    MemoryContextSetParent(cxt_, TopMemoryContext);
   });
 }
 
+// Everything the compiled form holds (expression states, their standalone
+// ExprContext, the slot and its tuple descriptor copy) was allocated in
+// cxt_, and none of it is tracked by a resource owner: deleting the context
+// is the whole release, on the normal path (a recompile replaces the entry)
+// and after an abort (the cache is cleared from the abort callback, where
+// the expression state may be half-used) alike. FreeExprContext(..., false)
+// and ExecDropSingleTupleTableSlot, called here before, only freed memory
+// of this context (no shutdown callback runs when not committing).
+// MemoryContextDelete raises no error short of corrupted memory; should it,
+// the exception leaving this noexcept destructor terminates the backend,
+// rather than the error being swallowed and the backend going on.
 CompiledAggregate::~CompiledAggregate() {
-  if (!cxt_) return;
   MemoryContext cxt = cxt_;
-  ExprContext *econtext = econtext_;
-  TupleTableSlot *slot = slot_;
-  try {
-    pg_guard([&] {
-      if (econtext) FreeExprContext(econtext, false);
-      if (slot) ExecDropSingleTupleTableSlot(slot);
-      MemoryContextDelete(cxt);
-    });
-  } catch (...) {
-  }
+  if (cxt) pg_guard([&] { MemoryContextDelete(cxt); });
 }
 
 TreeConfig CompiledAggregate::tree_config() const {

@@ -198,7 +198,7 @@ Datum read_trees(const Target &t, F &&read) {
 }
 
 // One tree opened for reading with the caller's snapshot (plus this
-// transaction's own flushed changes).
+// transaction's own flushed changes). Call close() when the read succeeded.
 class ReadTree {
  public:
   // The tree is read with every change this transaction flushed (the
@@ -228,18 +228,25 @@ class ReadTree {
     deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
     pending_ = PendingChanges(std::move(deltas), order_);
   }
-  ~ReadTree() {
+  // Releases the relations and the snapshot: the end of every read that
+  // succeeded (its errors are raised like any other).
+  void close() {
     Relation trees = trees_, nodes = nodes_;
     bool pushed = pushed_;
-    try {
-      pg_guard([&] {
-        if (nodes) table_close(nodes, AccessShareLock);
-        if (trees) table_close(trees, AccessShareLock);
-        if (pushed) PopActiveSnapshot();
-      });
-    } catch (...) {
-    }
+    trees_ = nodes_ = nullptr;
+    pushed_ = false;
+    pg_guard([&] {
+      if (nodes) table_close(nodes, AccessShareLock);
+      if (trees) table_close(trees, AccessShareLock);
+      if (pushed) PopActiveSnapshot();
+    });
   }
+  // Not closed: an exception is leaving the read, and the error it becomes
+  // aborts the (sub)transaction, whose abort closes the relations (resource
+  // owner) and pops the snapshot (AtAbort_Snapshot / AtSubAbort_Snapshot).
+  // Releasing them here as well could itself raise, inside a destructor,
+  // where the error could only be swallowed. So nothing is called here.
+  ~ReadTree() = default;
   // The tree plus the pending deltas of a deferred aggregate.
   std::uint64_t count() const { return merged_count(tree_->meta(), pending_); }
   Prefix before(const Probe &probe) const {
@@ -313,11 +320,14 @@ void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::u
 Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
   ReadTree rt(t, namespace_arg(fcinfo, 1, t));
   std::uint64_t count = rt.count();
-  if (count == 0) PG_RETURN_NULL();
-  MergedCursor c = rt.cursor(last ? count - 1 : 0);
-  if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
-  Entry e = c.entry();
-  if (t.agg->key_columns() == 1 && e.key[0] == 0) PG_RETURN_NULL();
+  Entry e;
+  if (count > 0) {
+    MergedCursor c = rt.cursor(last ? count - 1 : 0);
+    if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+    e = c.entry();
+  }
+  rt.close();
+  if (count == 0 || (t.agg->key_columns() == 1 && e.key[0] == 0)) PG_RETURN_NULL();
   std::string text = t.agg->key_text(e.key);
   Datum result = 0;
   pg_guard([&] { result = CStringGetTextDatum(text.c_str()); });
@@ -332,7 +342,9 @@ AGGR_FUNCTION(aggr_count) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 1, t));
-    return Int64GetDatum(static_cast<int64>(range_of(fcinfo, t, rt).count));
+    int64 count = static_cast<int64>(range_of(fcinfo, t, rt).count);
+    rt.close();
+    return Int64GetDatum(count);
   });
 }
 
@@ -344,6 +356,7 @@ AGGR_FUNCTION(aggr_sum) {
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 1, t));
     Sum s = range_of(fcinfo, t, rt).sum;
+    rt.close();
     Datum result = 0;
     pg_guard([&] { result = t.agg->sum().to_numeric(s); });
     return result;
@@ -355,9 +368,14 @@ AGGR_FUNCTION(aggr_rank) {
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 2, t));
     std::vector<KeyValue> v;
-    if (!key_arg(fcinfo, 1, t, v)) PG_RETURN_NULL();
+    if (!key_arg(fcinfo, 1, t, v)) {
+      rt.close();
+      PG_RETURN_NULL();
+    }
     KeyProbe probe(t.agg->layout(), v, false);
-    return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
+    int64 rank = static_cast<int64>(rt.before(probe).count + 1);
+    rt.close();
+    return Int64GetDatum(rank);
   });
 }
 
@@ -368,6 +386,7 @@ AGGR_FUNCTION(aggr_at) {
     if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
     std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
     emit_entries(fcinfo, t, rt, offset, 1);
+    rt.close();
     return (Datum)0;
   });
 }
@@ -390,6 +409,7 @@ AGGR_FUNCTION(aggr_page) {
     int64 limit = limit_arg(fcinfo, 2);
     std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
     emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
+    rt.close();
     return (Datum)0;
   });
 }
@@ -437,6 +457,7 @@ Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
     });
   }
   pg_guard([&] { table_close(rel, AccessShareLock); });
+  rt.close();
   return (Datum)0;
 }
 }  // namespace
