@@ -441,10 +441,8 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
   const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
-    // Built under the caller's context and kept (re-parented to
-    // TopMemoryContext) only once complete, as relcache builds entries: a
-    // definition that fails to compile leaves nothing behind (the
-    // constructor throws, so no destructor would free it).
+    // Built under the caller's context and moved under TopMemoryContext only
+    // when complete (as relcache does): an error half way frees it.
     cxt_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
     Relation rel = try_relation_open(def_.source, AccessShareLock);

@@ -113,8 +113,8 @@ DeltaRows load_deltas(int32 aggr_id, int32 generation, const std::string &ns, Sn
       Datum v[kDeltaCols];
       bool n[kDeltaCols];
       heap_deform_tuple(tup, RelationGetDescr(rel), v, n);
-      out.deltas.push_back(Delta{from_bytea(v[kEntry - 1]), sum_from_bytea(DatumGetByteaPP(v[kSum - 1])),
-                                 DatumGetInt16(v[kSign - 1])});
+      Sum sum = sum_from_bytea(DatumGetByteaPP(v[kSum - 1]));  // before any std::string exists here
+      out.deltas.push_back(Delta{from_bytea(v[kEntry - 1]), sum, DatumGetInt16(v[kSign - 1])});
       out.tids.push_back(tup->t_self);
       return out.deltas.size() < limit;
     });
@@ -152,8 +152,13 @@ void delete_deltas(int32 aggr_id, const std::function<bool(int32, const std::str
     scan_deltas(rel, r.deltas_pkey, aggr_id, nullptr, nullptr, GetLatestSnapshot(), [&](HeapTuple tup) {
       bool isnull;
       int32 gen = DatumGetInt32(heap_getattr(tup, kGeneration, RelationGetDescr(rel), &isnull));
-      std::string ns = from_bytea(heap_getattr(tup, kNs, RelationGetDescr(rel), &isnull));
-      if (doomed(gen, ns)) {
+      Datum ns_datum = heap_getattr(tup, kNs, RelationGetDescr(rel), &isnull);
+      bool doom;
+      {  // the string is gone before the next PostgreSQL call, which may longjmp
+        std::string ns = from_bytea(ns_datum);
+        doom = doomed(gen, ns);
+      }
+      if (doom) {
         ItemPointer tid = static_cast<ItemPointer>(palloc(sizeof(ItemPointerData)));
         *tid = tup->t_self;
         tids = lappend(tids, tid);

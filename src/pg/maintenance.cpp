@@ -414,6 +414,8 @@ void scan_in_order(CompiledAggregate &agg, const std::function<void(const Compil
   std::string sql = agg.scan_query();
   Portal portal = nullptr;
   int guc_level = 0;
+  char work_mem_kb[24];  // formatted here: no C++ temporary where set_config_option may longjmp
+  snprintf(work_mem_kb, sizeof work_mem_kb, "%d", maintenance_work_mem);
   pg_guard([&] {
     // A whole-table scan in order: read the heap and sort it in
     // maintenance_work_mem, as CREATE INDEX does. An index in the same order
@@ -422,7 +424,7 @@ void scan_in_order(CompiledAggregate &agg, const std::function<void(const Compil
     guc_level = NewGUCNestLevel();
     (void)set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     (void)set_config_option("enable_indexonlyscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    (void)set_config_option("work_mem", std::to_string(maintenance_work_mem).c_str(), PGC_USERSET, PGC_S_SESSION,
+    (void)set_config_option("work_mem", work_mem_kb, PGC_USERSET, PGC_S_SESSION,
                             GUC_ACTION_SAVE, true, 0, false);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);

@@ -57,11 +57,13 @@ $node->safe_psql('postgres', "CALL aggr_backfill('big_v', batch_size => 500)");
 $node->poll_query_until('postgres', "SELECT job_rows_done >= 5000 FROM aggr_status('big_v')")
   or die 'backfill made no progress';
 $node->safe_psql('postgres', "SELECT aggr_backfill_cancel('big_v')");
-sleep 1;
+# the worker stops between batches: wait for it to be gone
+$node->poll_query_until('postgres', "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'aggr_ext job')")
+  or die 'the job worker did not stop after cancel';
 my $job = $node->safe_psql('postgres', "SELECT state || ' / ' || job FROM aggr_status('big_v')");
 like($job, qr/^building \/ backfill cancelled in scan/, 'status says the job was cancelled');
 my $stopped = $node->safe_psql('postgres', "SELECT job_rows_done FROM aggr_status('big_v')");
-sleep 1;
+sleep 1;  # a window in which a job that still ran would make progress
 is($node->safe_psql('postgres', "SELECT job_rows_done FROM aggr_status('big_v')"), $stopped,
   'a cancelled job makes no more progress');
 $node->psql('postgres', "SELECT aggr_count('big_v')", stderr => \$err);

@@ -62,7 +62,10 @@ $standby->start;
 # The deferred aggregate's changes stay pending (merger paused): the standby
 # adds the replicated deltas in, as the primary does.
 $primary->safe_psql('postgres', "LOAD 'aggr_ext';\nALTER SYSTEM SET aggr_ext.merge_deltas = off;\nSELECT pg_reload_conf();");
-sleep 2;
+# Wait until no merger that may not have seen the setting runs (a new one starts paused).
+$primary->poll_query_until('postgres',
+  "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'aggr_ext merger')")
+  or die "the merger did not stop";
 $primary->safe_psql('postgres', q{UPDATE s SET v = v + 1 WHERE id % 5 = 0; DELETE FROM s WHERE id % 11 = 0;});
 $primary->wait_for_catchup($standby);
 isnt($standby->safe_psql('postgres', 'SELECT count(*) FROM aggr_internal.deltas'), '0', 'the standby has pending deltas');
