@@ -205,7 +205,7 @@ class ReadTree {
   // query's snapshot with the command id advanced); changes of commands the
   // query's own snapshot does not see yet (an open cursor fetching after
   // later writes) are taken back out from the op buffer's journal.
-  ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()) {
+  ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()), uncaught_at_open_(std::uncaught_exceptions()) {
     op_buffer().flush();
     CommandId query_cid = 0;
     pg_guard([&] {
@@ -231,6 +231,7 @@ class ReadTree {
   // Releases the relations and the snapshot: the end of every read that
   // succeeded (its errors are raised like any other).
   void close() {
+    if (!trees_ && !nodes_ && !pushed_) return;  // closed already
     Relation trees = trees_, nodes = nodes_;
     bool pushed = pushed_;
     trees_ = nodes_ = nullptr;
@@ -241,12 +242,18 @@ class ReadTree {
       if (pushed) PopActiveSnapshot();
     });
   }
-  // Not closed: an exception is leaving the read, and the error it becomes
+  // Not closed while an exception is leaving the read: the error it becomes
   // aborts the (sub)transaction, whose abort closes the relations (resource
   // owner) and pops the snapshot (AtAbort_Snapshot / AtSubAbort_Snapshot).
   // Releasing them here as well could itself raise, inside a destructor,
-  // where the error could only be swallowed. So nothing is called here.
-  ~ReadTree() = default;
+  // where the error could only be swallowed: nothing is called then.
+  // Not closed without an exception (a caller forgot close()): released
+  // here, or the portal would pop this snapshot instead of its own; these
+  // calls fail only on an internal inconsistency, which then terminates
+  // the backend (noexcept) instead of being swallowed.
+  ~ReadTree() {
+    if (std::uncaught_exceptions() == uncaught_at_open_) close();
+  }
   // The tree plus the pending deltas of a deferred aggregate.
   std::uint64_t count() const { return merged_count(tree_->meta(), pending_); }
   Prefix before(const Probe &probe) const {
@@ -265,6 +272,7 @@ class ReadTree {
 
  private:
   EntryOrdering order_;
+  int uncaught_at_open_;  // exceptions in flight when opened: more at destruction means unwinding
   Relations r_{};
   Relation trees_ = nullptr, nodes_ = nullptr;
   Snapshot snap_ = nullptr, query_snap_ = nullptr;
