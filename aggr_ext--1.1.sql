@@ -276,6 +276,40 @@ CREATE VIEW aggr_aggregates AS
            END;
 GRANT SELECT ON aggr_aggregates TO PUBLIC;
 
+-- Running backfills and rebuilds, one row per job, like
+-- pg_stat_progress_create_index: rows_total is the planner's estimate (never
+-- below rows_done) until the scan ends; pid is the background worker running
+-- the job now (NULL for a job driven by aggr_job_step, or between workers),
+-- found by the session lock a live worker holds (pg_locks shows it to every
+-- role; pg_stat_activity hides other roles' workers). Rows are filtered per
+-- role exactly as in aggr_aggregates.
+CREATE VIEW aggr_progress AS
+    SELECT a.name, a.source, j.kind, j.phase, j.rows_done,
+           GREATEST(j.rows_total, j.rows_done) AS rows_total,
+           CASE WHEN j.phase OPERATOR(pg_catalog.=) 'scan'::pg_catalog.text
+                THEN pg_catalog.round(100::pg_catalog.numeric OPERATOR(pg_catalog.*) j.rows_done::pg_catalog.numeric
+                                      OPERATOR(pg_catalog./) GREATEST(j.rows_total, j.rows_done, 1)::pg_catalog.numeric, 1)
+                ELSE 100::pg_catalog.numeric
+           END AS scan_percent,
+           j.batch_size, j.background, j.cancelled, j.error, j.started, j.updated,
+           (SELECT l.pid FROM pg_catalog.pg_locks l
+             WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'::pg_catalog.text
+               AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                                      WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+               AND l.classid OPERATOR(pg_catalog.=) j.aggr_id::pg_catalog.oid
+               AND l.objid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+               AND l.objsubid OPERATOR(pg_catalog.=) (-22940)::pg_catalog.int2  -- 0xA664 as int2: a live job worker's lock (jobs.cpp)
+               AND l.mode OPERATOR(pg_catalog.=) 'ExclusiveLock'::pg_catalog.text AND l.granted
+             LIMIT 1) AS pid
+      FROM aggr_internal.jobs j
+      JOIN aggr_internal.aggregates a ON a.aggr_id OPERATOR(pg_catalog.=) j.aggr_id
+      LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.source::pg_catalog.oid
+     WHERE CASE WHEN c.oid IS NULL
+                THEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+                ELSE pg_catalog.has_table_privilege(c.oid, 'SELECT') OR pg_catalog.pg_has_role(c.relowner, 'USAGE')
+           END;
+GRANT SELECT ON aggr_progress TO PUBLIC;
+
 -- DROP TABLE (and DROP SCHEMA ... CASCADE, DROP OWNED) removes the table's
 -- aggregates, as it removes its indexes. ALWAYS: also under
 -- session_replication_role = replica (restores, logical replication).

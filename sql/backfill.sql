@@ -131,6 +131,58 @@ SELECT count(*) AS ns_checked, count(*) FILTER (WHERE aggr_count('ev_kind', name
   FROM (VALUES ('a'), ('b'), ('c'), ('d')) v(k);
 SELECT status FROM aggr_verify('ev_kind');
 SELECT aggr_drop('ev'), aggr_drop('ev_kind');
+
+-- An aggregate whose key no longer compiles (a function folded in when it is
+-- compiled now raises): reads and writes fail with that error, but its
+-- status, its job's status, the cancel of its job and its drop still work.
+CREATE FUNCTION bf_offset() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 0';
+CREATE TABLE bf_broken (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO bf_broken SELECT g, g FROM generate_series(1, 100) g;
+SELECT aggr_create('bf_broken_v', 'bf_broken'::regclass, key => 'v + bf_offset()', sum_value => 'v', build => 'now');
+SELECT aggr_rebuild('bf_broken_v', batch_size => 10, background => false);
+SELECT aggr_job_step('bf_broken_v');
+CREATE OR REPLACE FUNCTION bf_offset() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RAISE EXCEPTION 'bf_offset is broken';
+END $$;
+SELECT aggr_count('bf_broken_v');
+-- A definition that fails to compile leaves no memory behind (the compiled
+-- form is kept only once complete); reads that fail midway inside a
+-- subtransaction leave no snapshot or relation behind either (the abort
+-- releases them; no leak warning at commit), and the reads after them answer.
+SELECT aggr_create('bf_ok_v', 'bf_broken'::regclass, key => 'v', build => 'now');
+CREATE TEMP TABLE bf_contexts AS SELECT count(*) AS n FROM pg_backend_memory_contexts WHERE name = 'aggr_ext aggregate';
+DO $$
+DECLARE
+  failed int := 0;
+BEGIN
+  FOR i IN 1 .. 5 LOOP
+    BEGIN
+      PERFORM aggr_count('bf_broken_v');
+    EXCEPTION WHEN raise_exception THEN failed := failed + 1;
+    END;
+    BEGIN
+      PERFORM * FROM aggr_at('bf_ok_v', 1000);
+    EXCEPTION WHEN invalid_parameter_value THEN failed := failed + 1;
+    END;
+    IF aggr_count('bf_ok_v') IS DISTINCT FROM (SELECT count(*) FROM bf_broken) THEN
+      RAISE EXCEPTION 'wrong count after a failed read';
+    END IF;
+  END LOOP;
+  IF failed <> 10 THEN
+    RAISE EXCEPTION 'expected 10 failed reads, not %', failed;
+  END IF;
+END $$;
+SELECT count(*) - (SELECT n FROM bf_contexts) AS contexts_left_by_failed_compiles
+  FROM pg_backend_memory_contexts WHERE name = 'aggr_ext aggregate';
+SELECT aggr_drop('bf_ok_v');
+SELECT name, state, entries, total_sum = (SELECT sum(v) FROM bf_broken) AS sum_ok, job FROM aggr_status('bf_broken_v');
+SELECT phase, rows_done FROM aggr_job_status('bf_broken_v');
+SELECT aggr_backfill_cancel('bf_broken_v');
+SELECT count(*) AS jobs_left FROM aggr_internal.jobs j JOIN aggr_internal.aggregates a USING (aggr_id) WHERE a.name = 'bf_broken_v';
+SELECT aggr_drop('bf_broken_v');
+DROP TABLE bf_broken;
+DROP FUNCTION bf_offset();
 SELECT (SELECT count(*) FROM aggr_internal.trees) AS trees, (SELECT count(*) FROM aggr_internal.jobs) AS jobs,
        (SELECT count(*) FROM aggr_internal.log) AS log;
 DROP FUNCTION events_exact(text);

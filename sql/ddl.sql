@@ -20,6 +20,7 @@ SELECT status FROM aggr_verify('d_k');
 ALTER TABLE d2 ALTER COLUMN kk TYPE bigint;
 SELECT aggr_count('d_k');
 SELECT * FROM aggr_verify('d_k');
+SELECT state FROM aggr_status('d_k');  -- says so without compiling it
 INSERT INTO d2 VALUES (1002, 6, 1002, 'y');   -- writes are not blocked
 SELECT aggr_count('d_note') = (SELECT count(*) FROM d2) AS unaffected_aggregate_ok;
 SELECT aggr_drop('d_k');

@@ -69,6 +69,37 @@ RESET ROLE;
 DROP OWNED BY dt_owner;
 SELECT * FROM dt_names();
 
+-- An aggregate whose table went while the event trigger was off: nobody
+-- owns it any more, so only the database owner (or a superuser) may drop it;
+-- the table's former owner and other roles get 42501.
+ALTER EVENT TRIGGER aggr_ext_sql_drop DISABLE;
+CREATE ROLE dt_stranger;
+CREATE ROLE dt_dbowner;
+GRANT CREATE ON SCHEMA public TO dt_owner;  -- DROP OWNED above revoked it
+SET ROLE dt_owner;
+CREATE TABLE public.dt_orphan (id int PRIMARY KEY, v int NOT NULL);
+SELECT aggr_create('dt_orphan_a', 'public.dt_orphan'::regclass, key => 'v'),
+       aggr_create('dt_orphan_b', 'public.dt_orphan'::regclass, key => 'v');
+DROP TABLE public.dt_orphan;
+RESET ROLE;
+ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
+SELECT * FROM dt_names();
+SET ROLE dt_stranger;
+SELECT aggr_drop('dt_orphan_a');
+RESET ROLE;
+SET ROLE dt_owner;
+SELECT aggr_drop('dt_orphan_a');
+RESET ROLE;
+SELECT * FROM dt_names();
+DO $$ BEGIN EXECUTE format('ALTER DATABASE %I OWNER TO dt_dbowner', current_database()); END $$;
+SET ROLE dt_dbowner;
+SELECT aggr_drop('dt_orphan_a');
+RESET ROLE;
+DO $$ BEGIN EXECUTE format('ALTER DATABASE %I OWNER TO %I', current_database(), current_user); END $$;
+SELECT aggr_drop('dt_orphan_b');  -- a superuser
+SELECT * FROM dt_names();
+DROP ROLE dt_stranger, dt_dbowner;
+
 -- nothing left behind; the other table's aggregate is untouched
 SELECT * FROM dt_leftovers();
 SELECT aggr_count('keep_v') = (SELECT count(*) FROM dt_keep) AS keep_exact, (SELECT status FROM aggr_verify('keep_v')) AS keep_verify;

@@ -17,6 +17,28 @@ CREATE VIEW v AS SELECT * FROM scores;
 SELECT aggr_create('x', 'v'::regclass, key => 'score');
 CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
 SELECT aggr_create('x', 'parted'::regclass, key => 'id');
+-- Tables whose rows the triggers on this table never see. A foreign table
+-- (contrib's file_fdw):
+CREATE EXTENSION file_fdw;
+CREATE SERVER err_files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE err_foreign (id int, v int) SERVER err_files OPTIONS (filename '/dev/null', format 'csv');
+SELECT aggr_create('x', 'err_foreign'::regclass, key => 'v');
+DROP EXTENSION file_fdw CASCADE;
+-- A Citus distributed table: Citus cannot be installed here, so its catalog
+-- is faked (a pg_extension row for citus and its pg_dist_partition, in a
+-- transaction rolled back at the end). Without Citus nothing is looked up.
+BEGIN;
+SET LOCAL allow_system_table_mods = on;
+CREATE SCHEMA err_citus;
+CREATE TABLE err_citus.pg_dist_partition (logicalrelid regclass NOT NULL, partmethod "char" NOT NULL);
+INSERT INTO pg_catalog.pg_extension (oid, extname, extowner, extnamespace, extrelocatable, extversion)
+  VALUES (3999999999, 'citus', current_user::regrole, 'err_citus'::regnamespace, false, '13.2');
+CREATE TABLE err_dist (id int PRIMARY KEY, v int);
+CREATE TABLE err_plain (id int PRIMARY KEY, v int);
+INSERT INTO err_citus.pg_dist_partition VALUES ('err_dist', 'h');
+SELECT aggr_create('err_plain_v', 'err_plain'::regclass, key => 'v');  -- not listed: accepted
+SELECT aggr_create('err_dist_v', 'err_dist'::regclass, key => 'v');
+ROLLBACK;
 CREATE TABLE secret (id int PRIMARY KEY, v int);
 ALTER TABLE secret ENABLE ROW LEVEL SECURITY;
 SELECT aggr_create('x', 'secret'::regclass, key => 'v');

@@ -527,19 +527,20 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
   });
 }
 
+// Everything the compiled form holds (expression states, their standalone
+// ExprContext, the slot and its tuple descriptor copy) was allocated in
+// cxt_, and none of it is tracked by a resource owner: deleting the context
+// is the whole release, on the normal path (a recompile replaces the entry)
+// and after an abort (the cache is cleared from the abort callback, where
+// the expression state may be half-used) alike. FreeExprContext(..., false)
+// and ExecDropSingleTupleTableSlot, called here before, only freed memory
+// of this context (no shutdown callback runs when not committing).
+// MemoryContextDelete raises no error short of corrupted memory; should it,
+// the exception leaving this noexcept destructor terminates the backend,
+// rather than the error being swallowed and the backend going on.
 CompiledAggregate::~CompiledAggregate() {
-  if (!cxt_) return;
   MemoryContext cxt = cxt_;
-  ExprContext *econtext = econtext_;
-  TupleTableSlot *slot = slot_;
-  try {
-    pg_guard([&] {
-      if (econtext) FreeExprContext(econtext, false);
-      if (slot) ExecDropSingleTupleTableSlot(slot);
-      MemoryContextDelete(cxt);
-    });
-  } catch (...) {
-  }
+  if (cxt) pg_guard([&] { MemoryContextDelete(cxt); });
 }
 
 TreeConfig CompiledAggregate::tree_config() const {
@@ -554,6 +555,21 @@ void CompiledAggregate::check_not_stale() const {
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
+}
+
+bool definition_stale(const AggregateDef &def) {
+  if (def.origin != current_origin()) return false;  // stored OIDs belong to another database
+  bool stale = false;
+  pg_guard([&] {
+    Relation rel = try_relation_open(def.source, AccessShareLock);
+    if (!rel) return;
+    List *exprs = (List *)stringToNode(def.key_exprs.c_str());
+    Node *sum = def.sum_expr.empty() ? nullptr : (Node *)stringToNode(def.sum_expr.c_str());
+    Node *nsx = def.ns_expr.empty() ? nullptr : (Node *)stringToNode(def.ns_expr.c_str());
+    stale = columns_signature(rel, exprs, sum, nsx) != def.columns_sig;
+    relation_close(rel, AccessShareLock);
+  });
+  return stale;
 }
 
 void CompiledAggregate::raise_null_namespace() const {

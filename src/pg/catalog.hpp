@@ -100,6 +100,13 @@ class CompiledAggregate {
   TupleTableSlot *slot_ = nullptr;
 };
 
+// Whether a column the aggregate reads changed type or was dropped, found
+// without compiling it (nothing of the definition is evaluated: the stored
+// expressions are only read for the columns they name). False when that
+// cannot be known without re-analysis (a definition restored from another
+// database) or when the table is gone. Guarded.
+bool definition_stale(const AggregateDef &def);
+
 // Compiled aggregates, kept across transactions. Within a transaction an
 // entry never changes (callers hold references); a later transaction
 // recompiles when the catalog row is another version or an invalidation

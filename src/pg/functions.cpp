@@ -68,13 +68,31 @@ struct Target {
   Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
 };
 
+// Compile::Never: the caller needs only the catalog row (a cancel, a
+// status), so an aggregate whose expressions no longer compile (a function
+// of its key that now raises, dropped, or whose EXECUTE was revoked) can
+// still be cancelled and looked at; t.agg is then nullptr.
+enum class Compile { Always, Never };
+
+// Whether the current role may SELECT the whole table: then reading the
+// aggregate needs no column list (which only a compiled aggregate has).
+bool whole_table_readable(const AggregateDef &def) {
+  bool readable = false;
+  pg_guard([&] {
+    readable = get_rel_name(def.source) != nullptr &&
+               pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+  });
+  return readable;
+}
+
 // A read compiles the aggregate as the reader (its own statement, like an
 // index expression in a query). Maintenance (Access::Own) checks ownership
 // first and compiles as the table owner: compiling folds constants, which
 // runs the owner's IMMUTABLE functions, and must not do so as a superuser
 // calling on another role's table. Maintenance entries then work inside
 // run_as_table_owner, where compiled_aggregate hands out that same entry.
-Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
+Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true,
+                      Compile compile = Compile::Always) {
   Target t;
   // A read answers as of its query's snapshot, definition included: a
   // REPEATABLE READ transaction keeps the generation and write mode it saw
@@ -82,7 +100,11 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
   if (access == Access::Read)
     pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), t.def, false, t.snapshot);
-  if (access == Access::Own) {
+  if (compile == Compile::Never && access == Access::Own) {
+    check_access(t.def, nullptr, access);
+  } else if (compile == Compile::Never && whole_table_readable(t.def)) {
+    pg_guard([&] { check_no_row_security(t.def); });  // the rest of check_read_privileges
+  } else if (access == Access::Own) {
     check_access(t.def, nullptr, access);  // reports a source table that no longer exists
     run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
@@ -176,14 +198,14 @@ Datum read_trees(const Target &t, F &&read) {
 }
 
 // One tree opened for reading with the caller's snapshot (plus this
-// transaction's own flushed changes).
+// transaction's own flushed changes). Call close() when the read succeeded.
 class ReadTree {
  public:
   // The tree is read with every change this transaction flushed (the
   // query's snapshot with the command id advanced); changes of commands the
   // query's own snapshot does not see yet (an open cursor fetching after
   // later writes) are taken back out from the op buffer's journal.
-  ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()) {
+  ReadTree(const Target &t, const std::string &ns) : order_(t.agg->layout()), uncaught_at_open_(std::uncaught_exceptions()) {
     op_buffer().flush();
     CommandId query_cid = 0;
     pg_guard([&] {
@@ -206,17 +228,31 @@ class ReadTree {
     deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
     pending_ = PendingChanges(std::move(deltas), order_);
   }
-  ~ReadTree() {
+  // Releases the relations and the snapshot: the end of every read that
+  // succeeded (its errors are raised like any other).
+  void close() {
+    if (!trees_ && !nodes_ && !pushed_) return;  // closed already
     Relation trees = trees_, nodes = nodes_;
     bool pushed = pushed_;
-    try {
-      pg_guard([&] {
-        if (nodes) table_close(nodes, AccessShareLock);
-        if (trees) table_close(trees, AccessShareLock);
-        if (pushed) PopActiveSnapshot();
-      });
-    } catch (...) {
-    }
+    trees_ = nodes_ = nullptr;
+    pushed_ = false;
+    pg_guard([&] {
+      if (nodes) table_close(nodes, AccessShareLock);
+      if (trees) table_close(trees, AccessShareLock);
+      if (pushed) PopActiveSnapshot();
+    });
+  }
+  // Not closed while an exception is leaving the read: the error it becomes
+  // aborts the (sub)transaction, whose abort closes the relations (resource
+  // owner) and pops the snapshot (AtAbort_Snapshot / AtSubAbort_Snapshot).
+  // Releasing them here as well could itself raise, inside a destructor,
+  // where the error could only be swallowed: nothing is called then.
+  // Not closed without an exception (a caller forgot close()): released
+  // here, or the portal would pop this snapshot instead of its own; these
+  // calls fail only on an internal inconsistency, which then terminates
+  // the backend (noexcept) instead of being swallowed.
+  ~ReadTree() {
+    if (std::uncaught_exceptions() == uncaught_at_open_) close();
   }
   // The tree plus the pending deltas of a deferred aggregate.
   std::uint64_t count() const { return merged_count(tree_->meta(), pending_); }
@@ -236,6 +272,7 @@ class ReadTree {
 
  private:
   EntryOrdering order_;
+  int uncaught_at_open_;  // exceptions in flight when opened: more at destruction means unwinding
   Relations r_{};
   Relation trees_ = nullptr, nodes_ = nullptr;
   Snapshot snap_ = nullptr, query_snap_ = nullptr;
@@ -291,11 +328,14 @@ void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::u
 Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
   ReadTree rt(t, namespace_arg(fcinfo, 1, t));
   std::uint64_t count = rt.count();
-  if (count == 0) PG_RETURN_NULL();
-  MergedCursor c = rt.cursor(last ? count - 1 : 0);
-  if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
-  Entry e = c.entry();
-  if (t.agg->key_columns() == 1 && e.key[0] == 0) PG_RETURN_NULL();
+  Entry e;
+  if (count > 0) {
+    MergedCursor c = rt.cursor(last ? count - 1 : 0);
+    if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+    e = c.entry();
+  }
+  rt.close();
+  if (count == 0 || (t.agg->key_columns() == 1 && e.key[0] == 0)) PG_RETURN_NULL();
   std::string text = t.agg->key_text(e.key);
   Datum result = 0;
   pg_guard([&] { result = CStringGetTextDatum(text.c_str()); });
@@ -310,7 +350,9 @@ AGGR_FUNCTION(aggr_count) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 1, t));
-    return Int64GetDatum(static_cast<int64>(range_of(fcinfo, t, rt).count));
+    int64 count = static_cast<int64>(range_of(fcinfo, t, rt).count);
+    rt.close();
+    return Int64GetDatum(count);
   });
 }
 
@@ -322,6 +364,7 @@ AGGR_FUNCTION(aggr_sum) {
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 1, t));
     Sum s = range_of(fcinfo, t, rt).sum;
+    rt.close();
     Datum result = 0;
     pg_guard([&] { result = t.agg->sum().to_numeric(s); });
     return result;
@@ -333,9 +376,14 @@ AGGR_FUNCTION(aggr_rank) {
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 2, t));
     std::vector<KeyValue> v;
-    if (!key_arg(fcinfo, 1, t, v)) PG_RETURN_NULL();
+    if (!key_arg(fcinfo, 1, t, v)) {
+      rt.close();
+      PG_RETURN_NULL();
+    }
     KeyProbe probe(t.agg->layout(), v, false);
-    return Int64GetDatum(static_cast<int64>(rt.before(probe).count + 1));
+    int64 rank = static_cast<int64>(rt.before(probe).count + 1);
+    rt.close();
+    return Int64GetDatum(rank);
   });
 }
 
@@ -346,6 +394,7 @@ AGGR_FUNCTION(aggr_at) {
     if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
     std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
     emit_entries(fcinfo, t, rt, offset, 1);
+    rt.close();
     return (Datum)0;
   });
 }
@@ -368,6 +417,7 @@ AGGR_FUNCTION(aggr_page) {
     int64 limit = limit_arg(fcinfo, 2);
     std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
     emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
+    rt.close();
     return (Datum)0;
   });
 }
@@ -415,6 +465,7 @@ Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
     });
   }
   pg_guard([&] { table_close(rel, AccessShareLock); });
+  rt.close();
   return (Datum)0;
 }
 }  // namespace
@@ -445,6 +496,48 @@ AGGR_FUNCTION(aggr_max) {
 
 // ---------------------------------------------------------------- definition
 
+namespace {
+// The schema of the installed extension `name`; InvalidOid when it is not installed. pg-side.
+Oid installed_extension_schema(const char *name) {
+  Relation rel = table_open(ExtensionRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
+  SysScanDesc scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+  HeapTuple tup = systable_getnext(scan);
+  Oid schema = HeapTupleIsValid(tup) ? ((Form_pg_extension)GETSTRUCT(tup))->extnamespace : InvalidOid;
+  systable_endscan(scan);
+  table_close(rel, AccessShareLock);
+  return schema;
+}
+
+// Citus keeps the rows of a distributed or reference table in shards (on
+// the workers, or in shard tables beside it) and writes them there: the
+// triggers on this table would never see them, and the aggregate would
+// answer from an empty or partial tree. Its catalog is looked at only when
+// the citus extension is installed, so nothing changes without Citus.
+// pg-side.
+void refuse_citus_table(Relation rel) {
+  Oid schema = installed_extension_schema("citus");
+  if (!OidIsValid(schema)) return;
+  Oid catalog_oid = get_relname_relid("pg_dist_partition", schema);
+  if (!OidIsValid(catalog_oid)) return;
+  AttrNumber relid_att = get_attnum(catalog_oid, "logicalrelid");
+  if (relid_att == InvalidAttrNumber) return;
+  Relation catalog = table_open(catalog_oid, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, relid_att, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(RelationGetRelid(rel)));
+  SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, NULL, 1, &key);
+  bool listed = HeapTupleIsValid(systable_getnext(scan));
+  systable_endscan(scan);
+  table_close(catalog, AccessShareLock);
+  if (listed)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("table \"%s\" is a Citus table", RelationGetRelationName(rel)),
+                    errdetail("Citus writes its rows to shards, where the aggregate's triggers on this table never see them."),
+                    errhint("Aggregates are supported on plain tables that are not distributed, reference or local Citus tables.")));
+}
+}  // namespace
+
 AGGR_FUNCTION(aggr_create) {
   require_writable("aggr_create()");
   std::string name = text_arg(fcinfo, 0, "name");
@@ -471,6 +564,7 @@ AGGR_FUNCTION(aggr_create) {
     if (rel->rd_rel->relkind != RELKIND_RELATION)
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
+    refuse_citus_table(rel);
     if (rel->rd_rel->relrowsecurity)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("table \"%s\" has row-level security enabled", relname),
@@ -539,11 +633,20 @@ AGGR_FUNCTION(aggr_drop) {
   AggregateDef def;
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), def, false);
   bool table_exists = false;
+  const std::string name_literal = sql_literal(def.name);  // for a hint inside pg_guard
   pg_guard([&] {
     char *relname = get_rel_name(def.source);
     table_exists = relname != nullptr;
     if (table_exists && !pg_class_ownercheck(def.source, GetUserId()))
       aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+    // With the table gone nobody owns the aggregate any more (the sql_drop
+    // event trigger normally removes it with the table; it was disabled, or
+    // a restore came without the table): only who owns the database may.
+    if (!table_exists && !pg_database_ownercheck(MyDatabaseId, GetUserId()))
+      ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                      errmsg("must be the owner of the database to drop aggregate \"%s\", whose table no longer exists",
+                             def.name.c_str()),
+                      errhint("Ask the database owner or a superuser to run SELECT aggr_drop(%s).", name_literal.c_str())));
     lock_aggregate(def.id, AccessExclusiveLock);
   });
   op_buffer().flush();
@@ -636,7 +739,7 @@ AGGR_FUNCTION(aggr_job_step) {
 
 AGGR_FUNCTION(aggr_backfill_cancel) {
   require_writable("aggr_backfill_cancel()");
-  Target t = open_aggregate(fcinfo, Access::Own, false);
+  Target t = open_aggregate(fcinfo, Access::Own, false, Compile::Never);
   cancel_job(t.def);
   PG_RETURN_VOID();
 }
@@ -644,7 +747,7 @@ AGGR_FUNCTION(aggr_backfill_cancel) {
 // (phase, cancelled, error, rows_done, rows_total, progress, background) of the
 // running job, for aggr_wait (which cannot read aggr_internal as a non-superuser).
 AGGR_FUNCTION(aggr_job_status) {
-  Target t = open_aggregate(fcinfo, Access::Read, false);
+  Target t = open_aggregate(fcinfo, Access::Read, false, Compile::Never);
   ensure_job_worker(t.def.id);
   JobRow job = load_job(t.def.id);
   std::string text = job_progress_text(job);
@@ -666,8 +769,25 @@ AGGR_FUNCTION(aggr_job_status) {
 
 // ---------------------------------------------------------------- operations
 
+namespace {
+// The sum's kind and scale as the catalog row states them (what
+// CompiledAggregate::sum() holds), without compiling.
+SumSpec sum_spec_of(const AggregateDef &def) {
+  SumSpec spec;
+  spec.kind = def.sum_kind == "float" ? SumKind::Float : def.sum_kind == "exact" ? SumKind::Exact : SumKind::None;
+  spec.scale = def.sum_scale;
+  return spec;
+}
+}  // namespace
+
+// Compiles only what it needs: the pending deltas of a deferred aggregate
+// (and, for a reader without table-level SELECT, the column check). A stale
+// aggregate reports state 'stale'.
 AGGR_FUNCTION(aggr_status) {
-  Target t = open_aggregate(fcinfo, Access::Read, false);
+  Target t = open_aggregate(fcinfo, Access::Read, false, Compile::Never);
+  bool stale = t.agg ? t.agg->stale() : definition_stale(t.def);
+  std::string state = stale ? "stale" : t.def.state;
+  SumSpec sum = sum_spec_of(t.def);
   op_buffer().flush();
   ensure_job_worker(t.def.id);
   JobRow job = load_job(t.def.id);
@@ -708,7 +828,8 @@ AGGR_FUNCTION(aggr_status) {
     table_close(nodes_rel, AccessShareLock);
     table_close(trees, AccessShareLock);
   });
-  if (t.def.deferred && generation != 0) {  // entries counts the pending deltas too
+  if (t.def.deferred && generation != 0 && !stale) {  // entries counts the pending deltas too
+    if (!t.agg) t.agg = &compiled_aggregate(t.def);   // as the reader, as a read would
     EntryOrdering order(t.agg->layout());
     Snapshot snap = nullptr;
     pg_guard([&] { snap = GetTransactionSnapshot(); });
@@ -721,7 +842,7 @@ AGGR_FUNCTION(aggr_status) {
     bool n[18] = {};
     v[0] = CStringGetTextDatum(t.def.name.c_str());
     v[1] = ObjectIdGetDatum(t.def.source);
-    v[2] = CStringGetTextDatum(t.def.state.c_str());
+    v[2] = CStringGetTextDatum(state.c_str());
     v[3] = CStringGetTextDatum(t.def.key_spec.c_str());
     n[4] = t.def.sum_spec.empty();
     v[4] = n[4] ? (Datum)0 : CStringGetTextDatum(t.def.sum_spec.c_str());
@@ -733,8 +854,8 @@ AGGR_FUNCTION(aggr_status) {
     v[9] = Int64GetDatum(nodes);
     v[10] = Int64GetDatum(bytes);
     v[11] = Int64GetDatum(drift);
-    n[12] = t.agg->sum().kind == SumKind::None;
-    v[12] = n[12] ? (Datum)0 : t.agg->sum().to_numeric(total);
+    n[12] = sum.kind == SumKind::None;
+    v[12] = n[12] ? (Datum)0 : sum.to_numeric(total);
     // The running job, if any: progress, rate and ETA of its scan.
     n[13] = n[14] = n[15] = n[16] = n[17] = !job.exists;
     if (job.exists) {

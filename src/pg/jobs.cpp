@@ -17,6 +17,7 @@ extern "C" {
 #include "commands/portalcmds.h"
 #include "utils/guc.h"
 #include "utils/portal.h"
+#include "utils/backend_status.h"
 }
 
 namespace aggr::pg {
@@ -42,7 +43,10 @@ enum JobCol {
   kLogDone, kStarted, kUpdated, kError, kJobCols = kError
 };
 constexpr uint16 kStepLockClass = 0xA663;    // one step at a time, per aggregate
-constexpr uint16 kWorkerLockClass = 0xA664;  // held by a live worker for its lifetime
+// Held by a live worker for its lifetime; the aggr_progress view finds the
+// worker's pid by it (objsubid -22940, 0xA664 as int2, in pg_locks): keep
+// the two in step.
+constexpr uint16 kWorkerLockClass = 0xA664;
 
 LOCKTAG job_lock_tag(int32 aggr_id, uint16 cls) {
   LOCKTAG tag;
@@ -720,6 +724,8 @@ void aggr_ext_job_main(Datum arg) {
   // As the bootstrap superuser (a NOLOGIN owner could not connect); each
   // step switches to the table owner (job_step_as_owner).
   BackgroundWorkerInitializeConnectionByOid(ids[0], InvalidOid, 0);
+  // Names the aggregate in pg_stat_activity (the backend_type alone does not).
+  pgstat_report_appname(psprintf("aggr_ext job %d", aggr_id));
   // Only one worker per job: this session lock says a live one runs it.
   if (!aggr::pg::claim_for_session(aggr::pg::job_lock_tag(aggr_id, aggr::pg::kWorkerLockClass))) proc_exit(0);
   // The launching transaction may not have committed the job row yet.

@@ -16,18 +16,21 @@ using namespace aggr::pg;
 
 namespace {
 
-// Primary-key bytes of entries, sorted with bounded memory.
+// Primary-key bytes of entries, sorted with bounded memory. end() releases
+// the sort (its memory and temporary files) when the work succeeded.
+// Without it (an exception left the work, and its error aborts the
+// (sub)transaction) the abort frees the sort's memory context, a child of
+// the statement's, and closes its temporary files (resource owner): the
+// destructor calls nothing, where an error could only be swallowed.
 class IdSort {
  public:
   IdSort() {
     pg_guard([&] { sort_ = tuplesort_begin_datum(BYTEAOID, ByteaLessOperator, InvalidOid, false, work_mem, NULL, TUPLESORT_NONE); });
   }
-  ~IdSort() {
+  void end() {
     Tuplesortstate *s = sort_;
-    try {
-      pg_guard([&] { tuplesort_end(s); });
-    } catch (...) {
-    }
+    sort_ = nullptr;
+    if (s) pg_guard([&] { tuplesort_end(s); });
   }
   void add(std::string_view id) {
     pg_guard([&] {
@@ -104,18 +107,26 @@ class Verifier {
       scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_verify", ALLOCSET_DEFAULT_SIZES);
     });
   }
-  ~Verifier() {
+  // Releases the sorts, the snapshot, the relations and the scratch memory:
+  // call it once the results (figures, ids) have been taken. Not closed (an
+  // exception is leaving the pass), the (sub)transaction's abort does the
+  // same: it pops the snapshot (AtAbort_Snapshot / AtSubAbort_Snapshot),
+  // closes the relations and temporary files (resource owner) and frees the
+  // memory contexts, children of the statement's. The destructor calls
+  // nothing into PostgreSQL, where an error could only be swallowed.
+  void close() {
+    missing_ids_.end();
+    extra_ids_.end();
     Relation t = trees_, n = nodes_;
     MemoryContext s = scratch_;
-    try {
-      pg_guard([&] {
-        PopActiveSnapshot();
-        table_close(n, AccessShareLock);
-        table_close(t, AccessShareLock);
-        MemoryContextDelete(s);
-      });
-    } catch (...) {
-    }
+    trees_ = nodes_ = nullptr;
+    scratch_ = nullptr;
+    pg_guard([&] {
+      PopActiveSnapshot();
+      table_close(n, AccessShareLock);
+      table_close(t, AccessShareLock);
+      MemoryContextDelete(s);
+    });
   }
 
   void table_row(const CompiledAggregate::RowEntry &e) {
@@ -252,7 +263,9 @@ AGGR_FUNCTION(aggr_verify) {
       Verifier v(agg);
       scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
       v.finish();
-      return v.figures();
+      Figures figures = v.figures();
+      v.close();
+      return figures;
     });
   });
   CompiledAggregate &agg = *compiled;  // valid to the end of the transaction
@@ -378,6 +391,7 @@ void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def) {
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
+    v.close();
   });
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
@@ -455,6 +469,7 @@ void repair_as_owner(const AggregateDef &def, std::size_t counts[3]) {
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
+    v.close();
   });
   std::map<std::string, std::vector<Op>> fixes;  // per namespace
   for (auto &m : diff.missing_) fixes[m.ns].push_back(Op{m.entry.key, m.entry.value, Op::Action::Upsert, false});
