@@ -3,8 +3,8 @@
 -- does for a driver's untyped $n. The test clusters preload the library
 -- (session_preload_libraries); LOAD makes this file independent of that.
 LOAD 'aggr_ext';
-SELECT aggr_create('p_lb', 'scores'::regclass, key => 'score DESC');
-SELECT aggr_create('p_game', 'scores'::regclass, key => 'score', namespace => 'game');
+SELECT aggr_create('p_lb', 'scores'::regclass, key => 'score DESC', build => 'now');
+SELECT aggr_create('p_game', 'scores'::regclass, key => 'score', namespace => 'game', build => 'now');
 CREATE FUNCTION pg_temp.outcome(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE stmt;
@@ -51,11 +51,12 @@ PREPARE nested AS
          LATERAL (SELECT aggr_count('p_game', namespace => $2, lower => $1) AS n) c;
 EXECUTE nested('777', '2', 10, 25);
 -- 120 parameters in one statement
-SELECT 'PREPARE many AS SELECT ' || string_agg(format('aggr_rank(''p_lb'', $%s)', i), ' + ') FROM generate_series(1, 120) i
+SELECT 'PREPARE many AS SELECT ' || string_agg(format('aggr_rank(''p_lb'', $%s)', i), ' + ')
+       || ' = (SELECT sum(1 + (SELECT count(*) FROM scores WHERE score > i * 41 OR score IS NULL)) FROM generate_series(1, 120) i)'
+       || ' AS same' FROM generate_series(1, 120) i
 \gexec
 SELECT 'EXECUTE many(' || string_agg(format('''%s''', i * 41), ', ') || ')' FROM generate_series(1, 120) i
 \gexec
-SELECT sum(1 + (SELECT count(*) FROM scores WHERE score > i * 41 OR score IS NULL)) FROM generate_series(1, 120) i;
 
 -- plpgsql passes its variables typed: unaffected
 CREATE FUNCTION pg_temp.rank_in_plpgsql(k text, n int) RETURNS bigint[] LANGUAGE plpgsql AS $$
