@@ -43,6 +43,8 @@ SELECT count(*) AS aggregates FROM (
   UNION ALL SELECT aggr_create('cv_icu', 'cv', 'name COLLATE "sv-x-icu" DESC')
   UNION ALL SELECT aggr_create('cv_multi', 'cv', 'game, score DESC NULLS LAST')
   UNION ALL SELECT aggr_create('cm_multi', 'cm', 'k1 DESC, k2 COLLATE "C"', sum_value => 'v')) c;
+-- a COLLATE in the key spec: built and verified in that collation's order
+SELECT a, (aggr_verify(a)).status FROM unnest(ARRAY['cv_c', 'cv_icu', 'cm_multi']) a;
 
 -- The plain-SQL oracle of one aggregate: per row its id (as aggregate
 -- output text), namespace, position, entries strictly before its key
