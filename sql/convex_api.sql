@@ -266,6 +266,17 @@ SELECT count(*) AS checks, count(*) FILTER (WHERE
             (SELECT ks.id::text FROM ks WHERE k > 3.5 AND k <= 9 ORDER BY ks.k DESC, ks.id DESC OFFSET o LIMIT 1)) AS mismatches
   FROM generate_series(0, (SELECT count(*) - 1 FROM ks WHERE k > 3.5 AND k <= 9)::int) o;
 
+-- long descending pages (read backwards in chunks of 1000 entries)
+INSERT INTO ks SELECT g, g % 13 FROM generate_series(20001, 23000) g;
+SELECT (SELECT array_agg(id ORDER BY ord) FROM aggr_page('ks_k', 5, 2500, descending => true) WITH ORDINALITY p(position, id, key, sum_value, ord))
+       = (SELECT array_agg(id::text ORDER BY k DESC, id DESC) FROM (SELECT k, id FROM ks ORDER BY k DESC, id DESC OFFSET 5 LIMIT 2500) s)
+       AS long_descending_page_matches,
+       (SELECT array_agg(id ORDER BY ord) FROM aggr_paginate('ks_k', lower => 2, after_key => 9, after_id => 21000, page_size => 3000,
+                                                            descending => true) WITH ORDINALITY p(position, id, key, sum_value, is_last, ord))
+       = (SELECT array_agg(id::text ORDER BY k DESC, id DESC) FROM (SELECT k, id FROM ks WHERE k >= 2 AND (k, id) < (9, 21000)
+                                                                      ORDER BY k DESC, id DESC LIMIT 3000) s)
+       AS long_descending_keyset_matches;
+
 -- Positions by id: a missing row, a NULL id, text ids, ROW ids.
 SELECT aggr_position('cv_asc', 100000) AS missing, aggr_position('cv_asc', NULL::int) AS null_id,
        aggr_position('cv_asc', '17') = (SELECT p FROM (SELECT id, row_number() OVER (ORDER BY score, id) - 1 AS p FROM cv) s WHERE id = 17) AS text_id,

@@ -335,23 +335,33 @@ Span span_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int first) 
 }
 
 // Entries at positions [from, to), visited in aggregate order or in
-// reverse. A reverse window is collected first: MergedCursor moves forward.
+// reverse.
 struct Window {
   std::uint64_t from = 0, to = 0;
   bool reverse = false;
 };
 
+// MergedCursor moves forward only: a reverse window is read in chunks from
+// its end, each collected forward (one O(log n) seek per chunk) and visited
+// backwards, so memory stays bounded whatever the limit.
+constexpr std::uint64_t kReverseChunk = 1000;
+
 template <typename Visit>
 void visit_window(ReadTree &rt, const Window &w, Visit &&visit) {
   if (w.to <= w.from) return;
-  std::uint64_t pos = w.from;
   if (!w.reverse) {
+    std::uint64_t pos = w.from;
     for (MergedCursor c = rt.cursor(w.from); c.valid() && pos < w.to; c.next(), ++pos) visit(pos, c.entry());
     return;
   }
-  std::vector<Entry> entries;
-  for (MergedCursor c = rt.cursor(w.from); c.valid() && pos < w.to; c.next(), ++pos) entries.push_back(c.entry());
-  for (std::size_t i = entries.size(); i-- > 0;) visit(w.from + i, entries[i]);
+  std::vector<Entry> chunk;
+  for (std::uint64_t end = w.to; end > w.from;) {
+    std::uint64_t begin = end - std::min(kReverseChunk, end - w.from), pos = begin;
+    chunk.clear();
+    for (MergedCursor c = rt.cursor(begin); c.valid() && pos < end; c.next(), ++pos) chunk.push_back(c.entry());
+    for (std::size_t i = chunk.size(); i-- > 0;) visit(begin + i, chunk[i]);
+    end = begin;
+  }
 }
 
 // `limit` entries from the `offset`-th entry of a span, counted from its
