@@ -8,12 +8,16 @@
 --  * aggr_wait / aggr_backfill / aggr_rebuild call only schema-qualified
 --    objects; aggr_wait(NULL) is an error;
 --  * aggr_page / aggr_page_rows take an int8 limit (drivers' 64-bit integers);
+--  * aggr_at / aggr_page / aggr_page_rows take bounds and descending => (one
+--    function each, so every 1.0 call form still resolves);
+--  * new: aggr_position, aggr_position_of, aggr_random, aggr_paginate,
+--    aggr_paginate_rows;
 --  * aggr_aggregates shows each role the aggregates it may read;
 --  * the aggr_progress view shows running backfills and rebuilds;
 --  * DROP TABLE / DROP SCHEMA / DROP OWNED remove the dropped tables'
 --    aggregates (sql_drop event trigger).
 -- Functions whose signature changes are dropped and re-created: a view of
--- yours that calls aggr_page or aggr_job_status must be dropped before the
+-- yours that calls aggr_at, aggr_page, aggr_page_rows or aggr_job_status must be dropped before the
 -- update and re-created after it (the update fails with a clear dependency
 -- error otherwise, changing nothing).
 
@@ -86,14 +90,55 @@ CREATE OR REPLACE FUNCTION aggr_rebuild(name text, batch_size int4 DEFAULT 50000
     RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp
     AS $$ SELECT @extschema@.aggr_job_start(name, 'rebuild'::pg_catalog.text, batch_size, background) $$;
 
+DROP FUNCTION aggr_at(text, int8, "any");
+CREATE FUNCTION aggr_at(name text, "offset" int8, namespace "any" DEFAULT NULL,
+                        lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                        lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                        descending bool DEFAULT false,
+                        OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 1;
 DROP FUNCTION aggr_page(text, int8, int4, "any");
 CREATE FUNCTION aggr_page(name text, "offset" int8, "limit" int8, namespace "any" DEFAULT NULL,
+                          lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                          lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                          descending bool DEFAULT false,
                           OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
     RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
 DROP FUNCTION aggr_page_rows(text, int8, int4, anyelement, "any");
 CREATE FUNCTION aggr_page_rows(name text, "offset" int8, "limit" int8, row_type anyelement,
-                               namespace "any" DEFAULT NULL)
+                               namespace "any" DEFAULT NULL,
+                               lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                               lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                               descending bool DEFAULT false)
     RETURNS SETOF anyelement AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
+
+-- Positions, random entries and keyset pages (the Convex TableAggregate
+-- calls indexOf, random and paginate). Positions are 0-based, in aggregate
+-- order (key, then primary key) within a namespace.
+CREATE FUNCTION aggr_position(name text, id "any")
+    RETURNS int8 AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
+CREATE FUNCTION aggr_position_of(name text, key "any", id "any", namespace "any" DEFAULT NULL)
+    RETURNS int8 AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
+-- Uses SQL's random(): setseed() makes the draws repeatable.
+CREATE FUNCTION aggr_random(name text, namespace "any" DEFAULT NULL,
+                            lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                            lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                            OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE ROWS 1;
+CREATE FUNCTION aggr_paginate(name text, namespace "any" DEFAULT NULL,
+                              lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                              lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                              after_key "any" DEFAULT NULL, after_id "any" DEFAULT NULL,
+                              page_size int8 DEFAULT 100, descending bool DEFAULT false,
+                              OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric,
+                              OUT is_last bool)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 100;
+CREATE FUNCTION aggr_paginate_rows(name text, row_type anyelement, namespace "any" DEFAULT NULL,
+                                   lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                                   lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                                   after_key "any" DEFAULT NULL, after_id "any" DEFAULT NULL,
+                                   page_size int8 DEFAULT 100, descending bool DEFAULT false)
+    RETURNS SETOF anyelement AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 100;
 
 -- The aggregates of this database that the current role may see: those on
 -- tables it may SELECT or whose owner it is (a member of), and, for

@@ -227,14 +227,50 @@ CREATE FUNCTION aggr_sum(name text, namespace "any" DEFAULT NULL,
 CREATE FUNCTION aggr_rank(name text, key "any", namespace "any" DEFAULT NULL)
     RETURNS int8 AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
 CREATE FUNCTION aggr_at(name text, "offset" int8, namespace "any" DEFAULT NULL,
+                        lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                        lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                        descending bool DEFAULT false,
                         OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
     RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 1;
 CREATE FUNCTION aggr_page(name text, "offset" int8, "limit" int8, namespace "any" DEFAULT NULL,
+                          lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                          lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                          descending bool DEFAULT false,
                           OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
     RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
 CREATE FUNCTION aggr_page_rows(name text, "offset" int8, "limit" int8, row_type anyelement,
-                               namespace "any" DEFAULT NULL)
+                               namespace "any" DEFAULT NULL,
+                               lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                               lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                               descending bool DEFAULT false)
     RETURNS SETOF anyelement AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 20;
+-- Positions, random entries and keyset pages (the Convex TableAggregate
+-- calls indexOf, random and paginate). Positions are 0-based, in aggregate
+-- order (key, then primary key) within a namespace.
+CREATE FUNCTION aggr_position(name text, id "any")
+    RETURNS int8 AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
+CREATE FUNCTION aggr_position_of(name text, key "any", id "any", namespace "any" DEFAULT NULL)
+    RETURNS int8 AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
+-- Uses SQL's random(): setseed() makes the draws repeatable.
+CREATE FUNCTION aggr_random(name text, namespace "any" DEFAULT NULL,
+                            lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                            lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                            OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE ROWS 1;
+CREATE FUNCTION aggr_paginate(name text, namespace "any" DEFAULT NULL,
+                              lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                              lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                              after_key "any" DEFAULT NULL, after_id "any" DEFAULT NULL,
+                              page_size int8 DEFAULT 100, descending bool DEFAULT false,
+                              OUT "position" int8, OUT id text, OUT key text, OUT sum_value numeric,
+                              OUT is_last bool)
+    RETURNS SETOF record AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 100;
+CREATE FUNCTION aggr_paginate_rows(name text, row_type anyelement, namespace "any" DEFAULT NULL,
+                                   lower "any" DEFAULT NULL, upper "any" DEFAULT NULL,
+                                   lower_inclusive bool DEFAULT true, upper_inclusive bool DEFAULT true,
+                                   after_key "any" DEFAULT NULL, after_id "any" DEFAULT NULL,
+                                   page_size int8 DEFAULT 100, descending bool DEFAULT false)
+    RETURNS SETOF anyelement AS 'MODULE_PATHNAME' LANGUAGE C STABLE ROWS 100;
 CREATE FUNCTION aggr_min(name text, namespace "any" DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME' LANGUAGE C STABLE;
 CREATE FUNCTION aggr_max(name text, namespace "any" DEFAULT NULL) RETURNS text

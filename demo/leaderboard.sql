@@ -64,6 +64,31 @@ INSERT INTO results VALUES
      pg_temp.median_ms(format($$SELECT aggr_rank('per_game', %s, namespace => 7)$$, :probe)),
      pg_temp.median_ms(format($$SELECT count(*) + 1 FROM scores WHERE game = 7 AND score > %s$$, :probe)));
 
+-- "The page around me": my row's exact position (ties broken by id, as the
+-- page order), then the page of 20 that holds it.
+SELECT (:rows / 3)::bigint AS me \gset
+INSERT INTO results VALUES
+ (9, 'the page of 20 around player ' || :me,
+     (SELECT string_agg(id, ',') FROM aggr_page('leaderboard', aggr_position('leaderboard', :me) / 20 * 20, 20)),
+     (SELECT string_agg(id::text, ',' ORDER BY p) FROM (
+        SELECT id, p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p FROM scores) r
+         WHERE p / 20 = (SELECT p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p FROM scores) r
+                          WHERE id = :me) / 20) page),
+     pg_temp.median_ms(format($$SELECT * FROM aggr_page('leaderboard', aggr_position('leaderboard', %s) / 20 * 20, 20)$$, :me)),
+     pg_temp.median_ms(format($$SELECT id, p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p FROM scores) r
+                               WHERE p / 20 = (SELECT p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p
+                                                                FROM scores) r WHERE id = %s) / 20$$, :me)));
+-- A random opponent, uniformly: both draw one random() after the same
+-- setseed, so they pick the same entry.
+SELECT setseed(0.42) \gset
+SELECT id AS opponent_aggr FROM aggr_random('leaderboard') \gset
+SELECT setseed(0.42) \gset
+SELECT id AS opponent_plain FROM scores ORDER BY score DESC, id OFFSET floor(random() * (SELECT count(*) FROM scores)) LIMIT 1 \gset
+INSERT INTO results VALUES
+ (10, 'a random opponent', :'opponent_aggr', :'opponent_plain',
+      pg_temp.median_ms($$SELECT * FROM aggr_random('leaderboard')$$),
+      pg_temp.median_ms($$SELECT * FROM scores ORDER BY score DESC, id OFFSET floor(random() * (SELECT count(*) FROM scores)) LIMIT 1$$));
+
 \echo
 \echo Answers and median timings (ms), aggregate index vs plain SQL:
 SELECT what, aggr_answer = plain_answer AS same_answer,

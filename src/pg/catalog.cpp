@@ -650,10 +650,18 @@ std::string CompiledAggregate::scan_query() const {
     initStringInfo(&select);
     initStringInfo(&order);
     int col = 0;
-    auto add = [&](const char *expr, const char *dir) {
+    // A collatable key column is sorted by its expression with an explicit
+    // COLLATE: a COLLATE in the key spec is planned into an implicit
+    // relabel that deparsing drops, so an output column number would sort
+    // in the column's (or the database's) collation instead.
+    auto add = [&](const char *expr, const char *dir, Oid collation = InvalidOid) {
       appendStringInfo(&select, "%s%s", col ? ", " : "", expr);
       ++col;
-      if (dir) appendStringInfo(&order, "%s%d %s", order.len ? ", " : "", col, dir);
+      if (!dir) return;
+      if (OidIsValid(collation))
+        appendStringInfo(&order, "%s(%s) COLLATE %s %s", order.len ? ", " : "", expr, generate_collation_name(collation), dir);
+      else
+        appendStringInfo(&order, "%s%d %s", order.len ? ", " : "", col, dir);
     };
     if (ns_expr_) add(deparse_expression((Node *)ns_expr_, ctx, false, false), "");
     ListCell *lc;
@@ -661,7 +669,7 @@ std::string CompiledAggregate::scan_query() const {
     foreach (lc, key_exprs_) {
       const char *dir = def_.key_flags[2 * i] == 'D' ? (def_.key_flags[2 * i + 1] == 'F' ? "DESC NULLS FIRST" : "DESC NULLS LAST")
                                                      : (def_.key_flags[2 * i + 1] == 'F' ? "ASC NULLS FIRST" : "ASC NULLS LAST");
-      add(deparse_expression((Node *)lfirst(lc), ctx, false, false), dir);
+      add(deparse_expression((Node *)lfirst(lc), ctx, false, false), dir, layout_.column(i).collation);
       ++i;
     }
     Relation rel = relation_open(def_.source, AccessShareLock);

@@ -146,17 +146,17 @@ std::string namespace_arg(FunctionCallInfo fcinfo, int argno, const Target &t) {
   return ns;
 }
 
-// Key values of a bound or rank argument: a scalar, or ROW(...) for a
-// multi-column key (a shorter ROW is a prefix), each of whatever type the
-// caller passed: KeyProbe compares them as SQL would. False when SQL NULL.
-bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<KeyValue> &values) {
+// Values of a scalar or ROW(...) argument (at most `max_fields` of them),
+// each of whatever type the caller passed. False when SQL NULL. `what`
+// and `of_what` name the argument and the columns it is matched with.
+bool fields_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::size_t max_fields, const char *what,
+                const char *of_what, std::vector<KeyValue> &values) {
   if (PG_NARGS() <= argno || PG_ARGISNULL(argno)) return false;
-  std::size_t nkey = t.agg->key_columns();
   std::size_t count = 0;
   KeyValue vals[INDEX_MAX_KEYS];
   pg_guard([&] {
     Oid type = get_fn_expr_argtype(fcinfo->flinfo, argno);
-    if (!OidIsValid(type)) ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not determine type of key value")));
+    if (!OidIsValid(type)) ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not determine type of %s", what)));
     if (!type_is_rowtype(type)) {
       vals[0] = KeyValue{PG_GETARG_DATUM(argno), false, type};
       count = 1;
@@ -169,10 +169,10 @@ bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<Ke
     tuple.t_data = rec;
     ItemPointerSetInvalid(&tuple.t_self);
     tuple.t_tableOid = InvalidOid;
-    if (desc->natts > (int)nkey)
+    if (desc->natts > (int)max_fields)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                      errmsg("key value has %d fields but the key of aggregate \"%s\" has %d columns", desc->natts,
-                             t.def.name.c_str(), (int)nkey)));
+                      errmsg("%s has %d fields but the %s of aggregate \"%s\" has %d columns", what, desc->natts,
+                             of_what, t.def.name.c_str(), (int)max_fields)));
     Datum fields[INDEX_MAX_KEYS];
     bool fnull[INDEX_MAX_KEYS];
     heap_deform_tuple(&tuple, desc, fields, fnull);
@@ -182,6 +182,49 @@ bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<Ke
   });
   values.assign(vals, vals + count);
   return true;
+}
+
+// Key values of a bound or rank argument: a scalar, or ROW(...) for a
+// multi-column key (a shorter ROW is a prefix), each of whatever type the
+// caller passed: KeyProbe compares them as SQL would. False when SQL NULL.
+bool key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<KeyValue> &values) {
+  return fields_arg(fcinfo, argno, t, t.agg->key_columns(), "key value", "key", values);
+}
+
+std::size_t pk_columns(const Target &t) { return t.agg->layout().size() - t.agg->key_columns(); }
+
+// The primary key values of an id argument (a scalar, or ROW(...) for a
+// multi-column primary key). False when SQL NULL or a field is NULL: no
+// row has that id.
+bool id_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::vector<KeyValue> &values) {
+  std::size_t npk = pk_columns(t);
+  if (!fields_arg(fcinfo, argno, t, npk, "id", "primary key", values)) return false;
+  if (values.size() != npk)
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "id has " + std::to_string(values.size()) + " fields but the primary key of aggregate \"" +
+                        t.def.name + "\" has " + std::to_string(npk) + " columns",
+                    "Pass a multi-column primary key as ROW(...).");
+  for (const KeyValue &v : values)
+    if (v.isnull) return false;
+  return true;
+}
+
+// A whole key (every key column): a scalar, ROW(...) for a multi-column
+// key. SQL NULL is the NULL key of a single-column key.
+void whole_key_arg(FunctionCallInfo fcinfo, int argno, const Target &t, const char *what, std::vector<KeyValue> &values) {
+  std::size_t nkey = t.agg->key_columns();
+  if (!key_arg(fcinfo, argno, t, values)) {
+    if (nkey != 1)
+      throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                      std::string(what) + " must be ROW(...) of the " + std::to_string(nkey) + " key columns, not NULL");
+    values.assign(1, KeyValue{(Datum)0, true, UNKNOWNOID});
+    return;
+  }
+  if (values.size() != nkey)
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    std::string(what) + " has " + std::to_string(values.size()) + " fields but the key of aggregate \"" +
+                        t.def.name + "\" has " + std::to_string(nkey) + " columns",
+                    "Pass every key column: an entry is named by its whole key and its id.");
 }
 
 bool bool_arg(FunctionCallInfo fcinfo, int argno, bool dflt) {
@@ -304,26 +347,189 @@ std::uint64_t resolve_offset(int64 offset, std::uint64_t count, const std::strin
   return static_cast<std::uint64_t>(resolved);
 }
 
-// Emits (position, id, key, sum_value) rows for `limit` entries from `offset`.
-void emit_entries(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, std::uint64_t offset, std::uint64_t limit) {
-  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
-  pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
-  std::uint64_t pos = offset;
-  for (MergedCursor c = rt.cursor(offset); c.valid() && pos < offset + limit; c.next(), ++pos) {
-    const Entry &e = c.entry();
-    bool key_null = t.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
-    std::string id = t.agg->id_text(e.key), key = key_null ? std::string() : t.agg->key_text(e.key);
+// Positions [lo, hi) of the entries of rt within bounds.
+struct Span {
+  std::uint64_t lo = 0, hi = 0;
+  std::uint64_t size() const { return hi > lo ? hi - lo : 0; }
+};
+
+// The span within the bounds at arguments first (lower), first + 1 (upper),
+// first + 2 and first + 3 (lower_inclusive, upper_inclusive), as aggr_count
+// reads them; absent bounds leave that end open.
+Span span_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int first) {
+  Span s;
+  s.hi = rt.count();
+  std::vector<KeyValue> v;
+  if (key_arg(fcinfo, first, t, v)) {
+    KeyProbe lower(t.agg->layout(), v, !bool_arg(fcinfo, first + 2, true));
+    s.lo = rt.before(lower).count;
+  }
+  if (key_arg(fcinfo, first + 1, t, v)) {
+    KeyProbe upper(t.agg->layout(), v, bool_arg(fcinfo, first + 3, true));
+    s.hi = rt.before(upper).count;
+  }
+  return s;
+}
+
+// Entries at positions [from, to), visited in aggregate order or in
+// reverse.
+struct Window {
+  std::uint64_t from = 0, to = 0;
+  bool reverse = false;
+};
+
+// MergedCursor moves forward only: a reverse window is read in chunks from
+// its end, each collected forward (one O(log n) seek per chunk) and visited
+// backwards, so memory stays bounded whatever the limit.
+constexpr std::uint64_t kReverseChunk = 1000;
+
+template <typename Visit>
+void visit_window(ReadTree &rt, const Window &w, Visit &&visit) {
+  if (w.to <= w.from) return;
+  if (!w.reverse) {
+    std::uint64_t pos = w.from;
+    for (MergedCursor c = rt.cursor(w.from); c.valid() && pos < w.to; c.next(), ++pos) visit(pos, c.entry());
+    return;
+  }
+  std::vector<Entry> chunk;
+  for (std::uint64_t end = w.to; end > w.from;) {
+    std::uint64_t begin = end - std::min(kReverseChunk, end - w.from), pos = begin;
+    chunk.clear();
+    for (MergedCursor c = rt.cursor(begin); c.valid() && pos < end; c.next(), ++pos) chunk.push_back(c.entry());
+    for (std::size_t i = chunk.size(); i-- > 0;) visit(begin + i, chunk[i]);
+    end = begin;
+  }
+}
+
+// `limit` entries from the `offset`-th entry of a span, counted from its
+// start, or from its end when descending (then in descending order).
+// Negative offsets count from the other end, as in aggr_at.
+Window offset_window(const Target &t, const Span &span, int64 offset, std::uint64_t limit, bool descending,
+                     bool past_end_ok) {
+  std::uint64_t k = resolve_offset(offset, span.size(), t.def.name, past_end_ok);
+  Window w;
+  w.reverse = descending;
+  if (!descending) {
+    w.from = span.lo + k;
+    w.to = w.from + std::min(limit, span.size() - k);
+  } else {
+    w.to = span.hi - k;
+    w.from = w.to - std::min(limit, span.size() - k);
+  }
+  return w;
+}
+
+// Output of (position, id, key, sum_value[, is_last]) rows.
+class EntryRows {
+ public:
+  explicit EntryRows(FunctionCallInfo fcinfo, const Target &t) : t_(t) {
+    rsinfo_ = (ReturnSetInfo *)fcinfo->resultinfo;
+    pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
+  }
+  void put(std::uint64_t pos, const Entry &e, bool is_last = false) {
+    bool key_null = t_.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
+    std::string id = t_.agg->id_text(e.key), key = key_null ? std::string() : t_.agg->key_text(e.key);
+    const Target &t = t_;
+    ReturnSetInfo *rsinfo = rsinfo_;
     pg_guard([&] {
-      Datum values[4];
-      bool nulls[4] = {false, false, key_null, t.agg->sum().kind == SumKind::None};
+      Datum values[5];
+      bool nulls[5] = {false, false, key_null, t.agg->sum().kind == SumKind::None, false};
       values[0] = Int64GetDatum(static_cast<int64>(pos));
       values[1] = CStringGetTextDatum(id.c_str());
       values[2] = key_null ? (Datum)0 : CStringGetTextDatum(key.c_str());
       values[3] = nulls[3] ? (Datum)0 : t.agg->sum().to_numeric(e.value);
+      values[4] = BoolGetDatum(is_last);  // read only by aggr_paginate's result type
       tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     });
   }
+
+ private:
+  const Target &t_;
+  ReturnSetInfo *rsinfo_;
+};
+
+// Source rows fetched by primary key with a snapshot (the query's).
+class RowFetcher {
+ public:
+  RowFetcher(const Target &t, Snapshot snapshot) : t_(t), snapshot_(snapshot) {
+    const std::vector<AttrNumber> &pk = t.agg->pk_attnums();
+    ScanKeyData *keys = keys_;
+    Relation *rel = &rel_;
+    pg_guard([&] {
+      *rel = table_open(t.def.source, AccessShareLock);
+      for (std::size_t i = 0; i < pk.size(); ++i) {
+        const Column &c = t.agg->layout().column(t.agg->key_columns() + i);
+        TypeCacheEntry *tc = lookup_type_cache(c.type, TYPECACHE_EQ_OPR_FINFO);
+        ScanKeyInit(&keys[i], pk[i], BTEqualStrategyNumber, tc->eq_opr_finfo.fn_oid, (Datum)0);
+        keys[i].sk_collation = c.collation;
+      }
+    });
+  }
+  ~RowFetcher() {
+    Relation rel = rel_;
+    try {
+      pg_guard([&] {
+        if (rel) table_close(rel, AccessShareLock);
+      });
+    } catch (...) {
+    }
+  }
+  RowFetcher(const RowFetcher &) = delete;
+  RowFetcher &operator=(const RowFetcher &) = delete;
+
+  // pg-side: calls found(tuple) with the row whose primary key is `values`
+  // (of the primary key columns' types); false when there is none.
+  template <typename F>
+  bool fetch(const Datum *values, F &&found) {
+    std::size_t npk = t_.agg->pk_attnums().size();
+    for (std::size_t i = 0; i < npk; ++i) keys_[i].sk_argument = values[i];
+    SysScanDesc scan = systable_beginscan(rel_, t_.agg->pk_index(), true, snapshot_, static_cast<int>(npk), keys_);
+    HeapTuple tup = systable_getnext(scan);
+    bool exists = HeapTupleIsValid(tup);
+    if (exists) found(tup);
+    systable_endscan(scan);
+    return exists;
+  }
+  Relation relation() const { return rel_; }
+
+ private:
+  const Target &t_;
+  Snapshot snapshot_;
+  Relation rel_ = nullptr;
+  ScanKeyData keys_[INDEX_MAX_KEYS];
+};
+
+// Emits the source rows of a window's entries (whole rows, in window order).
+void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Window &w) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
+  pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
+  RowFetcher rows(t, rt.query_snapshot());
+  visit_window(rt, w, [&](std::uint64_t, const Entry &e) {
+    pg_guard([&] {
+      Datum values[INDEX_MAX_KEYS];
+      bool nulls[INDEX_MAX_KEYS];
+      t.agg->id_values(e.key, values, nulls);
+      if (!rows.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rsinfo->setResult, tup); }))
+        ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                        errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
+                               get_rel_name(t.def.source)),
+                        errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
+    });
+  });
 }
+
+// Before (or after) exactly one entry, given encoded: where a row read
+// from the table sorts.
+class EncodedEntryProbe : public Probe {
+ public:
+  EncodedEntryProbe(const Ordering &order, std::string_view key) : order_(order), key_(key) {}
+  int compare_to(std::string_view entry) const override { return order_.compare(key_, entry); }
+
+ private:
+  const Ordering &order_;
+  std::string_view key_;
+};
 
 Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
   ReadTree rt(t, namespace_arg(fcinfo, 1, t));
@@ -387,13 +593,17 @@ AGGR_FUNCTION(aggr_rank) {
   });
 }
 
+// aggr_at(name, offset, namespace, lower, upper, lower_inclusive,
+// upper_inclusive, descending): a 1.0 schema passes only the first three.
 AGGR_FUNCTION(aggr_at) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
     ReadTree rt(t, namespace_arg(fcinfo, 2, t));
     if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
-    std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, false);
-    emit_entries(fcinfo, t, rt, offset, 1);
+    Span span = span_of(fcinfo, t, rt, 3);
+    Window w = offset_window(t, span, PG_GETARG_INT64(1), 1, bool_arg(fcinfo, 7, false), false);
+    EntryRows out(fcinfo, t);
+    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
     rt.close();
     return (Datum)0;
   });
@@ -401,6 +611,7 @@ AGGR_FUNCTION(aggr_at) {
 
 // A page's limit: int8 since 1.1 (int4 in a 1.0 schema not yet updated).
 int64 limit_arg(FunctionCallInfo fcinfo, int argno) {
+  if (PG_ARGISNULL(argno)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "limit must not be NULL");
   Oid type = InvalidOid;
   pg_guard([&] { type = get_fn_expr_argtype(fcinfo->flinfo, argno); });
   int64 limit = type == INT4OID ? PG_GETARG_INT32(argno) : PG_GETARG_INT64(argno);
@@ -408,81 +619,204 @@ int64 limit_arg(FunctionCallInfo fcinfo, int argno) {
   return limit;
 }
 
-AGGR_FUNCTION(aggr_page) {
-  Target t = open_aggregate(fcinfo, Access::Read);
-  return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
-    if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-      throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
-    int64 limit = limit_arg(fcinfo, 2);
-    std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
-    emit_entries(fcinfo, t, rt, offset, static_cast<std::uint64_t>(limit));
-    rt.close();
-    return (Datum)0;
-  });
-}
-
 namespace {
-// The source rows of `limit` entries from `offset`, found by primary key.
-Datum page_rows(FunctionCallInfo fcinfo, const Target &t) {
-  ReadTree rt(t, namespace_arg(fcinfo, 4, t));
-  if (PG_ARGISNULL(1) || PG_ARGISNULL(2)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
+// The window of aggr_page / aggr_page_rows: offset and limit at arguments
+// 1 and 2, bounds from `bounds` on, descending after them.
+Window page_window(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int bounds) {
+  if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+    throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
   int64 limit = limit_arg(fcinfo, 2);
-  std::uint64_t offset = resolve_offset(PG_GETARG_INT64(1), rt.count(), t.def.name, true);
-  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
-  Relation rel = nullptr;
-  const std::vector<AttrNumber> &pk = t.agg->pk_attnums();
-  ScanKeyData keys[INDEX_MAX_KEYS];
-  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
-  pg_guard([&] {
-    InitMaterializedSRF(fcinfo, 0);
-    rel = table_open(t.def.source, AccessShareLock);
-    for (std::size_t i = 0; i < pk.size(); ++i) {
-      const Column &c = t.agg->layout().column(t.agg->key_columns() + i);
-      TypeCacheEntry *tc = lookup_type_cache(c.type, TYPECACHE_EQ_OPR_FINFO);
-      ScanKeyInit(&keys[i], pk[i], BTEqualStrategyNumber, tc->eq_opr_finfo.fn_oid, (Datum)0);
-      keys[i].sk_collation = c.collation;
-    }
-  });
-  std::uint64_t pos = offset;
-  for (MergedCursor c = rt.cursor(offset); c.valid() && pos < offset + static_cast<std::uint64_t>(limit);
-       c.next(), ++pos) {
-    const Entry &e = c.entry();
-    pg_guard([&] {
-      Datum values[INDEX_MAX_KEYS];
-      bool nulls[INDEX_MAX_KEYS];
-      t.agg->id_values(e.key, values, nulls);
-      for (std::size_t i = 0; i < pk.size(); ++i) keys[i].sk_argument = values[i];
-      SysScanDesc scan = systable_beginscan(rel, t.agg->pk_index(), true, rt.query_snapshot(), static_cast<int>(pk.size()), keys);
-      HeapTuple tup = systable_getnext(scan);
-      if (!HeapTupleIsValid(tup))
-        ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-                        errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
-                               get_rel_name(t.def.source)),
-                        errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
-      tuplestore_puttuple(rsinfo->setResult, tup);
-      systable_endscan(scan);
-    });
-  }
-  pg_guard([&] { table_close(rel, AccessShareLock); });
-  rt.close();
-  return (Datum)0;
+  Span span = span_of(fcinfo, t, rt, bounds);
+  return offset_window(t, span, PG_GETARG_INT64(1), static_cast<std::uint64_t>(limit), bool_arg(fcinfo, bounds + 4, false),
+                       true);
 }
-}  // namespace
 
-AGGR_FUNCTION(aggr_page_rows) {
-  Target t = open_aggregate(fcinfo, Access::Read);
+// Whole-row results must be of the source table's row type.
+void check_row_type(FunctionCallInfo fcinfo, const Target &t, int argno) {
   pg_guard([&] {
     if (pg_class_aclcheck(t.def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
       aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
-    Oid rowtype = get_fn_expr_argtype(fcinfo->flinfo, 3);
+    Oid rowtype = get_fn_expr_argtype(fcinfo->flinfo, argno);
     if (rowtype != get_rel_type_id(t.def.source))
       ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                       errmsg("row_type must be the row type of %s, not %s", get_rel_name(t.def.source), format_type_be(rowtype)),
                       errhint("Pass NULL::%s.", quote_qualified_identifier(get_namespace_name(get_rel_namespace(t.def.source)),
                                                                        get_rel_name(t.def.source)))));
   });
-  return read_trees(t, [&] { return page_rows(fcinfo, t); });
+}
+}  // namespace
+
+// aggr_page(name, offset, limit, namespace, lower, upper, lower_inclusive,
+// upper_inclusive, descending).
+AGGR_FUNCTION(aggr_page) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+    Window w = page_window(fcinfo, t, rt, 4);
+    EntryRows out(fcinfo, t);
+    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
+    rt.close();
+    return (Datum)0;
+  });
+}
+
+// aggr_page_rows(name, offset, limit, row_type, namespace, lower, upper,
+// lower_inclusive, upper_inclusive, descending).
+AGGR_FUNCTION(aggr_page_rows) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  check_row_type(fcinfo, t, 3);
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 4, t));
+    emit_rows(fcinfo, t, rt, page_window(fcinfo, t, rt, 5));
+    rt.close();
+    return (Datum)0;
+  });
+}
+
+// ---------------------------------------------------------------- positions and pagination
+
+namespace {
+// pg-side: the primary key values of `id` converted to the primary key
+// columns' types (text read as literals; value-changing casts refused).
+void pk_datums(const Target &t, const std::vector<KeyValue> &id, Datum *out) {
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    const Column &c = t.agg->layout().column(t.agg->key_columns() + i);
+    out[i] = coerce_value(id[i].value, id[i].type, c.type, -1, "id");
+  }
+}
+}  // namespace
+
+// aggr_position(name, id): the row's 0-based position in its namespace, in
+// aggregate order (key, then primary key); NULL when no such row is visible.
+AGGR_FUNCTION(aggr_position) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&]() -> Datum {
+    std::vector<KeyValue> id;
+    if (!id_arg(fcinfo, 1, t, id)) PG_RETURN_NULL();
+    CompiledAggregate::RowEntry entry;
+    bool exists = false;
+    {
+      RowFetcher rows(t, t.snapshot);
+      pg_guard([&] {
+        Datum values[INDEX_MAX_KEYS];
+        pk_datums(t, id, values);
+        exists = rows.fetch(values, [&](HeapTuple tup) { t.agg->evaluate(tup, entry); });
+      });
+    }
+    if (!exists) PG_RETURN_NULL();
+    ReadTree rt(t, entry.ns);
+    EntryOrdering order(t.agg->layout());
+    EncodedEntryProbe probe(order, entry.key);
+    int64 before = static_cast<int64>(rt.before(probe).count);
+    rt.close();
+    return Int64GetDatum(before);
+  });
+}
+
+// aggr_position_of(name, key, id, namespace): the 0-based position of the
+// entry (key, id); NULL when the aggregate has no such entry.
+AGGR_FUNCTION(aggr_position_of) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&]() -> Datum {
+    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+    std::vector<KeyValue> key, id;
+    whole_key_arg(fcinfo, 1, t, "key", key);
+    if (!id_arg(fcinfo, 2, t, id)) PG_RETURN_NULL();
+    key.insert(key.end(), id.begin(), id.end());
+    KeyProbe before(t.agg->layout(), key, false), after(t.agg->layout(), key, true);
+    std::uint64_t pos = rt.before(before).count;
+    if (rt.before(after).count <= pos) PG_RETURN_NULL();
+    rt.close();
+    return Int64GetDatum(static_cast<int64>(pos));
+  });
+}
+
+// aggr_random(name, namespace, lower, upper, lower_inclusive,
+// upper_inclusive): one entry drawn uniformly within the bounds with SQL's
+// random() (so setseed() repeats a sequence); no row when there is none.
+AGGR_FUNCTION(aggr_random) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Span span = span_of(fcinfo, t, rt, 2);
+    EntryRows out(fcinfo, t);
+    if (span.size() == 0) {
+      rt.close();
+      return (Datum)0;
+    }
+    double r = 0;
+    pg_guard([&] { r = DatumGetFloat8(OidFunctionCall0(F_RANDOM)); });
+    std::uint64_t k = std::min(span.size() - 1, static_cast<std::uint64_t>(r * static_cast<double>(span.size())));
+    visit_window(rt, Window{span.lo + k, span.lo + k + 1, false}, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
+    rt.close();
+    return (Datum)0;
+  });
+}
+
+namespace {
+// Keyset pagination, arguments from `first` on: namespace, lower, upper,
+// lower_inclusive, upper_inclusive, after_key, after_id, page_size, descending.
+// The page holds up to `limit` entries within the bounds strictly after the
+// cursor (after_key, after_id) in the page's direction; is_last says no
+// entry within the bounds follows it.
+struct KeysetPage {
+  Window window;
+  bool is_last = true;
+};
+
+KeysetPage keyset_page(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int first) {
+  Span span = span_of(fcinfo, t, rt, first + 1);
+  int64 limit = limit_arg(fcinfo, first + 7);
+  bool descending = bool_arg(fcinfo, first + 8, false);
+  std::vector<KeyValue> cursor, id;
+  bool has_id = PG_NARGS() > first + 6 && !PG_ARGISNULL(first + 6);
+  if (has_id) {
+    whole_key_arg(fcinfo, first + 5, t, "after_key", cursor);
+    if (!id_arg(fcinfo, first + 6, t, id))
+      throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "after_id must not have NULL fields");
+    cursor.insert(cursor.end(), id.begin(), id.end());
+  } else {
+    key_arg(fcinfo, first + 5, t, cursor);  // a key alone: past every entry with that key (prefix)
+  }
+  if (has_id || !cursor.empty()) {
+    KeyProbe probe(t.agg->layout(), cursor, !descending);
+    std::uint64_t at = rt.before(probe).count;
+    if (descending)
+      span.hi = std::min(span.hi, at);
+    else
+      span.lo = std::max(span.lo, at);
+  }
+  KeysetPage page;
+  std::uint64_t n = std::min(static_cast<std::uint64_t>(limit), span.size());
+  page.is_last = n == span.size();
+  page.window.reverse = descending;
+  page.window.from = descending ? span.hi - n : span.lo;
+  page.window.to = page.window.from + n;
+  return page;
+}
+}  // namespace
+
+AGGR_FUNCTION(aggr_paginate) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    KeysetPage page = keyset_page(fcinfo, t, rt, 1);
+    EntryRows out(fcinfo, t);
+    visit_window(rt, page.window, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e, page.is_last); });
+    rt.close();
+    return (Datum)0;
+  });
+}
+
+AGGR_FUNCTION(aggr_paginate_rows) {
+  Target t = open_aggregate(fcinfo, Access::Read);
+  check_row_type(fcinfo, t, 1);
+  return read_trees(t, [&] {
+    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    emit_rows(fcinfo, t, rt, keyset_page(fcinfo, t, rt, 2).window);
+    rt.close();
+    return (Datum)0;
+  });
 }
 
 AGGR_FUNCTION(aggr_min) {

@@ -116,10 +116,12 @@ check "SELECT string_agg(id, ',') FROM aggr_page('board', $mid, 20)" \
   "SELECT string_agg(id::text, ',') FROM (SELECT id FROM scores ORDER BY score DESC, id OFFSET $mid LIMIT 20) p"
 check "SELECT aggr_count('board', lower => $hi, upper => $lo)" "SELECT count(*) FROM scores WHERE score BETWEEN $lo AND $hi"
 check "SELECT aggr_sum('board', lower => $hi, upper => $lo)" "SELECT sum(points) FROM scores WHERE score BETWEEN $lo AND $hi"
+check "SELECT aggr_position('board', $mid::bigint)" \
+  "SELECT p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p FROM scores) s WHERE id = $mid"
 check "SELECT key FROM aggr_at('board', (aggr_count('board') * 37 + 99) / 100 - 1)" \
   "SELECT percentile_disc(0.37) WITHIN GROUP (ORDER BY score DESC) FROM scores"
 
-step "1, 2, 3, 8: reads (pgbench, prepared, 1 client, random parameters)"
+step "1, 2, 3, 8, 8b: reads (pgbench, prepared, 1 client, random parameters)"
 select1=$(script select1 'SELECT 1;')
 rank=$(script rank "\\set x random(0, $max_score)
 SELECT aggr_rank('board', :x::bigint);")
@@ -136,6 +138,10 @@ pct=$(script pct "\\set p random(1, 99)
 SELECT key FROM aggr_at('board', (aggr_count('board') * :p + 99) / 100 - 1);")
 pct_plain=$(script pct_plain "\\set p random(1, 99)
 SELECT percentile_disc(:p / 100.0) WITHIN GROUP (ORDER BY score DESC) FROM scores;")
+position=$(script position "\\set id random(1, $n)
+SELECT aggr_position('board', :id::bigint);")
+position_plain=$(script position_plain "\\set id random(1, $n)
+SELECT p FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) - 1 AS p FROM scores) s WHERE id = :id;")
 select1_ms=$(median_ms "$select1" "$FAST_TX")
 rank_ms=$(median_ms "$rank" "$FAST_TX")
 rank_plain_ms=$(median_ms "$rank_plain" "$SLOW_TX")
@@ -145,6 +151,8 @@ range_ms=$(median_ms "$range" "$FAST_TX")
 range_plain_ms=$(median_ms "$range_plain" "$SLOW_TX")
 pct_ms=$(median_ms "$pct" "$FAST_TX")
 pct_plain_ms=$(median_ms "$pct_plain" "$SLOW_TX")
+position_ms=$(median_ms "$position" "$FAST_TX")
+position_plain_ms=$(median_ms "$position_plain" "$SLOW_TX")
 
 step "9: Redis sorted set of the same scores, ZREVRANK (redis-benchmark, 1 client)"
 # Members are redis-benchmark's __rand_int__ spelling of the id (12 digits).
@@ -232,6 +240,7 @@ r=$(ratio "$deferred_tps8" "$btree_tps8"); row 5d "same as 5b, write_mode deferr
 r=$(ratio "$build_ms" "$index_ms"); row 6 "aggr_create(build => 'now') over $n rows" "$build_ms" "CREATE INDEX ON (score DESC, id)" "$index_ms" "${r}x the time" "$(meets "$r <= 2") (<= 2x)"
 r=$(ratio "$built_bytes" "$index_bytes"); row 7 "bytes, built aggregate (maintained: $maintained_bytes)" "$built_bytes" "btree on (score DESC, id)" "$index_bytes" "${r}x the bytes" "$(meets "$r <= 2") (<= 2x)"
 r=$(ratio "$pct_plain_ms" "$pct_ms"); row 8 "percentile: aggr_at(count * p)" "$pct_ms" "percentile_disc(p) WITHIN GROUP" "$pct_plain_ms" "${r}x" "$(meets "$r >= 1000") (>= 1000x at 10M)"
+r=$(ratio "$position_plain_ms" "$position_ms"); row 8b "aggr_position of a random row (its exact place)" "$position_ms" "row_number() OVER (ORDER BY score DESC, id) of that id" "$position_plain_ms" "${r}x" "(no target)"
 r=$(ratio "$rank_again_ms" "$redis_ms"); row 9 "aggr_rank round trip" "$rank_again_ms" "Redis ZREVRANK (redis-benchmark, 1 client)" "$redis_ms" "${r}x the time" "$(meets "$r <= 2") (<= 2x)"
 echo
 echo "Deferred mode: aggr_rank while a writer runs (merger on, $pending_live deltas pending when sampled) $rank_live_ms ms;"
