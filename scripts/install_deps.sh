@@ -5,10 +5,13 @@
 # and the client drivers: psycopg 3, libpq's headers, Node.js and the exact
 # node-postgres of test/drivers/package-lock.json, by `npm ci`). Says what it installs; as root it runs apt-get,
 # otherwise sudo; where it can do neither it names the packages and stops.
-#   scripts/install_deps.sh build|test
+#   scripts/install_deps.sh build|test|bench   (bench: also gnuplot for test/bench/plot.sh)
 set -euo pipefail
 profile=${1:-build}
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib build-essential)
+if [ "$profile" = bench ]; then
+  packages+=(gnuplot-nox bc redis-server)
+fi
 if [ "$profile" = test ]; then
   packages+=(cmake clang libclang-rt-14-dev libgtest-dev googletest libipc-run-perl bc redis-server python3-psycopg libpq-dev)
 fi
