@@ -79,9 +79,9 @@ set ylabel 'latency per query (ms, log)'
 set key top left
 set grid
 plot 'docs/bench.dat' using 1:3 with linespoints lw 2 title 'count(*) WHERE score < x (btree)', \
-     ''               using 1:2 with linespoints lw 2 title 'aggr\_rank', \
+     ''               using 1:2 with linespoints lw 2 title 'aggr_rank', \
      ''               using 1:5 with linespoints lw 2 title 'ORDER BY ... OFFSET n/2 LIMIT 20', \
-     ''               using 1:4 with linespoints lw 2 title 'aggr\_page at n/2'
+     ''               using 1:4 with linespoints lw 2 title 'aggr_page at n/2'
 unset logscale
 set logscale x 2
 set xlabel 'clients (single-row UPDATE of the key, $WRITE_ROWS rows)'
