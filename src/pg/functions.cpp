@@ -26,14 +26,20 @@ std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
   return out;
 }
 
+// Returns the source table's name; reports an aggregate whose table is gone.
+const char *existing_source_name(const AggregateDef &def, const std::string &name_literal) {
+  char *relname = get_rel_name(def.source);
+  if (!relname)
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
+                    errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
+  return relname;
+}
+
 void check_access(const AggregateDef &def, CompiledAggregate *agg, Access access) {
   const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
-    char *relname = get_rel_name(def.source);
-    if (!relname)
-      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                      errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
+    const char *relname = existing_source_name(def, name_literal);
     if (access == Access::Own) {
       if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
       return;
@@ -68,12 +74,14 @@ struct Target {
   Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
 };
 
-// A read compiles the aggregate as the reader (its own statement, like an
-// index expression in a query). Maintenance (Access::Own) checks ownership
-// first and compiles as the table owner: compiling folds constants, which
-// runs the owner's IMMUTABLE functions, and must not do so as a superuser
-// calling on another role's table. Maintenance entries then work inside
-// run_as_table_owner, where compiled_aggregate hands out that same entry.
+// Both compile as the table owner: compiling folds constants, which runs
+// the owner's IMMUTABLE functions (and whatever they call), and must not do
+// so as a superuser reading or maintaining another role's aggregate. A read
+// evaluates no expression of the aggregate (only its key layout is used),
+// so the owner's entry serves it; writers still evaluate as themselves, in
+// the triggers. Maintenance (Access::Own) checks ownership first, then
+// works inside run_as_table_owner, where compiled_aggregate hands out that
+// same entry.
 Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true) {
   Target t;
   // A read answers as of its query's snapshot, definition included: a
@@ -87,7 +95,14 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
   } else {
-    t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
+    const std::string name_literal = sql_literal(t.def.name);
+    pg_guard([&] { (void)existing_source_name(t.def, name_literal); });
+    Oid user = InvalidOid;
+    pg_guard([&] { user = GetUserId(); });
+    if (user == table_owner(t.def.source))  // the owner's own read: nothing to switch (reads are hot)
+      t.agg = &compiled_aggregate(t.def);
+    else
+      run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
     check_access(t.def, t.agg, access);
   }
