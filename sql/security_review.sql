@@ -42,6 +42,21 @@ RESET ROLE;
 SELECT who, superuser, count(*) > 0 AS ran FROM rv.ran_as GROUP BY who, superuser ORDER BY who;
 SELECT count(*) AS runs_as_others FROM rv.ran_as WHERE who <> 'regress_rv_hostile';
 
+-- 2. aggr_aggregates lists only the aggregates the caller may read. Without
+-- a security barrier a caller's own cheap function in a WHERE on the view
+-- ran below the filter and saw every aggregate's name and key expression.
+CREATE ROLE regress_rv_snoop;
+SET ROLE regress_rv_snoop;
+CREATE TEMP TABLE seen (name text, key text);
+CREATE FUNCTION pg_temp.leak(text, text) RETURNS bool LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN INSERT INTO pg_temp.seen VALUES ($1, $2); RETURN true; END $$;
+SELECT count(*) AS listed FROM aggr_aggregates WHERE pg_temp.leak(name, key);
+SELECT count(*) AS leaked FROM pg_temp.seen;
+RESET ROLE;
+DROP TABLE pg_temp.seen;
+DROP FUNCTION pg_temp.leak(text, text);
+DROP ROLE regress_rv_snoop;
+
 -- clean up
 SELECT aggr_drop('rv_agg');
 DROP SCHEMA rv CASCADE;
