@@ -561,6 +561,11 @@ AGGR_FUNCTION(aggr_drop) {
       aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
     lock_aggregate(def.id, AccessExclusiveLock);
   });
+  // Again under the lock: a rebuild's swap may have committed a new version
+  // of the definition while we waited.
+  int32 id = def.id;
+  if (!load_aggregate_by_id(id, def))
+    throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + def.name + "\" was dropped concurrently");
   op_buffer().flush();
   if (table_exists) {
     pg_guard([&] {
