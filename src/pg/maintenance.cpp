@@ -38,6 +38,39 @@ TreeRow load_tree_for_write(const OpenTrees &o, const AggregateDef &def, int32 g
                     "The transaction might succeed if retried.");
   return latest;
 }
+
+// Under REPEATABLE READ / SERIALIZABLE the transaction reads the definition
+// its snapshot sees: a rebuild's swap or a write-mode switch committed since
+// would send this flush where the transaction's own reads never look (a new
+// generation, deltas its direct reads ignore, or the reverse), and it would
+// not see its own changes. A direct write already fails there (the new
+// tree's row is a concurrent update); a deferred one must too.
+void check_definition_unchanged_for_snapshot(const AggregateDef &latest) {
+  bool snapshot_isolation = false;
+  pg_guard([&] { snapshot_isolation = IsolationUsesXactSnapshot(); });
+  if (!snapshot_isolation) return;
+  AggregateDef seen;
+  Snapshot snap = nullptr;
+  pg_guard([&] {
+    PushCopiedSnapshot(GetTransactionSnapshot());
+    UpdateActiveSnapshotCommandId();
+    snap = GetActiveSnapshot();
+  });
+  bool visible = false;
+  try {
+    visible = load_aggregate_by_id(latest.id, seen, snap);
+  } catch (...) {
+    pg_guard([] { PopActiveSnapshot(); });
+    throw;
+  }
+  pg_guard([] { PopActiveSnapshot(); });
+  // Created after the snapshot: its reads do not see it at all.
+  if (visible && (seen.generation != latest.generation || seen.deferred != latest.deferred))
+    throw UserError(ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    "could not serialize access due to concurrent rebuild or write-mode change of aggregate \"" +
+                        latest.name + "\"",
+                    "The transaction might succeed if retried.");
+}
 }  // namespace
 
 OpenTrees open_trees(LOCKMODE mode) {
@@ -189,6 +222,7 @@ void backpressure(const AggregateDef &def, const std::string &ns, int64 last_seq
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
   CompiledAggregate &agg = compiled_aggregate(def);
   if (agg.stale()) return;  // its entries can no longer be compared; reads refuse it
+  check_definition_unchanged_for_snapshot(def);
   EntryOrdering order(agg.layout());
   std::stable_sort(ops.begin(), ops.end(), [&](const PendingOp *a, const PendingOp *b) {
     if (a->ns != b->ns) return a->ns < b->ns;
