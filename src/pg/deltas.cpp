@@ -178,6 +178,7 @@ int64 merge_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &ord
   pg_guard([&] { rows = load_deltas(def.id, def.generation, ns, GetLatestSnapshot(), kMergeBatch); });
   if (rows.deltas.empty()) return 0;
   int64 merged = static_cast<int64>(rows.deltas.size());
+  op_buffer().note_fold(def.id);  // other transactions' deltas: reads as of an earlier command cannot undo this
   PendingChanges changes(std::move(rows.deltas), order);
   if (!changes.empty()) apply_to_tree(o, agg, order, def.generation, ns, changes.ops(), true);
   pg_guard([&] {

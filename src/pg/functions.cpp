@@ -218,6 +218,7 @@ class ReadTree {
     std::vector<Delta> deltas;
     if (t.def.deferred) deltas = load_deltas(t.def.id, t.def.generation, ns, snap_).deltas;
     std::vector<Delta> undo = op_buffer().undo_since(t.def.id, ns, query_cid, order_, t.def.name);
+    check_undo_suffices(t, ns, query_cid);
     deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
     pending_ = PendingChanges(std::move(deltas), order_);
   }
@@ -250,6 +251,55 @@ class ReadTree {
   Snapshot query_snapshot() const { return query_snap_; }
 
  private:
+  // A read as of an earlier command of this transaction (an open cursor)
+  // takes the transaction's later changes back out with the journal. That
+  // is exact only if those changes went where this read looks and carry
+  // nothing of other transactions. Not so when this transaction merged or
+  // cleared the trees since, when its later writes went to another
+  // generation or write mode (a rebuild's swap or a mode switch committed
+  // after the read's snapshot), or when a later write of the tree was based
+  // on a version another transaction committed after that snapshot: then
+  // refuse, rather than count rows the snapshot does not see.
+  void check_undo_suffices(const Target &t, const std::string &ns, CommandId query_cid) const {
+    bool folded = op_buffer().folded_since(t.def.id, query_cid, query_snap_);
+    if (!folded && !op_buffer().changed_since(t.def.id, ns, query_cid)) return;
+    bool exact = !folded;
+    if (exact) {
+      AggregateDef latest;
+      exact = load_aggregate_by_id(t.def.id, latest) && latest.generation == t.def.generation &&
+              latest.deferred == t.def.deferred;
+    }
+    if (exact && row_.exists) {
+      const int32 id = t.def.id, generation = t.def.generation;
+      const TransactionId written_by = row_.xmin;
+      pg_guard([&] {
+        if (!TransactionIdIsCurrentTransactionId(written_by)) return;  // this transaction did not write the tree
+        // Every version of the tree row: one committed by another
+        // transaction after the snapshot is under this transaction's write.
+        ScanKeyData keys[3];
+        bytea *nsb = (bytea *)palloc(VARHDRSZ + ns.size());
+        SET_VARSIZE(nsb, VARHDRSZ + ns.size());
+        memcpy(VARDATA(nsb), ns.data(), ns.size());
+        ScanKeyInit(&keys[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+        ScanKeyInit(&keys[1], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+        ScanKeyInit(&keys[2], 4, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(nsb));
+        SysScanDesc scan = systable_beginscan(trees_, r_.trees_aggr_ns_key, true, SnapshotAny, 3, keys);
+        HeapTuple tup;
+        while (exact && HeapTupleIsValid(tup = systable_getnext(scan))) {
+          TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+          if (TransactionIdIsCurrentTransactionId(xmin) || !TransactionIdDidCommit(xmin)) continue;
+          if (XidInMVCCSnapshot(xmin, query_snap_)) exact = false;
+        }
+        systable_endscan(scan);
+      });
+    }
+    if (!exact)
+      throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                      "aggregate \"" + t.def.name + "\" cannot be read as of an earlier command of this transaction",
+                      "This transaction changed the aggregate since the query's snapshot was taken (an open cursor, or a "
+                      "query still fetching rows) after other transactions did. Read the aggregate in a new statement.");
+  }
+
   EntryOrdering order_;
   Relations r_{};
   Relation trees_ = nullptr, nodes_ = nullptr;

@@ -323,6 +323,40 @@ std::vector<Delta> OpBuffer::undo_since(int32 aggr_id, const std::string &ns, Co
   return undo;
 }
 
+bool OpBuffer::changed_since(int32 aggr_id, const std::string &ns, CommandId cid) const {
+  if (dropped_any_ && dropped_max_cid_ >= cid) return true;
+  auto first = std::lower_bound(ops_.begin(), ops_.begin() + static_cast<long>(flushed_), cid,
+                                [](const PendingOp &op, CommandId c) { return op.cid < c; });
+  for (auto it = first; it != ops_.begin() + static_cast<long>(flushed_); ++it)
+    if (it->aggr_id == aggr_id && it->ns == ns) return true;
+  return false;
+}
+
+void OpBuffer::note_fold(int32 aggr_id) {
+  Fold f{};
+  pg_guard([&] {
+    f.cid = GetCurrentCommandId(false);
+    if (ActiveSnapshotSet()) {
+      f.snap = GetActiveSnapshot();
+      f.xmin = f.snap->xmin;
+      f.xmax = f.snap->xmax;
+    }
+  });
+  std::vector<Fold> &folds = folds_[aggr_id];
+  if (folds.size() < 64) folds.push_back(f);
+  else folds.back() = Fold{f.cid, nullptr, InvalidTransactionId, InvalidTransactionId};  // many: keep it unsafe
+}
+
+bool OpBuffer::folded_since(int32 aggr_id, CommandId cid, Snapshot snap) const {
+  auto it = folds_.find(aggr_id);
+  if (it == folds_.end()) return false;
+  for (const Fold &f : it->second) {
+    bool same_query = snap && f.snap == snap && f.xmin == snap->xmin && f.xmax == snap->xmax;
+    if (f.cid >= cid && !same_query) return true;
+  }
+  return false;
+}
+
 void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, ops_.size(), flushed_}); }
 
 void OpBuffer::subxact_commit(SubTransactionId id) {
@@ -358,6 +392,7 @@ void OpBuffer::reset() {
   pending_bytes_ = journal_bytes_ = 0;
   dropped_any_ = false;
   dropped_max_cid_ = 0;
+  folds_.clear();
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -426,6 +461,7 @@ void register_transaction_callbacks() {
 
 void clear_trees(const AggregateDef &def, int32 generation, const std::string *ns) {
   int32 id = def.id;
+  op_buffer().note_fold(id);
   pg_guard([&] {
     if (ns) {
       lock_aggregate(id, RowExclusiveLock);
