@@ -536,6 +536,12 @@ AGGR_FUNCTION(aggr_create) {
     if (rel->rd_rel->relkind != RELKIND_RELATION)
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
+    // Crash recovery empties an unlogged table without firing a trigger;
+    // the WAL-logged trees would keep every row.
+    if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("table \"%s\" is unlogged", relname),
+                      errdetail("After a crash the table is emptied without firing triggers; the aggregate would keep its rows."),
+                      errhint("ALTER TABLE ... SET LOGGED first.")));
     if (rel->rd_rel->relrowsecurity)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("table \"%s\" has row-level security enabled", relname),
