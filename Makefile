@@ -12,7 +12,7 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = setup corruption api errors maintenance keys bounds backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security security_review upgrade
 REGRESS_OPTS = --load-extension=plpgsql
-ISOLATION = concurrency backfill_live caches deferred_writers job_races reader_snapshots security_lock truncate_swap rr_own_writes cursor_snapshots
+ISOLATION = concurrency backfill_live caches deferred_writers job_races reader_snapshots security_lock truncate_swap rr_own_writes cursor_snapshots drop_during_job
 ISOLATION_OPTS = --outputdir=output_iso
 
 PG_CONFIG ?= pg_config

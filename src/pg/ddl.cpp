@@ -72,6 +72,7 @@ std::vector<int32> aggregates_of(const std::vector<Oid> &tables) {
 void forget_aggregate(int32 id) {
   // The lock first, then the definition it protects: a rebuild's swap that
   // committed meanwhile left a new version of the catalog row.
+  lock_job_steps(id);  // before the aggregate lock: a swap step takes them in this order
   pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
   AggregateDef def;
   if (!load_aggregate_by_id(id, def)) return;

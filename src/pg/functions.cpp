@@ -615,8 +615,9 @@ AGGR_FUNCTION(aggr_drop) {
     table_exists = relname != nullptr;
     if (table_exists && !pg_class_ownercheck(def.source, GetUserId()))
       aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
-    lock_aggregate(def.id, AccessExclusiveLock);
   });
+  lock_job_steps(def.id);  // before the aggregate lock: a swap step takes them in this order
+  pg_guard([&] { lock_aggregate(def.id, AccessExclusiveLock); });
   // Again under the lock: a rebuild's swap may have committed a new version
   // of the definition while we waited.
   int32 id = def.id;
