@@ -41,6 +41,18 @@ RESET ROLE;
 -- the owner's code ran as the owner only (or not at all)
 SELECT who, superuser, count(*) > 0 AS ran FROM rv.ran_as GROUP BY who, superuser ORDER BY who;
 SELECT count(*) AS runs_as_others FROM rv.ran_as WHERE who <> 'regress_rv_hostile';
+-- A role with no privilege on the table is refused before anything of the
+-- owner's runs (in a new session: nothing compiled yet).
+DELETE FROM rv.ran_as;
+CREATE ROLE regress_rv_stranger;
+\c
+SET client_min_messages = warning;
+\set VERBOSITY terse
+SET ROLE regress_rv_stranger;
+SELECT aggr_count('rv_agg');
+RESET ROLE;
+SELECT count(*) AS runs_for_stranger FROM rv.ran_as;
+DROP ROLE regress_rv_stranger;
 
 -- 2. aggr_aggregates lists only the aggregates the caller may read. Without
 -- a security barrier a caller's own cheap function in a WHERE on the view

@@ -98,7 +98,15 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     const std::string name_literal = sql_literal(t.def.name);
     pg_guard([&] { (void)existing_source_name(t.def, name_literal); });
     Oid user = InvalidOid;
-    pg_guard([&] { user = GetUserId(); });
+    bool stranger = false;
+    pg_guard([&] {
+      user = GetUserId();
+      // No SELECT on the table nor on any column: refused before anything of
+      // the owner's runs (column grantees are checked column by column below).
+      stranger = pg_class_aclcheck(t.def.source, user, ACL_SELECT) != ACLCHECK_OK &&
+                 pg_attribute_aclcheck_all(t.def.source, user, ACL_SELECT, ACLMASK_ANY) != ACLCHECK_OK;
+      if (stranger) aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
+    });
     if (user == table_owner(t.def.source))  // the owner's own read: nothing to switch (reads are hot)
       t.agg = &compiled_aggregate(t.def);
     else
