@@ -80,6 +80,42 @@ SELECT aggr_create('rv_ul', 'rv_unlogged', key => 'v');
 SELECT count(*) AS created FROM aggr_aggregates WHERE name = 'rv_ul';
 DROP TABLE rv_unlogged;
 
+-- 4. The merger prepares each deferred aggregate as its owner, which folds
+-- the owner's key functions: one that sleeps in a background worker stalled
+-- merging for every role of the database. Now an aggregate whose
+-- preparation takes over 5 s fails that round and the others are merged.
+SET ROLE regress_rv_hostile;
+CREATE FUNCTION rv.stall(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF pg_catalog.current_setting('application_name') = '' THEN  -- a background worker
+    PERFORM pg_catalog.pg_sleep(30);
+  END IF;
+  RETURN $1;
+END $$;
+CREATE TABLE rv.stalls (id int PRIMARY KEY, v int NOT NULL);
+SELECT aggr_create('rv_stall', 'rv.stalls', key => 'v + rv.stall(0)');
+SELECT aggr_set_write_mode('rv_stall', 'deferred');
+INSERT INTO rv.stalls VALUES (1, 1);  -- launches the merger, which stalls on this aggregate
+RESET ROLE;
+CREATE TABLE rv_merged (id int PRIMARY KEY, v int NOT NULL);
+SELECT aggr_create('rv_merged', 'rv_merged', key => 'v');
+SELECT aggr_set_write_mode('rv_merged', 'deferred');
+INSERT INTO rv_merged SELECT g, g FROM generate_series(1, 100) g;
+DO $$
+DECLARE deadline timestamptz := clock_timestamp() + interval '25 seconds';
+BEGIN
+  WHILE clock_timestamp() < deadline AND EXISTS (
+      SELECT FROM aggr_internal.deltas d JOIN aggr_internal.aggregates a USING (aggr_id) WHERE a.name = 'rv_merged') LOOP
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT count(*) AS others_still_pending FROM aggr_internal.deltas d JOIN aggr_internal.aggregates a USING (aggr_id)
+ WHERE a.name = 'rv_merged';
+SELECT aggr_count('rv_merged') = (SELECT count(*) FROM rv_merged) AS others_exact;
+SELECT aggr_drop('rv_merged');
+DROP TABLE rv_merged;
+SELECT aggr_drop('rv_stall');
+
 -- clean up
 SELECT aggr_drop('rv_agg');
 DROP SCHEMA rv CASCADE;
