@@ -300,8 +300,10 @@ CREATE FUNCTION aggr_repair(name text, OUT inserted int8, OUT deleted int8, OUT 
 -- The aggregates of this database that the current role may see: those on
 -- tables it may SELECT or whose owner it is (a member of), and, for
 -- superusers, those whose table is gone. The view reads aggr_internal with
--- its owner's rights; the filter uses the caller's.
-CREATE VIEW aggr_aggregates AS
+-- its owner's rights; the filter uses the caller's. A security barrier: a
+-- caller's own (leaky) function in a WHERE on the view must not see the
+-- rows the filter hides.
+CREATE VIEW aggr_aggregates WITH (security_barrier) AS
     SELECT a.name, a.source, a.state, a.key_spec AS key,
            a.sum_spec AS sum_value, a.ns_spec AS namespace, a.created, a.write_mode
       FROM aggr_internal.aggregates a

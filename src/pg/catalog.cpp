@@ -112,10 +112,10 @@ bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool mis
   return found;
 }
 
-bool load_aggregate_by_id(int32 id, AggregateDef &out) {
+bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap) {
   ScanKeyData key;
   pg_guard([&] { ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id)); });
-  return load_aggregate(1, &key, out);
+  return load_aggregate(1, &key, out, snap);
 }
 
 namespace {

@@ -35,7 +35,7 @@ struct AggregateDef {
 // pg-side lookups; missing_ok=false raises "aggregate ... does not exist".
 // By name: the version `snap` sees (nullptr: the latest committed).
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok, Snapshot snap = nullptr);
-bool load_aggregate_by_id(int32 id, AggregateDef &out);
+bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap = nullptr);
 void update_aggregate_state(const AggregateDef &def, const char *state);
 void update_aggregate_write_mode(int32 aggr_id, bool deferred);
 // Sets state, live generation and build generation in one update.

@@ -70,9 +70,12 @@ std::vector<int32> aggregates_of(const std::vector<Oid> &tables) {
 
 // Removes an aggregate whose table is gone (its triggers went with it).
 void forget_aggregate(int32 id) {
+  // The lock first, then the definition it protects: a rebuild's swap that
+  // committed meanwhile left a new version of the catalog row.
+  lock_job_steps(id);  // before the aggregate lock: a swap step takes them in this order
+  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
   AggregateDef def;
   if (!load_aggregate_by_id(id, def)) return;
-  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
   discard_job(def);
   drop_generations_except(def, -1, -1);
   delete_aggregate(def);

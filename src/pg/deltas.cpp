@@ -13,6 +13,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "utils/timeout.h"
 }
 
 namespace aggr::pg {
@@ -26,6 +27,7 @@ constexpr uint16 kMergerLockClass = 0xA665;         // held by the live merger o
 constexpr long kMergerPauseMs = 10;                 // between rounds: lets deltas gather into batches
 constexpr int64 kVacuumAfter = 20000;               // merged deltas between the merger's VACUUMs of the table
 constexpr int kMergerIdleRounds = 100;              // exits after ~1 s with nothing to merge (DROP DATABASE waits for it)
+constexpr int kMergerCompileTimeoutMs = 5000;       // preparing one aggregate (folding its owner's functions) in the merger
 
 bytea *to_bytea(const std::string &s) {
   bytea *b = static_cast<bytea *>(palloc(s.size() + VARHDRSZ));
@@ -183,6 +185,7 @@ int64 merge_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &ord
   pg_guard([&] { rows = load_deltas(def.id, def.generation, ns, GetLatestSnapshot(), kMergeBatch); });
   if (rows.deltas.empty()) return 0;
   int64 merged = static_cast<int64>(rows.deltas.size());
+  op_buffer().note_fold(def.id);  // other transactions' deltas: reads as of an earlier command cannot undo this
   PendingChanges changes(std::move(rows.deltas), order);
   if (!changes.empty()) apply_to_tree(o, agg, order, def.generation, ns, changes.ops(), true);
   pg_guard([&] {
@@ -225,6 +228,23 @@ int64 merge_deltas(int32 aggr_id, const std::string *only_ns) {
 // ---------------------------------------------------------------- merger
 
 namespace {
+// The merger prepares each aggregate as its table's owner, which runs the
+// owner's constant-folded key functions: one that never returns stalled
+// merging for every role of the database. Bounded: an aggregate whose
+// preparation takes longer fails this round (logged), the others go on.
+void prepare_with_timeout(int32 aggr_id) {
+  AggregateDef def;
+  if (!load_aggregate_by_id(aggr_id, def)) return;
+  pg_guard([] { enable_timeout_after(STATEMENT_TIMEOUT, kMergerCompileTimeoutMs); });
+  try {
+    run_as_table_owner(def.source, [&] { (void)compiled_aggregate(def); });  // merge_deltas_as_owner reuses it
+  } catch (...) {
+    pg_guard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+    throw;
+  }
+  pg_guard([] { disable_timeout(STATEMENT_TIMEOUT, false); });
+}
+
 void launch_merger() {
   if (!launch_worker_process("aggr_ext merger for database " + std::to_string(MyDatabaseId), "aggr_ext merger",
                              "aggr_ext_merger_main", ObjectIdGetDatum(MyDatabaseId)))
@@ -335,7 +355,10 @@ void aggr_ext_merger_main(Datum arg) {
     int64 merged = 0;
     for (int32 id : ids) {
       std::string what = "aggr_ext merger: merging aggregate " + std::to_string(id);
-      aggr::pg::in_transaction(what.c_str(), [&] { merged += aggr::pg::merge_deltas_as_owner(id); });
+      aggr::pg::in_transaction(what.c_str(), [&] {
+        aggr::pg::prepare_with_timeout(id);
+        merged += aggr::pg::merge_deltas_as_owner(id);
+      });
     }
     idle = merged > 0 ? 0 : idle + 1;
     unvacuumed += merged;

@@ -26,14 +26,20 @@ std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
   return out;
 }
 
+// Returns the source table's name; reports an aggregate whose table is gone.
+const char *existing_source_name(const AggregateDef &def, const std::string &name_literal) {
+  char *relname = get_rel_name(def.source);
+  if (!relname)
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
+                    errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
+  return relname;
+}
+
 void check_access(const AggregateDef &def, CompiledAggregate *agg, Access access) {
   const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
-    char *relname = get_rel_name(def.source);
-    if (!relname)
-      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                      errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str()),
-                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
+    const char *relname = existing_source_name(def, name_literal);
     if (access == Access::Own) {
       if (!pg_class_ownercheck(def.source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
       return;
@@ -85,12 +91,14 @@ bool whole_table_readable(const AggregateDef &def) {
   return readable;
 }
 
-// A read compiles the aggregate as the reader (its own statement, like an
-// index expression in a query). Maintenance (Access::Own) checks ownership
-// first and compiles as the table owner: compiling folds constants, which
-// runs the owner's IMMUTABLE functions, and must not do so as a superuser
-// calling on another role's table. Maintenance entries then work inside
-// run_as_table_owner, where compiled_aggregate hands out that same entry.
+// Both compile as the table owner: compiling folds constants, which runs
+// the owner's IMMUTABLE functions (and whatever they call), and must not do
+// so as a superuser reading or maintaining another role's aggregate. A read
+// evaluates no expression of the aggregate (only its key layout is used),
+// so the owner's entry serves it; writers still evaluate as themselves, in
+// the triggers. Maintenance (Access::Own) checks ownership first, then
+// works inside run_as_table_owner, where compiled_aggregate hands out that
+// same entry.
 Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready = true,
                       Compile compile = Compile::Always) {
   Target t;
@@ -109,7 +117,22 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
   } else {
-    t.agg = &compiled_aggregate(t.def);  // reports a source table that no longer exists
+    const std::string name_literal = sql_literal(t.def.name);
+    pg_guard([&] { (void)existing_source_name(t.def, name_literal); });
+    Oid user = InvalidOid;
+    bool stranger = false;
+    pg_guard([&] {
+      user = GetUserId();
+      // No SELECT on the table nor on any column: refused before anything of
+      // the owner's runs (column grantees are checked column by column below).
+      stranger = pg_class_aclcheck(t.def.source, user, ACL_SELECT) != ACLCHECK_OK &&
+                 pg_attribute_aclcheck_all(t.def.source, user, ACL_SELECT, ACLMASK_ANY) != ACLCHECK_OK;
+      if (stranger) aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(t.def.source));
+    });
+    if (user == table_owner(t.def.source))  // the owner's own read: nothing to switch (reads are hot)
+      t.agg = &compiled_aggregate(t.def);
+    else
+      run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
     check_access(t.def, t.agg, access);
   }
@@ -268,6 +291,7 @@ class ReadTree {
     std::vector<Delta> deltas;
     if (t.def.deferred) deltas = load_deltas(t.def.id, t.def.generation, ns, snap_).deltas;
     std::vector<Delta> undo = op_buffer().undo_since(t.def.id, ns, query_cid, order_, t.def.name);
+    check_undo_suffices(t, ns, query_cid);
     deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
     pending_ = PendingChanges(std::move(deltas), order_);
   }
@@ -314,6 +338,55 @@ class ReadTree {
   Snapshot query_snapshot() const { return query_snap_; }
 
  private:
+  // A read as of an earlier command of this transaction (an open cursor)
+  // takes the transaction's later changes back out with the journal. That
+  // is exact only if those changes went where this read looks and carry
+  // nothing of other transactions. Not so when this transaction merged or
+  // cleared the trees since, when its later writes went to another
+  // generation or write mode (a rebuild's swap or a mode switch committed
+  // after the read's snapshot), or when a later write of the tree was based
+  // on a version another transaction committed after that snapshot: then
+  // refuse, rather than count rows the snapshot does not see.
+  void check_undo_suffices(const Target &t, const std::string &ns, CommandId query_cid) const {
+    bool folded = op_buffer().folded_since(t.def.id, query_cid, query_snap_);
+    if (!folded && !op_buffer().changed_since(t.def.id, ns, query_cid)) return;
+    bool exact = !folded;
+    if (exact) {
+      AggregateDef latest;
+      exact = load_aggregate_by_id(t.def.id, latest) && latest.generation == t.def.generation &&
+              latest.deferred == t.def.deferred;
+    }
+    if (exact && row_.exists) {
+      const int32 id = t.def.id, generation = t.def.generation;
+      const TransactionId written_by = row_.xmin;
+      pg_guard([&] {
+        if (!TransactionIdIsCurrentTransactionId(written_by)) return;  // this transaction did not write the tree
+        // Every version of the tree row: one committed by another
+        // transaction after the snapshot is under this transaction's write.
+        ScanKeyData keys[3];
+        bytea *nsb = (bytea *)palloc(VARHDRSZ + ns.size());
+        SET_VARSIZE(nsb, VARHDRSZ + ns.size());
+        memcpy(VARDATA(nsb), ns.data(), ns.size());
+        ScanKeyInit(&keys[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+        ScanKeyInit(&keys[1], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+        ScanKeyInit(&keys[2], 4, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(nsb));
+        SysScanDesc scan = systable_beginscan(trees_, r_.trees_aggr_ns_key, true, SnapshotAny, 3, keys);
+        HeapTuple tup;
+        while (exact && HeapTupleIsValid(tup = systable_getnext(scan))) {
+          TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+          if (TransactionIdIsCurrentTransactionId(xmin) || !TransactionIdDidCommit(xmin)) continue;
+          if (XidInMVCCSnapshot(xmin, query_snap_)) exact = false;
+        }
+        systable_endscan(scan);
+      });
+    }
+    if (!exact)
+      throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                      "aggregate \"" + t.def.name + "\" cannot be read as of an earlier command of this transaction",
+                      "This transaction changed the aggregate since the query's snapshot was taken (an open cursor, or a "
+                      "query still fetching rows) after other transactions did. Read the aggregate in a new statement.");
+  }
+
   EntryOrdering order_;
   int uncaught_at_open_;  // exceptions in flight when opened: more at destruction means unwinding
   Relations r_{};
@@ -899,6 +972,12 @@ AGGR_FUNCTION(aggr_create) {
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
     refuse_citus_table(rel);
+    // Crash recovery empties an unlogged table without firing a trigger;
+    // the WAL-logged trees would keep every row.
+    if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("table \"%s\" is unlogged", relname),
+                      errdetail("After a crash the table is emptied without firing triggers; the aggregate would keep its rows."),
+                      errhint("ALTER TABLE ... SET LOGGED first.")));
     if (rel->rd_rel->relrowsecurity)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                       errmsg("table \"%s\" has row-level security enabled", relname),
@@ -981,8 +1060,14 @@ AGGR_FUNCTION(aggr_drop) {
                       errmsg("must be the owner of the database to drop aggregate \"%s\", whose table no longer exists",
                              def.name.c_str()),
                       errhint("Ask the database owner or a superuser to run SELECT aggr_drop(%s).", name_literal.c_str())));
-    lock_aggregate(def.id, AccessExclusiveLock);
   });
+  lock_job_steps(def.id);  // before the aggregate lock: a swap step takes them in this order
+  pg_guard([&] { lock_aggregate(def.id, AccessExclusiveLock); });
+  // Again under the lock: a rebuild's swap may have committed a new version
+  // of the definition while we waited.
+  int32 id = def.id;
+  if (!load_aggregate_by_id(id, def))
+    throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + def.name + "\" was dropped concurrently");
   op_buffer().flush();
   if (table_exists) {
     pg_guard([&] {

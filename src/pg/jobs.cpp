@@ -603,7 +603,17 @@ void cancel_job(const AggregateDef &def) {
   store_job(job);
 }
 
+void lock_job_steps(int32 aggr_id) {
+  pg_guard([&] {
+    LOCKTAG tag = job_lock_tag(aggr_id, kStepLockClass);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+  });
+}
+
 void discard_job(const AggregateDef &def) {
+  // After the step in progress, if any: it updates the job row, and a row
+  // version read before it commits can no longer be deleted.
+  lock_job_steps(def.id);
   JobRow job = load_job(def.id);
   if (job.exists) delete_job(job);
   delete_log(def.id, INT64_MAX);

@@ -35,6 +35,11 @@ struct JobRow {
   std::string error;
 };
 
+// Waits for a job step in progress and keeps further steps of aggr_id out
+// until this transaction ends. Take it before the aggregate lock (a swap
+// step holds this one while it waits for that one).
+void lock_job_steps(int32 aggr_id);
+
 JobRow load_job(int32 aggr_id);
 void start_job(const AggregateDef &def, const std::string &kind, int32 batch_size, bool background);
 // Runs one step in the current transaction; false when the job is finished,

@@ -38,6 +38,39 @@ TreeRow load_tree_for_write(const OpenTrees &o, const AggregateDef &def, int32 g
                     "The transaction might succeed if retried.");
   return latest;
 }
+
+// Under REPEATABLE READ / SERIALIZABLE the transaction reads the definition
+// its snapshot sees: a rebuild's swap or a write-mode switch committed since
+// would send this flush where the transaction's own reads never look (a new
+// generation, deltas its direct reads ignore, or the reverse), and it would
+// not see its own changes. A direct write already fails there (the new
+// tree's row is a concurrent update); a deferred one must too.
+void check_definition_unchanged_for_snapshot(const AggregateDef &latest) {
+  bool snapshot_isolation = false;
+  pg_guard([&] { snapshot_isolation = IsolationUsesXactSnapshot(); });
+  if (!snapshot_isolation) return;
+  AggregateDef seen;
+  Snapshot snap = nullptr;
+  pg_guard([&] {
+    PushCopiedSnapshot(GetTransactionSnapshot());
+    UpdateActiveSnapshotCommandId();
+    snap = GetActiveSnapshot();
+  });
+  bool visible = false;
+  try {
+    visible = load_aggregate_by_id(latest.id, seen, snap);
+  } catch (...) {
+    pg_guard([] { PopActiveSnapshot(); });
+    throw;
+  }
+  pg_guard([] { PopActiveSnapshot(); });
+  // Created after the snapshot: its reads do not see it at all.
+  if (visible && (seen.generation != latest.generation || seen.deferred != latest.deferred))
+    throw UserError(ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    "could not serialize access due to concurrent rebuild or write-mode change of aggregate \"" +
+                        latest.name + "\"",
+                    "The transaction might succeed if retried.");
+}
 }  // namespace
 
 OpenTrees open_trees(LOCKMODE mode) {
@@ -189,6 +222,7 @@ void backpressure(const AggregateDef &def, const std::string &ns, int64 last_seq
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
   CompiledAggregate &agg = compiled_aggregate(def);
   if (agg.stale()) return;  // its entries can no longer be compared; reads refuse it
+  check_definition_unchanged_for_snapshot(def);
   EntryOrdering order(agg.layout());
   std::stable_sort(ops.begin(), ops.end(), [&](const PendingOp *a, const PendingOp *b) {
     if (a->ns != b->ns) return a->ns < b->ns;
@@ -289,6 +323,40 @@ std::vector<Delta> OpBuffer::undo_since(int32 aggr_id, const std::string &ns, Co
   return undo;
 }
 
+bool OpBuffer::changed_since(int32 aggr_id, const std::string &ns, CommandId cid) const {
+  if (dropped_any_ && dropped_max_cid_ >= cid) return true;
+  auto first = std::lower_bound(ops_.begin(), ops_.begin() + static_cast<long>(flushed_), cid,
+                                [](const PendingOp &op, CommandId c) { return op.cid < c; });
+  for (auto it = first; it != ops_.begin() + static_cast<long>(flushed_); ++it)
+    if (it->aggr_id == aggr_id && it->ns == ns) return true;
+  return false;
+}
+
+void OpBuffer::note_fold(int32 aggr_id) {
+  Fold f{};
+  pg_guard([&] {
+    f.cid = GetCurrentCommandId(false);
+    if (ActiveSnapshotSet()) {
+      f.snap = GetActiveSnapshot();
+      f.xmin = f.snap->xmin;
+      f.xmax = f.snap->xmax;
+    }
+  });
+  std::vector<Fold> &folds = folds_[aggr_id];
+  if (folds.size() < 64) folds.push_back(f);
+  else folds.back() = Fold{f.cid, nullptr, InvalidTransactionId, InvalidTransactionId};  // many: keep it unsafe
+}
+
+bool OpBuffer::folded_since(int32 aggr_id, CommandId cid, Snapshot snap) const {
+  auto it = folds_.find(aggr_id);
+  if (it == folds_.end()) return false;
+  for (const Fold &f : it->second) {
+    bool same_query = snap && f.snap == snap && f.xmin == snap->xmin && f.xmax == snap->xmax;
+    if (f.cid >= cid && !same_query) return true;
+  }
+  return false;
+}
+
 void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, ops_.size(), flushed_}); }
 
 void OpBuffer::subxact_commit(SubTransactionId id) {
@@ -324,6 +392,7 @@ void OpBuffer::reset() {
   pending_bytes_ = journal_bytes_ = 0;
   dropped_any_ = false;
   dropped_max_cid_ = 0;
+  folds_.clear();
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -392,6 +461,7 @@ void register_transaction_callbacks() {
 
 void clear_trees(const AggregateDef &def, int32 generation, const std::string *ns) {
   int32 id = def.id;
+  op_buffer().note_fold(id);
   pg_guard([&] {
     if (ns) {
       lock_aggregate(id, RowExclusiveLock);

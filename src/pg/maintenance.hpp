@@ -1,6 +1,7 @@
 // Keeping trees in step with their tables: the per-transaction op buffer,
 // its flush into the trees, clearing, and the bulk build.
 #pragma once
+#include <map>
 #include <functional>
 #include <string>
 #include <vector>
@@ -36,6 +37,17 @@ class OpBuffer {
   // already dropped from the journal.
   std::vector<Delta> undo_since(int32 aggr_id, const std::string &ns, CommandId cid, const Ordering &order,
                                 const std::string &name) const;
+  // Whether this transaction recorded changes of the tree (aggr_id, ns) in
+  // commands at or after `cid` (call right after flush()).
+  bool changed_since(int32 aggr_id, const std::string &ns, CommandId cid) const;
+  // A merge or clear of aggr_id's trees in this transaction folded in (or
+  // removed) changes that are not this transaction's: the journal cannot
+  // undo it for a read as of an earlier command.
+  void note_fold(int32 aggr_id);
+  // Whether such a fold happened in a command at or after `cid`, other than
+  // a flush of the very query whose snapshot is `snap` (a read folds in,
+  // as of its own statement, what the README's READ COMMITTED writers say).
+  bool folded_since(int32 aggr_id, CommandId cid, Snapshot snap) const;
   void subxact_start(SubTransactionId id);
   void subxact_commit(SubTransactionId id);
   void subxact_abort(SubTransactionId id);
@@ -54,6 +66,12 @@ class OpBuffer {
   bool dropped_any_ = false;         // flushed ops were dropped from the journal...
   CommandId dropped_max_cid_ = 0;    // ...up to this command
   std::vector<Level> levels_;
+  struct Fold {
+    CommandId cid;
+    Snapshot snap;  // the active snapshot then (its identity only; never dereferenced)
+    TransactionId xmin, xmax;
+  };
+  std::map<int32, std::vector<Fold>> folds_;  // merges and clears of each aggregate's trees
 };
 
 OpBuffer &op_buffer();

@@ -126,8 +126,13 @@ AGGR_FUNCTION(aggr_ext_row_trigger) {
 AGGR_FUNCTION(aggr_ext_truncate_trigger) {
   int32 id = checked_trigger_call(fcinfo, TriggerKind::Truncate, "aggr_ext_truncate_trigger");
   AggregateDef def;
+  if (!load_aggregate_by_id(id, def)) return PointerGetDatum(nullptr);
+  check_fires_on_source(fcinfo, def.source, "aggr_ext_truncate_trigger");
+  // Then the aggregate lock (a rebuild's swap holds it exclusively), and the
+  // definition again under it: read before the wait, it would name the
+  // generation the swap retired, and the new one would keep every row.
+  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
   if (load_aggregate_by_id(id, def)) {
-    check_fires_on_source(fcinfo, def.source, "aggr_ext_truncate_trigger");
     op_buffer().flush();
     clear_trees(def, def.generation, nullptr);  // TRUNCATE empties the table: the aggregate is exact when empty
     // A job filling a new generation replays the TRUNCATE in order.
