@@ -169,6 +169,10 @@ SELECT p.status AS p_status, m.status AS m_status FROM aggr_verify('dom_p') p, a
 SELECT aggr_drop('dom_p'), aggr_drop('dom_m');
 DROP TABLE dom_sums;
 DROP DOMAIN pts_dom, cents_dom;
+-- a temporary table: other sessions cannot read it, and it ends without DROP
+CREATE TEMP TABLE temp_scores (id int PRIMARY KEY, v int);
+SELECT aggr_create('temp_v', 'temp_scores'::regclass, key => 'v');
+DROP TABLE temp_scores;
 -- dropped source table: the aggregate goes with it
 CREATE TABLE gone (id int PRIMARY KEY, v int);
 SELECT aggr_create('gone_v', 'gone'::regclass, key => 'v');

@@ -972,6 +972,13 @@ AGGR_FUNCTION(aggr_create) {
       ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
                       errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
     refuse_citus_table(rel);
+    // A temporary table's rows are this session's only: background jobs and
+    // the merger cannot read it, and its end fires no sql_drop trigger.
+    if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("table \"%s\" is temporary", relname),
+                      errdetail("Other sessions (background jobs, the merger) cannot read it, and the aggregate would "
+                                "outlive it."),
+                      errhint("Use a regular table.")));
     // Crash recovery empties an unlogged table without firing a trigger;
     // the WAL-logged trees would keep every row.
     if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
