@@ -23,8 +23,13 @@ extern "C" {
 namespace aggr::pg {
 
 int job_delay_ms = 0;
+int max_job_workers = 2;
 
 void define_settings() {
+  DefineCustomIntVariable("aggr_ext.max_job_workers", "Background job workers (backfills, rebuilds) that may run at once.",
+                          "More jobs wait for a worker to finish; a finished worker takes the next. Bounds what any "
+                          "role's jobs take from max_worker_processes.",
+                          &max_job_workers, 2, 1, 64, PGC_SIGHUP, 0, NULL, NULL, NULL);
   DefineCustomIntVariable("aggr_ext.job_delay", "Pause between the batches of a background backfill or rebuild.",
                           "Throttles background jobs to leave I/O and CPU to the workload.", &job_delay_ms, 0, 0,
                           60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
@@ -479,10 +484,38 @@ void cleanup_step(const AggregateDef &def, JobRow &job) {
 
 bool worker_alive(int32 aggr_id) { return held_by_live_worker(job_lock_tag(aggr_id, kWorkerLockClass)); }
 
+// Live job workers in the whole cluster (each holds its worker lock).
+int live_job_workers() {
+  int n = 0;
+  pg_guard([&] {
+    LockData *locks = GetLockStatusData();
+    for (int i = 0; i < locks->nelements; ++i) {
+      const LockInstanceData &l = locks->locks[i];
+      if (l.locktag.locktag_type == LOCKTAG_ADVISORY && l.locktag.locktag_field4 == kWorkerLockClass &&
+          (l.holdMask & LOCKBIT_ON(ExclusiveLock)))
+        ++n;
+    }
+  });
+  return n;
+}
+
 // The worker connects as the bootstrap superuser and runs each step as the
 // table's owner of that moment (job_step_as_owner): never as the role that
 // started or resumed the job, nor as a reader whose read relaunched it.
-void launch_worker(int32 aggr_id) {
+// At most aggr_ext.max_job_workers run at once (a soft bound: two launches
+// at the same instant may both pass): a job beyond it waits, and a worker
+// that finishes its job takes a waiting one (run_waiting_jobs).
+void launch_worker(int32 aggr_id, bool tell) {
+  if (live_job_workers() >= max_job_workers) {
+    int level = tell ? NOTICE : DEBUG1;
+    int limit = max_job_workers;
+    pg_guard([&] {
+      ereport(level, (errmsg("the job of aggregate %d waits: %d aggr_ext job workers run (aggr_ext.max_job_workers)",
+                             aggr_id, limit),
+                      errhint("It starts when one of them finishes.")));
+    });
+    return;
+  }
   // The worker waits for the launching transaction, which writes the job row.
   uint32 ids[2] = {MyDatabaseId, GetTopTransactionIdIfAny()};
   if (!launch_worker_process("aggr_ext job for aggregate " + std::to_string(aggr_id), "aggr_ext job",
@@ -560,7 +593,7 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     drop_generations_except(def, def.generation, 0);  // leftovers of an abandoned build
   }
   store_job(job);
-  if (background) launch_worker(def.id);
+  if (background) launch_worker(def.id, true);
 }
 
 bool job_step(int32 aggr_id) {
@@ -629,7 +662,7 @@ void ensure_job_worker(int32 aggr_id) {
   TimestampTz now = 0;
   pg_guard([&] { now = GetCurrentTimestamp(); });
   if (now - job.updated < 5 * USECS_PER_SEC) return;
-  if (!worker_alive(aggr_id)) launch_worker(aggr_id);
+  if (!worker_alive(aggr_id)) launch_worker(aggr_id, false);
 }
 
 std::string job_progress_text(const JobRow &job) {
@@ -712,6 +745,39 @@ bool run_step_transaction(int32 aggr_id) {
   return false;
 }
 
+// Runs one job's steps until it is over.
+void run_job(int32 aggr_id) {
+  while (run_step_transaction(aggr_id)) {
+    CHECK_FOR_INTERRUPTS();
+    if (job_delay_ms > 0) pg_usleep(job_delay_ms * 1000L);  // throttle (aggr_ext.job_delay)
+  }
+}
+
+// The oldest background job of this database that no worker runs, claimed
+// for this worker (its worker lock taken); 0 when there is none.
+int32 claim_waiting_job() {
+  std::vector<int32> waiting;
+  (void)run_in_transaction("listing waiting aggr_ext jobs", [&] {
+    pg_guard([&] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+      if (SPI_execute("SELECT aggr_id FROM aggr_internal.jobs WHERE background AND NOT cancelled AND error IS NULL "
+                      "ORDER BY started",
+                      true, 0) != SPI_OK_SELECT)
+        elog(ERROR, "could not list the waiting jobs");
+    });
+    for (uint64 i = 0; i < SPI_processed; ++i) {
+      bool isnull;
+      int32 id = 0;
+      pg_guard([&] { id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)); });
+      waiting.push_back(id);
+    }
+    pg_guard([] { SPI_finish(); });
+  });
+  for (int32 id : waiting)
+    if (claim_for_session(job_lock_tag(id, kWorkerLockClass))) return id;
+  return 0;
+}
+
 // Whether the job row exists; false also when it could not be read (logged).
 bool job_row_exists(int32 aggr_id) {
   bool exists = false;
@@ -745,10 +811,13 @@ void aggr_ext_job_main(Datum arg) {
     XactLockTableWait(launcher, NULL, NULL, XLTW_None);
     CommitTransactionCommand();
   }
-  if (!aggr::pg::job_row_exists(aggr_id)) proc_exit(0);
-  while (aggr::pg::run_step_transaction(aggr_id)) {
-    CHECK_FOR_INTERRUPTS();
-    if (aggr::pg::job_delay_ms > 0) pg_usleep(aggr::pg::job_delay_ms * 1000L);  // throttle (aggr_ext.job_delay)
+  for (;;) {
+    if (aggr::pg::job_row_exists(aggr_id)) aggr::pg::run_job(aggr_id);
+    aggr::pg::release_for_session(aggr::pg::job_lock_tag(aggr_id, aggr::pg::kWorkerLockClass));
+    // Jobs that waited for a worker (aggr_ext.max_job_workers): take one.
+    aggr_id = aggr::pg::claim_waiting_job();
+    if (aggr_id == 0) break;
+    pgstat_report_appname(psprintf("aggr_ext job %d", aggr_id));
   }
   proc_exit(0);
 }

@@ -47,4 +47,9 @@ bool claim_for_session(const LOCKTAG &tag) {
   return mine;
 }
 
+void release_for_session(const LOCKTAG &tag) {
+  LOCKTAG claim = tag;
+  (void)LockRelease(&claim, ExclusiveLock, true);
+}
+
 }  // namespace aggr::pg

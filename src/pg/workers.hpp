@@ -16,5 +16,7 @@ bool held_by_live_worker(const LOCKTAG &tag);
 // In a worker after it connected: takes `tag` for its whole session; false
 // when another worker has it (this one then has nothing to do).
 bool claim_for_session(const LOCKTAG &tag);
+// Gives back a lock claim_for_session took.
+void release_for_session(const LOCKTAG &tag);
 
 }  // namespace aggr::pg
