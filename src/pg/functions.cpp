@@ -406,7 +406,9 @@ void visit_window(ReadTree &rt, const Window &w, Visit &&visit) {
 // Negative offsets count from the other end, as in aggr_at.
 Window offset_window(const Target &t, const Span &span, int64 offset, std::uint64_t limit, bool descending,
                      bool past_end_ok) {
-  std::uint64_t k = resolve_offset(offset, span.size(), t.def.name, past_end_ok);
+  // Past the end (a page may start there) is the end: the positions beyond
+  // it belong to entries outside the bounds.
+  std::uint64_t k = std::min(resolve_offset(offset, span.size(), t.def.name, past_end_ok), span.size());
   Window w;
   w.reverse = descending;
   if (!descending) {

@@ -1,0 +1,35 @@
+-- Adversarial review of the Convex-style read API, each case against plain SQL.
+SET client_min_messages = warning;
+CREATE TABLE rv (id int PRIMARY KEY, k int, g int NOT NULL);
+INSERT INTO rv SELECT i, CASE WHEN i % 11 = 0 THEN NULL ELSE (i * 37) % 23 END, i % 3 FROM generate_series(1, 300) i;
+SELECT aggr_create('rv_asc', 'rv', key => 'k', build => 'now');
+SELECT aggr_create('rv_desc', 'rv', key => 'k DESC NULLS LAST', build => 'now');
+
+-- 1. A page whose offset is past the end of a bounded range is empty
+-- (it returned entries beyond the upper bound, or before the lower one when
+-- descending). Oracle: WHERE <range> ORDER BY ... OFFSET .. LIMIT ..
+CREATE FUNCTION rv_page_ok(n text, spec text, lo int, hi int, off int8, lim int8, dsc bool) RETURNS bool
+LANGUAGE plpgsql AS $$
+DECLARE got text; want text; cmp_lo text; cmp_hi text;
+BEGIN
+  SELECT string_agg(id, ',' ORDER BY ord) INTO got
+    FROM aggr_page(n, off, lim, lower => lo, upper => hi, descending => dsc) WITH ORDINALITY p(position, id, key, sv, ord);
+  cmp_lo := CASE WHEN spec = 'k' THEN '>=' ELSE '<=' END;
+  cmp_hi := CASE WHEN spec = 'k' THEN '<=' ELSE '>=' END;
+  EXECUTE format('SELECT string_agg(id::text, '','' ORDER BY r) FROM (SELECT id, row_number() OVER () r FROM
+                    (SELECT id FROM rv WHERE k %s $1 AND k %s $2 ORDER BY %s OFFSET $3 LIMIT $4) s) x',
+                 cmp_lo, cmp_hi,
+                 CASE WHEN spec = 'k' AND NOT dsc THEN 'k, id' WHEN spec = 'k' THEN 'k DESC, id DESC'
+                      WHEN NOT dsc THEN 'k DESC NULLS LAST, id' ELSE 'k NULLS FIRST, id DESC' END)
+    INTO want USING lo, hi, off, lim;
+  IF got IS DISTINCT FROM want THEN RAISE WARNING '% lo % hi % off % lim % dsc %: got % want %', n, lo, hi, off, lim, dsc, got, want; END IF;
+  RETURN got IS NOT DISTINCT FROM want;
+END $$;
+-- k in [3, 5]: 36 entries; offsets at, just past and far past the end, both directions.
+SELECT count(*) FROM rv WHERE k BETWEEN 3 AND 5;
+SELECT off, dsc, rv_page_ok('rv_asc', 'k', 3, 5, off, 10, dsc) AS asc_ok, rv_page_ok('rv_desc', 'k DESC', 5, 3, off, 10, dsc) AS desc_ok
+  FROM unnest(ARRAY[0, 30, 35, 36, 37, 45, 100, 290, 9223372036854775807]::int8[]) off, (VALUES (false), (true)) d(dsc)
+ ORDER BY dsc, off;
+-- the same as whole rows
+SELECT count(*) AS rows_past_end FROM aggr_page_rows('rv_asc', 40, 10, NULL::rv, lower => 3, upper => 5);
+SELECT count(*) AS rows_past_end_desc FROM aggr_page_rows('rv_asc', 40, 10, NULL::rv, lower => 3, upper => 5, descending => true);
