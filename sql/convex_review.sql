@@ -33,3 +33,15 @@ SELECT off, dsc, rv_page_ok('rv_asc', 'k', 3, 5, off, 10, dsc) AS asc_ok, rv_pag
 -- the same as whole rows
 SELECT count(*) AS rows_past_end FROM aggr_page_rows('rv_asc', 40, 10, NULL::rv, lower => 3, upper => 5);
 SELECT count(*) AS rows_past_end_desc FROM aggr_page_rows('rv_asc', 40, 10, NULL::rv, lower => 3, upper => 5, descending => true);
+
+-- 2. Untyped parameters passed by name out of declaration order are typed
+-- as the positional ones are (were left unknown: 42P18 "could not determine
+-- data type of parameter $1"). Oracle: the same calls with typed values.
+PREPARE rv_named AS SELECT aggr_count(lower => $1, name => 'rv_asc');
+EXECUTE rv_named('3');
+SELECT aggr_count('rv_asc', lower => 3) AS want, count(*) FILTER (WHERE k >= 3 OR k IS NULL) AS sql FROM rv;  -- NULL keys sort last
+PREPARE rv_keyset AS SELECT id FROM aggr_paginate(page_size => 3, descending => true, name => 'rv_asc', after_key => $1, after_id => $2);
+EXECUTE rv_keyset(5, 101);
+SELECT id FROM rv WHERE (k, id) < (5, 101) ORDER BY k DESC, id DESC LIMIT 3;
+DEALLOCATE rv_named;
+DEALLOCATE rv_keyset;

@@ -62,8 +62,13 @@ void type_untyped_params(FuncExpr *f, Walk &w) {
   int i = 0;
   foreach (lc, f->args) {
     Node *arg = (Node *)lfirst(lc);
-    if (IsA(arg, NamedArgExpr)) arg = (Node *)((NamedArgExpr *)arg)->arg;
     ++i;
+    // Named arguments are still in call order here (the planner reorders
+    // them): a named one is the argnumber-th declared argument.
+    if (IsA(arg, NamedArgExpr)) {
+      i = ((NamedArgExpr *)arg)->argnumber + 1;
+      arg = (Node *)((NamedArgExpr *)arg)->arg;
+    }
     if (!IsA(arg, Param)) continue;
     Param *p = (Param *)arg;
     if (p->paramkind != PARAM_EXTERN || p->paramtype != UNKNOWNOID) continue;
