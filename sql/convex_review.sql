@@ -45,3 +45,25 @@ EXECUTE rv_keyset(5, 101);
 SELECT id FROM rv WHERE (k, id) < (5, 101) ORDER BY k DESC, id DESC LIMIT 3;
 DEALLOCATE rv_named;
 DEALLOCATE rv_keyset;
+
+-- 3. aggr_aggregates and aggr_progress hide other roles' aggregates even
+-- from a leaky function in the caller's own query (the views had no
+-- security_barrier: the caller's condition ran below their filter, on
+-- every row of aggr_internal). Oracle: the rows the function saw, counted.
+CREATE TABLE rv_hidden (id int PRIMARY KEY, v int);
+SELECT aggr_create('rv_hidden_aggr', 'rv_hidden', key => 'v', build => 'now');
+SELECT aggr_rebuild('rv_hidden_aggr', background => false);  -- a job row for aggr_progress
+CREATE ROLE rv_snoop;
+CREATE TABLE rv_seen (name text);
+GRANT INSERT ON rv_seen TO rv_snoop;
+CREATE FUNCTION rv_leak(text) RETURNS bool LANGUAGE sql COST 0.0000001
+  AS $$ INSERT INTO rv_seen VALUES ($1) RETURNING true $$;
+GRANT EXECUTE ON FUNCTION rv_leak(text) TO rv_snoop;
+SET ROLE rv_snoop;
+SELECT count(*) FROM aggr_aggregates WHERE rv_leak(name);
+SELECT count(*) FROM aggr_progress WHERE rv_leak(name);
+RESET ROLE;
+SELECT count(*) AS hidden_rows_seen FROM rv_seen WHERE name LIKE 'rv%';
+DROP FUNCTION rv_leak(text);
+REVOKE ALL ON rv_seen FROM rv_snoop;
+DROP ROLE rv_snoop;
