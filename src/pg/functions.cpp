@@ -501,6 +501,21 @@ class RowFetcher {
   ScanKeyData keys_[INDEX_MAX_KEYS];
 };
 
+// pg-side: stores a row of the source table as a result row. A row
+// written before ALTER TABLE ... ADD COLUMN with a default has fewer
+// attributes than the table: the missing ones take the default the table
+// keeps for them (as a SELECT shows), which the result's descriptor does
+// not know (it would read them as NULL).
+void put_whole_row(ReturnSetInfo *rsinfo, TupleDesc table, HeapTuple tup) {
+  if (HeapTupleHeaderGetNatts(tup->t_data) >= table->natts) {
+    tuplestore_puttuple(rsinfo->setResult, tup);
+    return;
+  }
+  HeapTuple expanded = heap_expand_tuple(tup, table);
+  tuplestore_puttuple(rsinfo->setResult, expanded);
+  heap_freetuple(expanded);
+}
+
 // Emits the source rows of a window's entries (whole rows, in window order).
 void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Window &w) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
@@ -512,7 +527,7 @@ void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Win
       Datum values[INDEX_MAX_KEYS];
       bool nulls[INDEX_MAX_KEYS];
       t.agg->id_values(e.key, values, nulls);
-      if (!rows.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rsinfo->setResult, tup); }))
+      if (!rows.fetch(values, [&](HeapTuple tup) { put_whole_row(rsinfo, RelationGetDescr(rows.relation()), tup); }))
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                         errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
                                get_rel_name(t.def.source)),
