@@ -85,3 +85,28 @@ SELECT count(*) AS differences FROM (
   UNION ALL
   (SELECT * FROM aggr_paginate_rows('rv_rows', NULL::rv_rows, page_size => 100, descending => true) EXCEPT ALL SELECT * FROM rv_rows)) d;
 SELECT * FROM aggr_page_rows('rv_rows', 0, 3, NULL::rv_rows);
+
+-- 5. The key text a page returns, passed back as the cursor, continues
+-- exactly after that entry whatever extra_float_digits is (at 0 floats were
+-- written rounded: 0.3 for 0.30000000000000004, and the next page repeated
+-- entries). Oracle: ORDER BY x, id over the table.
+CREATE TABLE rv_fl (id int PRIMARY KEY, x float8);
+INSERT INTO rv_fl SELECT i, (i / 3)::float8 * 0.1::float8 + 0.2::float8 FROM generate_series(1, 30) i;
+SELECT aggr_create('rv_fl', 'rv_fl', key => 'x', build => 'now');
+SET extra_float_digits = 0;
+CREATE FUNCTION rv_walk(dsc bool) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE ak text; aid text; r record; n int; seen text := '';
+BEGIN
+  LOOP
+    n := 0;
+    FOR r IN SELECT * FROM aggr_paginate('rv_fl', after_key => ak, after_id => aid, page_size => 4, descending => dsc) LOOP
+      seen := seen || r.id || ','; ak := r.key; aid := r.id; n := n + 1;
+    END LOOP;
+    EXIT WHEN n < 4;
+  END LOOP;
+  RETURN seen;
+END $$;
+SELECT rv_walk(false) = (SELECT string_agg(id || ',', '' ORDER BY x, id) FROM rv_fl) AS ascending_same,
+       rv_walk(true) = (SELECT string_agg(id || ',', '' ORDER BY x DESC, id DESC) FROM rv_fl) AS descending_same;
+SELECT key FROM aggr_at('rv_fl', 3);
+RESET extra_float_digits;

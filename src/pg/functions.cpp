@@ -8,6 +8,10 @@
 #include "owner_context.hpp"
 #include "result_row.hpp"
 
+extern "C" {
+#include "utils/float.h"
+}
+
 using namespace aggr;
 using namespace aggr::pg;
 
@@ -421,6 +425,25 @@ Window offset_window(const Target &t, const Span &span, int64 offset, std::uint6
   return w;
 }
 
+// The key / id text of a result row is meant to be passed back (a keyset
+// cursor, a bound): it must read back as the same value. Floats are written
+// shortest-exact whatever the session's extra_float_digits (below 1 it
+// rounds, and a cursor at 0.3 lands before an entry at 0.30000000000000004).
+template <typename F>
+std::string exact_text(F &&format) {
+  const int saved = extra_float_digits;
+  if (saved < 1) extra_float_digits = 1;
+  std::string text;
+  try {
+    text = format();
+  } catch (...) {
+    extra_float_digits = saved;
+    throw;
+  }
+  extra_float_digits = saved;
+  return text;
+}
+
 // Output of (position, id, key, sum_value[, is_last]) rows.
 class EntryRows {
  public:
@@ -430,7 +453,8 @@ class EntryRows {
   }
   void put(std::uint64_t pos, const Entry &e, bool is_last = false) {
     bool key_null = t_.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
-    std::string id = t_.agg->id_text(e.key), key = key_null ? std::string() : t_.agg->key_text(e.key);
+    std::string id = exact_text([&] { return t_.agg->id_text(e.key); });
+    std::string key = key_null ? std::string() : exact_text([&] { return t_.agg->key_text(e.key); });
     const Target &t = t_;
     ReturnSetInfo *rsinfo = rsinfo_;
     pg_guard([&] {
