@@ -45,6 +45,22 @@ EXECUTE rv_keyset(5, 101);
 SELECT id FROM rv WHERE (k, id) < (5, 101) ORDER BY k DESC, id DESC LIMIT 3;
 DEALLOCATE rv_named;
 DEALLOCATE rv_keyset;
+-- ... and so are untyped parameters in ROW(...): multi-column keys and
+-- primary keys (were 42P18 too).
+CREATE TABLE rv_multi (p1 int, p2 text, a int, b text, PRIMARY KEY (p1, p2));
+INSERT INTO rv_multi SELECT i % 7, 'x' || (i % 13), i % 4, chr(97 + i % 5) FROM generate_series(1, 91) i;
+SELECT aggr_create('rv_multi', 'rv_multi', key => 'a, b DESC', build => 'now');
+PREPARE rv_row_position AS SELECT aggr_position('rv_multi', ROW($1, $2));
+EXECUTE rv_row_position(1, 'x1');
+SELECT pos AS sql FROM (SELECT p1, p2, row_number() OVER (ORDER BY a, b DESC, p1, p2) - 1 AS pos FROM rv_multi) s
+ WHERE (p1, p2) = (1, 'x1');
+PREPARE rv_row_keyset AS
+  SELECT id FROM aggr_paginate('rv_multi', after_key => ROW($1, $2), after_id => ROW($3, $4), page_size => 3);
+EXECUTE rv_row_keyset(1, 'c', 1, 'x1');
+SELECT (p1, p2) AS id FROM rv_multi WHERE a > 1 OR a = 1 AND (b < 'c' OR b = 'c' AND (p1, p2) > (1, 'x1'))
+ ORDER BY a, b DESC, p1, p2 LIMIT 3;
+DEALLOCATE rv_row_position;
+DEALLOCATE rv_row_keyset;
 
 -- 3. aggr_aggregates and aggr_progress hide other roles' aggregates even
 -- from a leaky function in the caller's own query (the views had no
