@@ -300,9 +300,9 @@ CREATE FUNCTION aggr_repair(name text, OUT inserted int8, OUT deleted int8, OUT 
 -- The aggregates of this database that the current role may see: those on
 -- tables it may SELECT or whose owner it is (a member of), and, for
 -- superusers, those whose table is gone. The view reads aggr_internal with
--- its owner's rights; the filter uses the caller's. A security barrier: a
--- caller's own (leaky) function in a WHERE on the view must not see the
--- rows the filter hides.
+-- its owner's rights; the filter uses the caller's, and runs before any
+-- condition of the caller's query (security_barrier: a leaky function in
+-- that query would otherwise see every row).
 CREATE VIEW aggr_aggregates WITH (security_barrier) AS
     SELECT a.name, a.source, a.state, a.key_spec AS key,
            a.sum_spec AS sum_value, a.ns_spec AS namespace, a.created, a.write_mode
@@ -321,7 +321,7 @@ GRANT SELECT ON aggr_aggregates TO PUBLIC;
 -- found by the session lock a live worker holds (pg_locks shows it to every
 -- role; pg_stat_activity hides other roles' workers). Rows are filtered per
 -- role exactly as in aggr_aggregates.
-CREATE VIEW aggr_progress AS
+CREATE VIEW aggr_progress WITH (security_barrier) AS
     SELECT a.name, a.source, j.kind, j.phase, j.rows_done,
            GREATEST(j.rows_total, j.rows_done) AS rows_total,
            CASE WHEN j.phase OPERATOR(pg_catalog.=) 'scan'::pg_catalog.text

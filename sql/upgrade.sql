@@ -16,7 +16,7 @@ CREATE TEMP TABLE fresh_functions AS
   SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args, pg_get_function_result(p.oid) AS result,
          p.proconfig, md5(p.prosrc) AS src
     FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e';
-CREATE TEMP TABLE fresh_views AS SELECT v, pg_get_viewdef(v::regclass) AS def FROM unnest(ARRAY['aggr_aggregates', 'aggr_progress']) v;
+CREATE TEMP TABLE fresh_views AS SELECT v, pg_get_viewdef(v::regclass) || coalesce((SELECT reloptions::text FROM pg_class WHERE oid = v::regclass), '') AS def FROM unnest(ARRAY['aggr_aggregates', 'aggr_progress']) v;
 \copy fresh_views TO '/tmp/aggr_upgrade_fresh_views.txt'
 \copy fresh_objects TO '/tmp/aggr_upgrade_fresh_objects.txt'
 \copy fresh_functions TO '/tmp/aggr_upgrade_fresh_functions.txt'
@@ -92,7 +92,7 @@ SELECT * FROM ((TABLE fresh_functions EXCEPT TABLE updated_functions) UNION ALL
 -- the view's definition too
 CREATE TEMP TABLE fresh_views (v text, def text);
 \copy fresh_views FROM '/tmp/aggr_upgrade_fresh_views.txt'
-SELECT v, def IS NOT DISTINCT FROM pg_get_viewdef(v::regclass) AS view_same FROM fresh_views ORDER BY v;
+SELECT v, def IS NOT DISTINCT FROM pg_get_viewdef(v::regclass) || coalesce((SELECT reloptions::text FROM pg_class WHERE oid = v::regclass), '') AS view_same FROM fresh_views ORDER BY v;
 
 \c contrib_regression
 DROP DATABASE aggr_upgrade_old;

@@ -8,6 +8,10 @@
 #include "owner_context.hpp"
 #include "result_row.hpp"
 
+extern "C" {
+#include "utils/float.h"
+}
+
 using namespace aggr;
 using namespace aggr::pg;
 
@@ -479,7 +483,9 @@ void visit_window(ReadTree &rt, const Window &w, Visit &&visit) {
 // Negative offsets count from the other end, as in aggr_at.
 Window offset_window(const Target &t, const Span &span, int64 offset, std::uint64_t limit, bool descending,
                      bool past_end_ok) {
-  std::uint64_t k = resolve_offset(offset, span.size(), t.def.name, past_end_ok);
+  // Past the end (a page may start there) is the end: the positions beyond
+  // it belong to entries outside the bounds.
+  std::uint64_t k = std::min(resolve_offset(offset, span.size(), t.def.name, past_end_ok), span.size());
   Window w;
   w.reverse = descending;
   if (!descending) {
@@ -492,6 +498,25 @@ Window offset_window(const Target &t, const Span &span, int64 offset, std::uint6
   return w;
 }
 
+// The key / id text of a result row is meant to be passed back (a keyset
+// cursor, a bound): it must read back as the same value. Floats are written
+// shortest-exact whatever the session's extra_float_digits (below 1 it
+// rounds, and a cursor at 0.3 lands before an entry at 0.30000000000000004).
+template <typename F>
+std::string exact_text(F &&format) {
+  const int saved = extra_float_digits;
+  if (saved < 1) extra_float_digits = 1;
+  std::string text;
+  try {
+    text = format();
+  } catch (...) {
+    extra_float_digits = saved;
+    throw;
+  }
+  extra_float_digits = saved;
+  return text;
+}
+
 // Output of (position, id, key, sum_value[, is_last]) rows.
 class EntryRows {
  public:
@@ -501,7 +526,8 @@ class EntryRows {
   }
   void put(std::uint64_t pos, const Entry &e, bool is_last = false) {
     bool key_null = t_.agg->key_columns() == 1 && e.key[0] == 0;  // single NULL key column
-    std::string id = t_.agg->id_text(e.key), key = key_null ? std::string() : t_.agg->key_text(e.key);
+    std::string id = exact_text([&] { return t_.agg->id_text(e.key); });
+    std::string key = key_null ? std::string() : exact_text([&] { return t_.agg->key_text(e.key); });
     const Target &t = t_;
     ReturnSetInfo *rsinfo = rsinfo_;
     pg_guard([&] {
@@ -572,6 +598,21 @@ class RowFetcher {
   ScanKeyData keys_[INDEX_MAX_KEYS];
 };
 
+// pg-side: stores a row of the source table as a result row. A row
+// written before ALTER TABLE ... ADD COLUMN with a default has fewer
+// attributes than the table: the missing ones take the default the table
+// keeps for them (as a SELECT shows), which the result's descriptor does
+// not know (it would read them as NULL).
+void put_whole_row(ReturnSetInfo *rsinfo, TupleDesc table, HeapTuple tup) {
+  if (HeapTupleHeaderGetNatts(tup->t_data) >= table->natts) {
+    tuplestore_puttuple(rsinfo->setResult, tup);
+    return;
+  }
+  HeapTuple expanded = heap_expand_tuple(tup, table);
+  tuplestore_puttuple(rsinfo->setResult, expanded);
+  heap_freetuple(expanded);
+}
+
 // Emits the source rows of a window's entries (whole rows, in window order).
 void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Window &w) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
@@ -583,7 +624,7 @@ void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Win
       Datum values[INDEX_MAX_KEYS];
       bool nulls[INDEX_MAX_KEYS];
       t.agg->id_values(e.key, values, nulls);
-      if (!rows.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rsinfo->setResult, tup); }))
+      if (!rows.fetch(values, [&](HeapTuple tup) { put_whole_row(rsinfo, RelationGetDescr(rows.relation()), tup); }))
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
                         errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
                                get_rel_name(t.def.source)),

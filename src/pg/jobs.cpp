@@ -505,14 +505,15 @@ int live_job_workers() {
 // At most aggr_ext.max_job_workers run at once (a soft bound: two launches
 // at the same instant may both pass): a job beyond it waits, and a worker
 // that finishes its job takes a waiting one (run_waiting_jobs).
-void launch_worker(int32 aggr_id, bool tell) {
+// `name`: the aggregate's, to tell the user a job waits (nullptr: quietly).
+void launch_worker(int32 aggr_id, const char *name) {
   if (live_job_workers() >= max_job_workers) {
-    int level = tell ? NOTICE : DEBUG1;
     int limit = max_job_workers;
     pg_guard([&] {
-      ereport(level, (errmsg("the job of aggregate %d waits: %d aggr_ext job workers run (aggr_ext.max_job_workers)",
-                             aggr_id, limit),
-                      errhint("It starts when one of them finishes.")));
+      ereport(name ? NOTICE : DEBUG1,
+              (errmsg("the job of aggregate \"%s\" waits: %d aggr_ext job workers run (aggr_ext.max_job_workers)",
+                      name ? name : "?", limit),
+               errhint("It starts when one of them finishes.")));
     });
     return;
   }
@@ -593,7 +594,7 @@ void start_job(const AggregateDef &def, const std::string &kind, int32 batch_siz
     drop_generations_except(def, def.generation, 0);  // leftovers of an abandoned build
   }
   store_job(job);
-  if (background) launch_worker(def.id, true);
+  if (background) launch_worker(def.id, def.name.c_str());
 }
 
 bool job_step(int32 aggr_id) {
@@ -662,7 +663,7 @@ void ensure_job_worker(int32 aggr_id) {
   TimestampTz now = 0;
   pg_guard([&] { now = GetCurrentTimestamp(); });
   if (now - job.updated < 5 * USECS_PER_SEC) return;
-  if (!worker_alive(aggr_id)) launch_worker(aggr_id, false);
+  if (!worker_alive(aggr_id)) launch_worker(aggr_id, nullptr);
 }
 
 std::string job_progress_text(const JobRow &job) {

@@ -53,7 +53,31 @@ Walker as_walker(F f) {
   return reinterpret_cast<Walker>(reinterpret_cast<void (*)()>(f));
 }
 
-// Types the untyped parameters passed straight to a "any" argument.
+// Types text an untyped parameter `p` (passed to a "any" argument).
+void type_text(Param *p, Walk &w) {
+  if (p->paramkind != PARAM_EXTERN || p->paramtype != UNKNOWNOID) return;
+  if (p->paramid < 1 || p->paramid > *w.state->numParams) return;
+  Oid &declared = (*w.state->paramTypes)[p->paramid - 1];
+  if (declared != UNKNOWNOID && declared != InvalidOid) return;
+  declared = TEXTOID;
+  p->paramtype = TEXTOID;
+  p->paramcollid = DEFAULT_COLLATION_OID;
+}
+
+// Whether `arg` is, or is a ROW(...) holding, an untyped parameter: the
+// forms a key, bound, id or namespace argument takes (a multi-column key
+// or primary key is ROW($1, $2)).
+bool has_untyped_param(Node *arg) {
+  if (IsA(arg, Param)) return ((Param *)arg)->paramkind == PARAM_EXTERN && ((Param *)arg)->paramtype == UNKNOWNOID;
+  if (!IsA(arg, RowExpr)) return false;
+  ListCell *lc;
+  foreach (lc, ((RowExpr *)arg)->args)
+    if (IsA(lfirst(lc), Param) && has_untyped_param((Node *)lfirst(lc))) return true;
+  return false;
+}
+
+// Types the untyped parameters passed straight to a "any" argument, or as
+// fields of a ROW(...) passed to one.
 void type_untyped_params(FuncExpr *f, Walk &w) {
   Oid *argtypes = nullptr;
   int nargs = 0;
@@ -62,23 +86,27 @@ void type_untyped_params(FuncExpr *f, Walk &w) {
   int i = 0;
   foreach (lc, f->args) {
     Node *arg = (Node *)lfirst(lc);
-    if (IsA(arg, NamedArgExpr)) arg = (Node *)((NamedArgExpr *)arg)->arg;
     ++i;
-    if (!IsA(arg, Param)) continue;
-    Param *p = (Param *)arg;
-    if (p->paramkind != PARAM_EXTERN || p->paramtype != UNKNOWNOID) continue;
+    // Named arguments are still in call order here (the planner reorders
+    // them): a named one is the argnumber-th declared argument.
+    if (IsA(arg, NamedArgExpr)) {
+      i = ((NamedArgExpr *)arg)->argnumber + 1;
+      arg = (Node *)((NamedArgExpr *)arg)->arg;
+    }
+    if (!has_untyped_param(arg)) continue;
     if (!found) {
       if (!is_extension_function(f->funcid)) return;
       (void)get_func_signature(f->funcid, &argtypes, &nargs);
       found = true;
     }
     if (i > nargs || argtypes[i - 1] != ANYOID) continue;
-    if (p->paramid < 1 || p->paramid > *w.state->numParams) continue;
-    Oid &declared = (*w.state->paramTypes)[p->paramid - 1];
-    if (declared != UNKNOWNOID && declared != InvalidOid) continue;
-    declared = TEXTOID;
-    p->paramtype = TEXTOID;
-    p->paramcollid = DEFAULT_COLLATION_OID;
+    if (IsA(arg, Param)) {
+      type_text((Param *)arg, w);
+      continue;
+    }
+    ListCell *field;
+    foreach (field, ((RowExpr *)arg)->args)
+      if (IsA(lfirst(field), Param)) type_text((Param *)lfirst(field), w);
   }
 }
 
