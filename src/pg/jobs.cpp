@@ -32,6 +32,11 @@ void define_settings() {
                           "Reads reuse a decoded node while their snapshot sees the version it came from; "
                           "0 turns the cache off.",
                           &node_cache_kb, 64 * 1024, 0, 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.write_buffer_size",
+                          "Memory a transaction may use to buffer its changes to aggregates before sorting them to disk.",
+                          "Beyond it, a large transaction's changes are kept as sorted runs in temporary files and "
+                          "applied in one merge (before a read of the aggregate, or at commit).",
+                          &write_buffer_kb, 64 * 1024, 64, 2 * 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
   DefineCustomBoolVariable("aggr_ext.merge_deltas", "Whether the merger folds deferred deltas into the trees.",
                            "Off pauses it (reads stay exact; they add in more deltas); aggr_merge(name) still works.",
                            &merge_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
