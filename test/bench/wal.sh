@@ -10,7 +10,9 @@
 #   WORKTREE=/work/wt-x SECS=8 bash test/bench/wal.sh
 #   MODE=bulk BULK_ROWS=2000000 bash test/bench/wal.sh
 # NODE_BYTES / NODES_FILLFACTOR (optional) set the aggregate's node size
-# (aggr_ext.node_bytes) and aggr_internal.nodes' fillfactor before the build.
+# (aggr_ext.node_bytes) and aggr_internal.nodes' fillfactor before the build;
+# CONFIGS (default "bt ag ag_deferred") picks the update configurations;
+# WALSTATS=1 adds each run's WAL by record type (pg_waldump --stats).
 set -euo pipefail
 cd "${WORKTREE:-$(dirname "$0")/../..}"
 MODE=${MODE:-updates}; PORT=${PORT:-5650}
@@ -75,7 +77,17 @@ q -c "CREATE TABLE bt (id int PRIMARY KEY, score int NOT NULL)" -c "CREATE INDEX
   -c "CREATE TABLE ag (id int PRIMARY KEY, score int NOT NULL)" -c "INSERT INTO ag SELECT g, (g*7919) % 1000000 FROM generate_series(1,$ROWS) g" \
   -c "SELECT aggr_create('ag_lb', 'ag', key => 'score', build => 'now')" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 q -c "SELECT 'nodes relation after build: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.nodes'))"
-for t in bt ag ag_deferred; do
+# Read latency on the fresh tree, 1 client: a rank of a random key, a
+# 20-entry page at a random offset.
+echo "\\set s random(0, 999999)
+SELECT aggr_rank('ag_lb', :s);" > $DIR/rank.sql
+echo "\\set o random(0, $((ROWS - 20)))
+SELECT count(*) FROM aggr_page('ag_lb', :o, 20);" > $DIR/page.sql
+chmod 644 $DIR/rank.sql $DIR/page.sql
+for r in rank page; do
+  echo "reads aggr_$r $(pgbench -n -c 1 -T $SECS -f $DIR/$r.sql 2>/dev/null | awk '/^latency average/ {l=$4} /^tps/ {t=int($3)} END {print "latency_ms=" l " tps=" t}')"
+done
+for t in ${CONFIGS:-bt ag ag_deferred}; do
   tab=$t; [ $t = ag_deferred ] && { tab=ag; q -c "SELECT aggr_set_write_mode('ag_lb','deferred')" >/dev/null; }
   echo "\\set id random(1, $ROWS)
 \\set s random(0, 999999)
@@ -88,10 +100,11 @@ UPDATE $tab SET score = :s WHERE id = :id;" > $DIR/u.sql; chmod 644 $DIR/u.sql
     l1=$(q -c "SELECT pg_current_wal_lsn()")
     n=$(q -c "SELECT round(pg_wal_lsn_diff('$l1','$l0'))")
     echo "$t clients=$c tps=$tps wal_bytes_per_tx=$(( n / (tps * SECS) ))"
+    # WALSTATS=1: the run's WAL by record type (the 6 largest, combined size).
+    [ "${WALSTATS:-0}" = 1 ] && pg_waldump --stats=record -p $DIR/pg/pg_wal -s $l0 -e $l1 2>/dev/null |
+      sed 's/[()]/ /g' | awk 'NF == 9 && $1 ~ /\// {print $8, "  " $1 " n=" $2 " bytes=" $8 " (" $9 "%)"}' |
+      sort -n -r | head -6 | cut -d' ' -f2- || true
   done
 done
-# Read latency: one aggr_rank / aggr_page per transaction, 1 client.
-echo "SELECT aggr_rank('ag_lb', 500000);" > $DIR/r.sql; chmod 644 $DIR/r.sql
-echo "reads aggr_rank tps=$(pgbench -n -c 1 -T $SECS -f $DIR/r.sql 2>/dev/null | awk '/^tps/ {print int($3)}')"
 q -c "SELECT 'nodes relation: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.nodes')) || ', deltas: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.deltas'))"
 q -c "SELECT status FROM aggr_verify('ag_lb')"
