@@ -100,10 +100,10 @@ UPDATE $tab SET score = :s WHERE id = :id;" > $DIR/u.sql; chmod 644 $DIR/u.sql
     l1=$(q -c "SELECT pg_current_wal_lsn()")
     n=$(q -c "SELECT round(pg_wal_lsn_diff('$l1','$l0'))")
     echo "$t clients=$c tps=$tps wal_bytes_per_tx=$(( n / (tps * SECS) ))"
-    # WALSTATS=1: the run's WAL by record type (the 6 largest, combined size).
+    # WALSTATS=1: the run's WAL by record type (the WALSTATS_TOP=6 largest, combined size).
     [ "${WALSTATS:-0}" = 1 ] && pg_waldump --stats=record -p $DIR/pg/pg_wal -s $l0 -e $l1 2>/dev/null |
       sed 's/[()]/ /g' | awk 'NF == 9 && $1 ~ /\// {print $8, "  " $1 " n=" $2 " bytes=" $8 " (" $9 "%)"}' |
-      sort -n -r | head -6 | cut -d' ' -f2- || true
+      sort -n -r | head -${WALSTATS_TOP:-6} | cut -d' ' -f2- || true
   done
 done
 q -c "SELECT 'nodes relation: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.nodes')) || ', deltas: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.deltas'))"
