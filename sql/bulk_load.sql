@@ -77,6 +77,18 @@ RELEASE outer_sp;
 COMMIT;
 SELECT bl_all_ok();
 
+-- Runs spilled before a savepoint and applied inside it (by a read) are
+-- applied again after it rolls back.
+BEGIN;
+INSERT INTO bl SELECT g, g % 5, (g * 41) % 100000, 11 FROM generate_series(55001, 60000) g;
+SAVEPOINT d;
+SELECT 'inside d, read merges runs from before d' AS step, bl_all_ok();
+DELETE FROM bl WHERE id BETWEEN 55001 AND 56000;
+ROLLBACK TO d;
+SELECT 'after rollback to d' AS step, bl_all_ok();
+COMMIT;
+SELECT bl_all_ok();
+
 -- A rolled-back transaction leaves nothing behind.
 BEGIN;
 INSERT INTO bl SELECT g, g % 5, g % 100000, 8 FROM generate_series(60001, 70000) g;
