@@ -33,7 +33,7 @@ void define_settings() {
                           "0 turns the cache off.",
                           &node_cache_kb, 64 * 1024, 0, 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
   DefineCustomIntVariable("aggr_ext.write_buffer_size",
-                          "Memory a transaction may use to buffer its changes to aggregates before sorting them to disk.",
+                          "Memory for a transaction's changes to aggregates before it sorts them to disk.",
                           "Beyond it, a large transaction's changes are kept as sorted runs in temporary files and "
                           "applied in one merge (before a read of the aggregate, or at commit).",
                           &write_buffer_kb, 64 * 1024, 64, 2 * 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);

@@ -279,7 +279,8 @@ void OpBuffer::add(PendingOp op) {
 void OpBuffer::spill() {
   std::vector<const PendingOp *> todo;
   for (std::size_t i = flushed_; i < ops_.size(); ++i) todo.push_back(&ops_[i]);
-  std::stable_sort(todo.begin(), todo.end(), [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
+  std::stable_sort(todo.begin(), todo.end(),
+                   [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
   SpillRun run;
   std::size_t i = 0;
   while (i < todo.size()) {
@@ -305,8 +306,9 @@ void OpBuffer::spill() {
 }
 
 bool OpBuffer::discarded(std::uint64_t seq) const {
-  auto it = std::upper_bound(discarded_.begin(), discarded_.end(), seq,
-                             [](std::uint64_t s, const std::pair<std::uint64_t, std::uint64_t> &r) { return s < r.first; });
+  auto it =
+      std::upper_bound(discarded_.begin(), discarded_.end(), seq,
+                       [](std::uint64_t s, const std::pair<std::uint64_t, std::uint64_t> &r) { return s < r.first; });
   return it != discarded_.begin() && seq < std::prev(it)->second;
 }
 
@@ -385,7 +387,8 @@ void OpBuffer::merge_runs() {
     apply_batch();
     writer.finish();
   }
-  for (std::size_t r = applied_runs_; r < runs_.size(); ++r) dropped_max_cid_ = std::max(dropped_max_cid_, runs_[r].max_cid());
+  for (std::size_t r = applied_runs_; r < runs_.size(); ++r)
+    dropped_max_cid_ = std::max(dropped_max_cid_, runs_[r].max_cid());
   dropped_any_ = true;  // spilled ops are not in the journal: reads as of their commands cannot undo them
   applied_runs_ = runs_.size();
 }

@@ -29,8 +29,8 @@ class SpillRun {
   ~SpillRun();
 
   void append(const PendingOp &op);
-  void finish_writing();  // flushes what append buffered
-  void close();           // deletes the file (not while an error is being handled)
+  void finish_writing();              // flushes what append buffered
+  void close();                       // deletes the file (not while an error is being handled)
   void forget() { file_ = nullptr; }  // at abort: PostgreSQL closes the file itself
 
   std::uint64_t max_seq() const { return max_seq_; }
