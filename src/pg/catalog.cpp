@@ -9,6 +9,11 @@ extern "C" {
 
 namespace aggr::pg {
 
+// GUC aggr_ext.node_bytes (hidden; for write-cost experiments): the node
+// size an aggregate created from now on gets. Each aggregate keeps its own.
+int new_node_bytes = 3200;
+
+
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
@@ -191,7 +196,7 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     n[kNsExpr - 1] = p.ns_expr == nullptr;
     v[kNsExpr - 1] = p.ns_expr ? CStringGetTextDatum(nodeToString(p.ns_expr)) : (Datum)0;
     v[kState - 1] = CStringGetTextDatum("building");
-    v[kNodeBytes - 1] = Int32GetDatum(kDefaultNodeBytes);
+    v[kNodeBytes - 1] = Int32GetDatum(new_node_bytes);
     v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
     v[kGeneration - 1] = Int32GetDatum(0);
     n[kBuildGeneration - 1] = true;

@@ -12,6 +12,9 @@
 
 namespace aggr::pg {
 
+extern int new_node_bytes;  // GUC aggr_ext.node_bytes: node size of aggregates created from now on
+
+
 struct AggregateDef {
   int32 id = 0;
   std::string name;

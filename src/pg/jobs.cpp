@@ -37,6 +37,15 @@ void define_settings() {
                           "Reads reuse a decoded node while their snapshot sees the version it came from; "
                           "0 turns the cache off.",
                           &node_cache_kb, 64 * 1024, 0, 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.write_buffer_size",
+                          "Memory for a transaction's changes to aggregates before it sorts them to disk.",
+                          "Beyond it, a large transaction's changes are kept as sorted runs in temporary files and "
+                          "applied in one merge (before a read of the aggregate, or at commit).",
+                          &write_buffer_kb, 64 * 1024, 64, 2 * 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on (experiments).",
+                          "Each aggregate keeps the size it was created with; keys may use a quarter of it.",
+                          &new_node_bytes, 3200, 800, 8000, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL,
+                          NULL);
   DefineCustomBoolVariable("aggr_ext.merge_deltas", "Whether the merger folds deferred deltas into the trees.",
                            "Off pauses it (reads stay exact; they add in more deltas); aggr_merge(name) still works.",
                            &merge_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);

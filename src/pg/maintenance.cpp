@@ -7,9 +7,9 @@
 
 namespace aggr::pg {
 
+int write_buffer_kb = 64 * 1024;
+
 namespace {
-// Flush when this much is buffered: bounds backend memory on huge loads.
-constexpr std::size_t kFlushBytes = 64u << 20;
 // Flushed ops kept for reads as of an earlier command (see OpBuffer).
 constexpr std::size_t kJournalBytes = 16u << 20;
 
@@ -217,40 +217,82 @@ void backpressure(const AggregateDef &def, const std::string &ns, int64 last_seq
   if (oldest >= 0 && last_seq - oldest > kMergeBacklog) (void)merge_deltas(def.id, &ns);
 }
 
-// Applies one aggregate's ops: to the live trees, and to the job's log when
-// a backfill or rebuild is filling a new generation.
+// Applies one aggregate's ops, a namespace's run at a time: to the live
+// trees, and to the job's log when a backfill or rebuild is filling a new
+// generation. Several runs of one namespace may follow each other (a merge
+// of spilled runs hands them over in bounded batches, whole key groups each,
+// with a CommandCounterIncrement between).
+class AggregateWriter {
+ public:
+  AggregateWriter(const AggregateDef &def, CompiledAggregate &agg)
+      : def_(def), agg_(agg), order_(agg.layout()), live_(def.generation != 0 && def.state != "building"),
+        o_(open_trees(RowExclusiveLock)) {}
+
+  const Ordering &order() const { return order_; }
+
+  // `run`: ops of namespace `ns`, sorted by key, then time.
+  void apply(const std::string &ns, const std::vector<const PendingOp *> &run) {
+    std::vector<Op> net = net_ops(run, order_);
+    if (net.empty()) return;
+    if (def_.build_generation != 0) append_log(def_.id, ns, net);
+    if (live_ && def_.deferred) {
+      std::vector<Delta> deltas = signed_deltas(run, order_);
+      int64 last = append_deltas(def_.id, def_.generation, ns, deltas);
+      appended_ = appended_ || !deltas.empty();
+      if (!deltas.empty()) backpressure(def_, ns, last, deltas.size());
+    } else if (live_) {
+      apply_to_tree(o_, agg_, order_, def_.generation, ns, net, true);
+    }
+  }
+
+  void finish() {
+    close_trees(o_, RowExclusiveLock);
+    if (appended_) ensure_merger();
+  }
+
+ private:
+  const AggregateDef &def_;
+  CompiledAggregate &agg_;
+  EntryOrdering order_;
+  bool live_;
+  OpenTrees o_;
+  bool appended_ = false;
+};
+
 void flush_aggregate(const AggregateDef &def, std::vector<const PendingOp *> &ops) {
   CompiledAggregate &agg = compiled_aggregate(def);
   if (agg.stale()) return;  // its entries can no longer be compared; reads refuse it
   check_definition_unchanged_for_snapshot(def);
-  EntryOrdering order(agg.layout());
+  AggregateWriter writer(def, agg);
+  const Ordering &order = writer.order();
   std::stable_sort(ops.begin(), ops.end(), [&](const PendingOp *a, const PendingOp *b) {
     if (a->ns != b->ns) return a->ns < b->ns;
     return order.compare(a->key, b->key) < 0;
   });
-  bool live = def.generation != 0 && def.state != "building";
-  bool appended = false;
-  OpenTrees o = open_trees(RowExclusiveLock);
   std::size_t i = 0;
   while (i < ops.size()) {
     std::size_t j = i;
     std::vector<const PendingOp *> run;
     while (j < ops.size() && ops[j]->ns == ops[i]->ns) run.push_back(ops[j++]);
-    std::vector<Op> net = net_ops(run, order);
-    if (!net.empty() && def.build_generation != 0) append_log(def.id, ops[i]->ns, net);
-    if (!net.empty() && live && def.deferred) {
-      std::vector<Delta> deltas = signed_deltas(run, order);
-      int64 last = append_deltas(def.id, def.generation, ops[i]->ns, deltas);
-      appended = appended || !deltas.empty();
-      if (!deltas.empty()) backpressure(def, ops[i]->ns, last, deltas.size());
-    } else if (!net.empty() && live) {
-      apply_to_tree(o, agg, order, def.generation, ops[i]->ns, net, true);
-    }
+    writer.apply(ops[i]->ns, run);
     i = j;
   }
-  close_trees(o, RowExclusiveLock);
-  if (appended) ensure_merger();
+  writer.finish();
 }
+
+// The definition an aggregate's ops are applied under, or nullptr when they
+// are to be dropped (the aggregate was dropped meanwhile, or its entries
+// can no longer be compared: reads refuse it). Takes the aggregate lock
+// first: a job's swap holds it exclusively, so the definition read next is
+// the one in force until this transaction ends.
+CompiledAggregate *aggregate_for_ops(int32 id, AggregateDef &def) {
+  pg_guard([&] { lock_aggregate(id, RowExclusiveLock); });
+  if (!load_aggregate_by_id(id, def)) return nullptr;
+  CompiledAggregate &agg = compiled_aggregate(def);
+  return agg.stale() ? nullptr : &agg;
+}
+
+std::size_t write_buffer_bytes() { return static_cast<std::size_t>(write_buffer_kb) * 1024; }
 }  // namespace
 
 OpBuffer &op_buffer() {
@@ -260,13 +302,141 @@ OpBuffer &op_buffer() {
 
 void OpBuffer::add(PendingOp op) {
   op.cid = GetCurrentCommandId(false);
+  op.seq = next_seq_++;
   pending_bytes_ += op_bytes(op);
   ops_.push_back(std::move(op));
-  if (pending_bytes_ > kFlushBytes) flush();
+  // Bounds backend memory on huge loads without applying anything yet.
+  if (pending_bytes_ > write_buffer_bytes()) spill();
+}
+
+// Sorts the pending in-memory ops into a new run on disk.
+void OpBuffer::spill() {
+  std::vector<const PendingOp *> todo;
+  for (std::size_t i = flushed_; i < ops_.size(); ++i) todo.push_back(&ops_[i]);
+  std::stable_sort(todo.begin(), todo.end(),
+                   [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
+  SpillRun run;
+  std::size_t i = 0;
+  while (i < todo.size()) {
+    std::size_t j = i;
+    while (j < todo.size() && todo[j]->aggr_id == todo[i]->aggr_id) ++j;
+    AggregateDef def;
+    if (CompiledAggregate *agg = aggregate_for_ops(todo[i]->aggr_id, def)) {
+      EntryOrdering order(agg->layout());
+      // Stable: ops of one entry stay in recording (seq) order.
+      std::stable_sort(todo.begin() + static_cast<long>(i), todo.begin() + static_cast<long>(j),
+                       [&](const PendingOp *a, const PendingOp *b) {
+                         if (a->ns != b->ns) return a->ns < b->ns;
+                         return order.compare(a->key, b->key) < 0;
+                       });
+      for (std::size_t k = i; k < j; ++k) run.append(*todo[k]);
+    }
+    i = j;
+  }
+  run.finish_writing();
+  runs_.push_back(std::move(run));
+  ops_.resize(flushed_);
+  pending_bytes_ = 0;
+}
+
+bool OpBuffer::discarded(std::uint64_t seq) const {
+  auto it =
+      std::upper_bound(discarded_.begin(), discarded_.end(), seq,
+                       [](std::uint64_t s, const std::pair<std::uint64_t, std::uint64_t> &r) { return s < r.first; });
+  return it != discarded_.begin() && seq < std::prev(it)->second;
+}
+
+// Applies the pending runs in one merge: per aggregate and namespace in key
+// order, in batches of whole key groups, so each leaf is written about once.
+void OpBuffer::merge_runs() {
+  std::vector<SpillRun *> src;
+  for (std::size_t r = applied_runs_; r < runs_.size(); ++r) {
+    runs_[r].start_reading();
+    src.push_back(&runs_[r]);
+  }
+  std::vector<PendingOp> head(src.size());
+  std::vector<bool> has(src.size());
+  auto advance = [&](std::size_t k) {
+    while ((has[k] = src[k]->next(head[k])) && discarded(head[k].seq)) {
+    }
+  };
+  for (std::size_t k = 0; k < src.size(); ++k) advance(k);
+  const std::size_t batch_bound = std::max<std::size_t>(write_buffer_bytes() / 4, 16u << 10);
+  for (;;) {
+    bool any = false;
+    int32 id = 0;
+    for (std::size_t k = 0; k < src.size(); ++k)
+      if (has[k] && (!any || head[k].aggr_id < id)) any = true, id = head[k].aggr_id;
+    if (!any) break;
+    AggregateDef def;
+    CompiledAggregate *agg = aggregate_for_ops(id, def);
+    if (!agg) {  // drop its ops
+      for (std::size_t k = 0; k < src.size(); ++k)
+        while (has[k] && head[k].aggr_id == id) advance(k);
+      continue;
+    }
+    check_definition_unchanged_for_snapshot(def);
+    AggregateWriter writer(def, *agg);
+    const Ordering &order = writer.order();
+    auto before = [&](const PendingOp &a, const PendingOp &b) {
+      if (a.ns != b.ns) return a.ns < b.ns;
+      int c = order.compare(a.key, b.key);
+      return c != 0 ? c < 0 : a.seq < b.seq;
+    };
+    auto heap_less = [&](std::size_t a, std::size_t b) { return before(head[b], head[a]); };  // a min-heap
+    std::vector<std::size_t> heap;
+    for (std::size_t k = 0; k < src.size(); ++k)
+      if (has[k] && head[k].aggr_id == id) heap.push_back(k);
+    std::make_heap(heap.begin(), heap.end(), heap_less);
+    std::vector<PendingOp> batch;
+    std::size_t batch_bytes = 0;
+    auto apply_batch = [&] {
+      if (batch.empty()) return;
+      std::vector<const PendingOp *> run;
+      for (const PendingOp &op : batch) run.push_back(&op);
+      writer.apply(batch.front().ns, run);
+      pg_guard([] { CommandCounterIncrement(); });  // the next batch reads what this one wrote
+      batch.clear();
+      batch_bytes = 0;
+    };
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), heap_less);
+      std::size_t k = heap.back();
+      heap.pop_back();
+      PendingOp op = std::move(head[k]);
+      advance(k);
+      if (has[k] && head[k].aggr_id == id) {
+        heap.push_back(k);
+        std::push_heap(heap.begin(), heap.end(), heap_less);
+      }
+      if (!batch.empty()) {
+        const PendingOp &last = batch.back();
+        if (before(op, last))  // a run sorted under another definition (cannot happen within one transaction)
+          throw std::runtime_error("aggr_ext: spilled ops of aggregate \"" + def.name + "\" are out of order");
+        bool new_ns = op.ns != last.ns;
+        if (new_ns || (batch_bytes >= batch_bound && order.compare(op.key, last.key) != 0)) apply_batch();
+      }
+      batch_bytes += op_bytes(op);
+      batch.push_back(std::move(op));
+    }
+    apply_batch();
+    writer.finish();
+  }
+  for (std::size_t r = applied_runs_; r < runs_.size(); ++r)
+    dropped_max_cid_ = std::max(dropped_max_cid_, runs_[r].max_cid());
+  dropped_any_ = true;  // spilled ops are not in the journal: reads as of their commands cannot undo them
+  applied_runs_ = runs_.size();
 }
 
 void OpBuffer::flush() {
   if (empty()) return;
+  if (applied_runs_ < runs_.size()) {
+    if (flushed_ < ops_.size()) spill();
+    merge_runs();
+    pg_guard([] { CommandCounterIncrement(); });
+    forget_flushed_if_top_level();
+    return;
+  }
   std::vector<const PendingOp *> todo;
   for (std::size_t i = flushed_; i < ops_.size(); ++i) todo.push_back(&ops_[i]);
   std::stable_sort(todo.begin(), todo.end(), [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
@@ -293,6 +463,12 @@ void OpBuffer::flush() {
 // Drops the journal when it outgrows its bound; not inside a subtransaction,
 // whose abort needs the ops flushed before it began.
 void OpBuffer::forget_flushed_if_top_level() {
+  if (levels_.empty() && !runs_.empty() && applied_runs_ == runs_.size()) {
+    for (SpillRun &run : runs_) run.close();
+    runs_.clear();
+    applied_runs_ = 0;
+    discarded_.clear();
+  }
   if (!levels_.empty() || flushed_ != ops_.size() || journal_bytes_ <= kJournalBytes) return;
   for (const PendingOp &op : ops_) dropped_max_cid_ = std::max(dropped_max_cid_, op.cid);
   dropped_any_ = dropped_any_ || !ops_.empty();
@@ -357,7 +533,7 @@ bool OpBuffer::folded_since(int32 aggr_id, CommandId cid, Snapshot snap) const {
   return false;
 }
 
-void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, ops_.size(), flushed_}); }
+void OpBuffer::subxact_start(SubTransactionId id) { levels_.push_back(Level{id, next_seq_, flushed_, applied_runs_}); }
 
 void OpBuffer::subxact_commit(SubTransactionId id) {
   while (!levels_.empty()) {
@@ -374,9 +550,20 @@ void OpBuffer::subxact_abort(SubTransactionId id) {
     levels_.pop_back();
     if (l.id != id) continue;
     // The subtransaction's tree writes are rolled back: what it flushed of
-    // earlier ops is pending again; its own ops are gone.
-    ops_.resize(l.start);
-    flushed_ = std::min(flushed_, l.flushed_at_start);
+    // earlier ops (in memory or in runs) is pending again; its own ops are
+    // gone, from memory here and from runs when they are read.
+    ops_.erase(std::lower_bound(ops_.begin(), ops_.end(), l.start_seq,
+                                [](const PendingOp &op, std::uint64_t s) { return op.seq < s; }),
+               ops_.end());
+    flushed_ = std::min({flushed_, l.flushed_at_start, ops_.size()});
+    applied_runs_ = std::min(applied_runs_, l.applied_runs_at_start);
+    if (std::any_of(runs_.begin(), runs_.end(), [&](const SpillRun &r) { return r.max_seq() >= l.start_seq; })) {
+      while (!discarded_.empty() && discarded_.back().first >= l.start_seq) discarded_.pop_back();
+      if (!discarded_.empty() && discarded_.back().second >= l.start_seq)
+        discarded_.back().second = next_seq_;
+      else
+        discarded_.emplace_back(l.start_seq, next_seq_);
+    }
     pending_bytes_ = journal_bytes_ = 0;
     for (std::size_t i = 0; i < ops_.size(); ++i) (i < flushed_ ? journal_bytes_ : pending_bytes_) += op_bytes(ops_[i]);
     break;
@@ -385,6 +572,13 @@ void OpBuffer::subxact_abort(SubTransactionId id) {
 }
 
 void OpBuffer::reset() {
+  // Runs are closed once applied at the top level; any left (an abort) are
+  // closed by PostgreSQL with the transaction's resources.
+  for (SpillRun &run : runs_) run.forget();
+  runs_.clear();
+  applied_runs_ = 0;
+  discarded_.clear();
+  next_seq_ = 0;
   ops_.clear();
   ops_.shrink_to_fit();
   levels_.clear();

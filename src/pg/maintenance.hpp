@@ -8,6 +8,7 @@
 
 #include "../core/pending.hpp"
 #include "catalog.hpp"
+#include "spill.hpp"
 
 namespace aggr::pg {
 
@@ -18,7 +19,12 @@ struct PendingOp {
   std::string ns, key;
   Sum value;
   CommandId cid = 0;  // the command whose row change this is (set by OpBuffer::add)
+  std::uint64_t seq = 0;  // recording order in the transaction (set by OpBuffer::add)
 };
+
+// GUC aggr_ext.write_buffer_size (kB): ops a transaction keeps in memory
+// before it sorts them into a run on disk.
+extern int write_buffer_kb;
 
 // Ops of the current transaction. Ops recorded inside a subtransaction
 // are kept after a flush until it ends: if it aborts, its tree writes
@@ -27,11 +33,19 @@ struct PendingOp {
 // Flushed ops are also kept, up to kJournalBytes, so that a read whose
 // snapshot predates some of them (an open cursor, a query still fetching
 // while the transaction writes) can take their effect back out.
+//
+// A large transaction (a bulk load) does not apply its ops to the trees each
+// time the buffer fills: that would rewrite nearly every leaf per fill. It
+// sorts them into runs in temporary files instead (spill), and the flush
+// (before a read, at commit) merges all runs so that each leaf is written
+// about once. Runs applied inside a subtransaction are kept until it ends,
+// as in-memory ops are; the ops of an aborted subtransaction are skipped by
+// their seq when a run is read.
 class OpBuffer {
  public:
   void add(PendingOp op);
   void flush();
-  bool empty() const { return flushed_ == ops_.size(); }
+  bool empty() const { return flushed_ == ops_.size() && applied_runs_ == runs_.size(); }
   // The deltas that undo, for one tree, the flushed changes of commands at
   // or after `cid` (call right after flush()). Throws when such changes were
   // already dropped from the journal.
@@ -56,10 +70,14 @@ class OpBuffer {
  private:
   struct Level {
     SubTransactionId id;
-    std::size_t start, flushed_at_start;
+    std::uint64_t start_seq;
+    std::size_t flushed_at_start, applied_runs_at_start;
   };
   void forget_flushed_if_top_level();
-  std::vector<PendingOp> ops_;  // in recording order: cid never decreases
+  void spill();
+  void merge_runs();
+  bool discarded(std::uint64_t seq) const;
+  std::vector<PendingOp> ops_;  // in recording order: cid and seq never decrease
   std::size_t flushed_ = 0;
   std::size_t pending_bytes_ = 0;
   std::size_t journal_bytes_ = 0;    // of flushed ops still kept
@@ -72,6 +90,11 @@ class OpBuffer {
     TransactionId xmin, xmax;
   };
   std::map<int32, std::vector<Fold>> folds_;  // merges and clears of each aggregate's trees
+  std::uint64_t next_seq_ = 0;
+  std::vector<SpillRun> runs_;
+  std::size_t applied_runs_ = 0;  // runs_[0, applied_runs_) are in the trees
+  // Disjoint, ascending seq ranges [first, second) of aborted subtransactions.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> discarded_;
 };
 
 OpBuffer &op_buffer();
