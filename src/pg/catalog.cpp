@@ -465,6 +465,9 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       def_.sum_expr = sum ? nodeToString(sum) : "";
       def_.ns_expr = nsx ? nodeToString(nsx) : "";
     }
+    // aggr_create refuses unlogged tables, but ALTER TABLE ... SET UNLOGGED
+    // fires no trigger: reads refuse it (check_logged), writes go on.
+    unlogged_ = rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED;
     // ALTER TABLE may have changed or dropped a column the aggregate reads
     // (a rewrite fires no row trigger): its entries then cannot be trusted.
     if (columns_signature(rel, exprs, sum, nsx) != def_.columns_sig) {
@@ -555,6 +558,22 @@ void CompiledAggregate::check_not_stale() const {
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
+}
+
+void CompiledAggregate::check_logged() const {
+  if (!unlogged_) return;
+  std::string table, quoted;
+  pg_guard([&] {
+    const char *n = get_rel_name(def_.source);
+    if (!n) return;
+    table = n;
+    quoted = quote_identifier(n);
+  });
+  throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "table \"" + table + "\" of aggregate \"" + def_.name +
+                      "\" is unlogged: after a crash it is emptied without firing triggers, and the aggregate would keep its rows",
+                  "ALTER TABLE " + quoted + " SET LOGGED, then rebuild the aggregate: SELECT aggr_rebuild(" +
+                      sql_literal(def_.name) + ").");
 }
 
 bool definition_stale(const AggregateDef &def) {

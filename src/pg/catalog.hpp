@@ -51,6 +51,11 @@ class CompiledAggregate {
   bool stale() const { return stale_; }
   // Throws the error that explains a stale aggregate.
   void check_not_stale() const;
+  // The source table was made UNLOGGED after aggr_create (ALTER TABLE ...
+  // SET UNLOGGED): crash recovery would empty it without triggers.
+  bool unlogged() const { return unlogged_; }
+  // Throws the error that refuses reads of an aggregate over an unlogged table.
+  void check_logged() const;
   const KeyLayout &layout() const { return layout_; }
   const KeyLayout &ns_layout() const { return ns_layout_; }
   const SumSpec &sum() const { return sum_; }
@@ -90,6 +95,7 @@ class CompiledAggregate {
   Oid sum_type_ = InvalidOid, ns_type_ = InvalidOid;
   std::size_t nkey_ = 0;
   bool stale_ = false;
+  bool unlogged_ = false;
   std::vector<AttrNumber> pk_attnums_, referenced_;
   Oid pk_index_ = InvalidOid;
   List *key_exprs_ = nullptr;  // planned Expr list

@@ -138,6 +138,7 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     else
       run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
+    t.agg->check_logged();
     check_access(t.def, t.agg, access);
   }
   if (require_ready && t.def.state != "ready") {
