@@ -197,15 +197,21 @@ bool fields_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::size_t
     tuple.t_data = rec;
     ItemPointerSetInvalid(&tuple.t_self);
     tuple.t_tableOid = InvalidOid;
-    if (desc->natts > (int)max_fields)
+    // A composite type keeps the slots of its dropped attributes (ALTER
+    // TYPE ... DROP ATTRIBUTE): they are no fields of the value.
+    int live = 0;
+    for (int i = 0; i < desc->natts; ++i) live += TupleDescAttr(desc, i)->attisdropped ? 0 : 1;
+    if (live > (int)max_fields)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                      errmsg("%s has %d fields but the %s of aggregate \"%s\" has %d columns", what, desc->natts,
-                             of_what, t.def.name.c_str(), (int)max_fields)));
-    Datum fields[INDEX_MAX_KEYS];
-    bool fnull[INDEX_MAX_KEYS];
+                      errmsg("%s has %d fields but the %s of aggregate \"%s\" has %d columns", what, live, of_what,
+                             t.def.name.c_str(), (int)max_fields)));
+    Datum *fields = (Datum *)palloc(desc->natts * sizeof(Datum));
+    bool *fnull = (bool *)palloc(desc->natts * sizeof(bool));
     heap_deform_tuple(&tuple, desc, fields, fnull);
-    for (int i = 0; i < desc->natts; ++i) vals[i] = KeyValue{fields[i], fnull[i], TupleDescAttr(desc, i)->atttypid};
-    count = static_cast<std::size_t>(desc->natts);
+    for (int i = 0; i < desc->natts; ++i) {
+      Form_pg_attribute a = TupleDescAttr(desc, i);
+      if (!a->attisdropped) vals[count++] = KeyValue{fields[i], fnull[i], a->atttypid};
+    }
     ReleaseTupleDesc(desc);
   });
   values.assign(vals, vals + count);
