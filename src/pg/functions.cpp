@@ -423,7 +423,12 @@ Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
 // Resolves a possibly negative offset against the entry count.
 std::uint64_t resolve_offset(int64 offset, std::uint64_t count, const std::string &name, bool past_end_ok) {
   int64 resolved = offset < 0 ? offset + static_cast<int64>(count) : offset;
-  if (resolved < 0 || (!past_end_ok && static_cast<std::uint64_t>(resolved) >= count))
+  bool out_of_range = resolved < 0 || (!past_end_ok && static_cast<std::uint64_t>(resolved) >= count);
+  if (out_of_range && count == 0)  // no offset is valid: "from 0 to -1" would say so obscurely
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "offset " + std::to_string(offset) + " is out of range for aggregate \"" + name + "\"",
+                    "The range is empty: no entry lies within the bounds and namespace given.");
+  if (out_of_range)
     throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
                     "offset " + std::to_string(offset) + " is out of range for aggregate \"" + name + "\"",
                     "It has " + std::to_string(count) + " entries; offsets run from 0 to " +
