@@ -436,6 +436,46 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
   return p;
 }
 
+namespace {
+// `exprs` (over `rel`'s row) deparsed as ruleutils deparses a view, comma
+// separated; with `flags` (key_flags), each followed by its ordering.
+char *deparse_spec(Relation rel, List *exprs, const char *flags) {
+  List *context = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
+  StringInfoData text;
+  initStringInfo(&text);
+  ListCell *lc;
+  int i = 0;
+  foreach (lc, exprs) {
+    if (i > 0) appendStringInfoString(&text, ", ");
+    appendStringInfoString(&text, deparse_expression((Node *)lfirst(lc), context, false, false));
+    if (flags) {
+      bool desc = flags[2 * i] == 'D', nulls_first = flags[2 * i + 1] == 'F';
+      if (desc) appendStringInfoString(&text, " DESC");
+      if (nulls_first != desc) appendStringInfoString(&text, nulls_first ? " NULLS FIRST" : " NULLS LAST");
+    }
+    ++i;
+  }
+  return text.data;
+}
+}  // namespace
+
+void self_contained_specs(Relation rel, const ParsedDefinition &p, const char **key, const char **sum, const char **ns) {
+  constexpr int kSpecs = 3;
+  const char **spec[kSpecs] = {key, sum, ns};
+  List *exprs[kSpecs] = {p.key_exprs, p.sum_expr ? list_make1(p.sum_expr) : NIL, p.ns_expr ? list_make1(p.ns_expr) : NIL};
+  const char *flags[kSpecs] = {p.key_flags.c_str(), nullptr, nullptr};
+  char *as_seen[kSpecs], *qualified[kSpecs];
+  for (int i = 0; i < kSpecs; ++i) as_seen[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  // ruleutils qualifies every object not visible in the search_path: with
+  // the owner context's, everything outside pg_catalog.
+  int level = NewGUCNestLevel();
+  (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+  for (int i = 0; i < kSpecs; ++i) qualified[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  AtEOXact_GUC(false, level);
+  for (int i = 0; i < kSpecs; ++i)
+    if (exprs[i] && strcmp(as_seen[i], qualified[i]) != 0) *spec[i] = qualified[i];
+}
+
 // ---------------------------------------------------------------- compiled form
 
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {

@@ -144,6 +144,14 @@ struct ParsedDefinition {
   Node *ns_expr = nullptr;
 };
 ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns);
+// pg-side: the texts aggr_create stores for key, sum_value and namespace,
+// which a restore analyzes again by name (whoever's search_path is then
+// current, or the owner context's pg_catalog, pg_temp). A text that relies
+// on the creator's search_path (an object outside pg_catalog named without
+// its schema) is replaced by its analyzed expression deparsed with every
+// such object schema-qualified; any other is kept as the user wrote it.
+// Each pointer is replaced in place (palloc'd text).
+void self_contained_specs(Relation rel, const ParsedDefinition &p, const char **key, const char **sum, const char **ns);
 // "system identifier:database oid": where stored expressions are valid.
 std::string current_origin();
 // pg-side: identifies the types of the columns an aggregate reads.

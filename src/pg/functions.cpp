@@ -1049,7 +1049,9 @@ AGGR_FUNCTION(aggr_create) {
     const char *sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
     const char *ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
     ParsedDefinition parsed = parse_definition(rel, key.c_str(), sum, ns);
-    id = insert_aggregate(name, source, key.c_str(), sum, ns, parsed);
+    const char *key_text = key.c_str();
+    self_contained_specs(rel, parsed, &key_text, &sum, &ns);
+    id = insert_aggregate(name, source, key_text, sum, ns, parsed);
 
     // Maintenance triggers fire ALWAYS: also under session_replication_role = replica.
     char *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname);
