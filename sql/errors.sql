@@ -8,6 +8,10 @@ SELECT aggr_create('ns', 'scores'::regclass, key => 'score', namespace => 'game'
 SELECT aggr_count('nope');
 SELECT aggr_count(NULL);
 SELECT aggr_at('lb', NULL);
+-- an offset in an empty range (an empty namespace, empty bounds): the hint says
+-- the range is empty (not "offsets run from 0 to -1")
+SELECT * FROM aggr_at('ns', 0, namespace => -12345);
+SELECT * FROM aggr_at('ns', -1, namespace => 1, lower => 10, upper => 5);
 -- duplicate name
 SELECT aggr_create('lb', 'scores'::regclass, key => 'id');
 -- tables without primary key, views, partitioned tables, row-level security

@@ -59,6 +59,15 @@ SELECT aggr_count('by_city_name', lower => ROW('Bergen'), upper => ROW('Oslo')) 
        aggr_count('by_city_name', lower => ROW('Oslo', 'b'), upper => ROW('Oslo', 'c')) = (SELECT count(*) FROM people WHERE city = 'Oslo' AND name BETWEEN 'b' AND 'c') AS full_bounds,
        aggr_rank('by_city_name', ROW('bergen', 'zoë')) = (SELECT count(*) + 1 FROM people WHERE city < 'bergen' OR (city = 'bergen' AND (name IS NULL OR name < 'zoë'))) AS row_rank,
        aggr_count('by_city_name', lower => 'oslo') = (SELECT count(*) FROM people WHERE city >= 'oslo') AS scalar_prefix;
+-- composite bounds whose type has a dropped attribute: not a field
+CREATE TYPE city_name_t AS (city text, gone int, name text);
+ALTER TYPE city_name_t DROP ATTRIBUTE gone;
+CREATE TYPE city_only_t AS (gone int, city text);
+ALTER TYPE city_only_t DROP ATTRIBUTE gone;
+SELECT aggr_count('by_city_name', lower => ROW('Oslo', 'b')::city_name_t, upper => ROW('Oslo', 'c')::city_name_t) = (SELECT count(*) FROM people WHERE city = 'Oslo' AND name BETWEEN 'b' AND 'c') AS dropped_full,
+       aggr_count('by_city_name', lower => ROW('Bergen')::city_only_t, upper => ROW('Oslo')::city_only_t) = (SELECT count(*) FROM people WHERE city BETWEEN 'Bergen' AND 'Oslo') AS dropped_prefix,
+       aggr_rank('by_city_name', ROW('bergen', 'zoë')::city_name_t) = (SELECT count(*) + 1 FROM people WHERE city < 'bergen' OR (city = 'bergen' AND (name IS NULL OR name < 'zoë'))) AS dropped_rank;
+DROP TYPE city_name_t, city_only_t;
 -- floats: NaN sorts after Infinity, as in PostgreSQL
 SELECT aggr_rank('by_height', 'NaN'::float8) = (SELECT count(*) + 1 FROM people WHERE height < 'NaN') AS nan_rank,
        -- NULLs sort last here, so they are past any lower bound too

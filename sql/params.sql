@@ -34,6 +34,16 @@ SELECT pg_temp.outcome($$SELECT aggr_rank('p_lb', 'abc'::varchar)$$);
 PREPARE twice AS
   SELECT aggr_count('p_lb', NULL, $1, $1) = (SELECT count(*) FROM scores WHERE score = $2) AS same, pg_typeof($1);
 EXECUTE twice('1234', 1234);
+-- ... and to another function's VARIADIC "any" (format), in the select list,
+-- a subquery and WHERE, with a generic plan too
+PREPARE with_format AS
+  SELECT aggr_count('p_lb', lower => $1) = (SELECT count(*) FROM scores WHERE score <= $2) AS same,  -- DESC NULLS FIRST: from $1 down
+         format('%s', $1) AS formatted, (SELECT format('<%s>', $1)) AS nested
+   WHERE format('%s', $1) IS NOT NULL;
+EXECUTE with_format('1234', 1234);
+SET plan_cache_mode = force_generic_plan;
+EXECUTE with_format('4321', 4321);
+RESET plan_cache_mode;
 -- bounds and namespace as parameters; NULL is unbounded (NULL keys sort last)
 PREPARE range AS
   SELECT aggr_count('p_game', $1, $2, $3) = (SELECT count(*) FROM scores WHERE game = $4

@@ -441,6 +441,46 @@ ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum
   return p;
 }
 
+namespace {
+// `exprs` (over `rel`'s row) deparsed as ruleutils deparses a view, comma
+// separated; with `flags` (key_flags), each followed by its ordering.
+char *deparse_spec(Relation rel, List *exprs, const char *flags) {
+  List *context = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
+  StringInfoData text;
+  initStringInfo(&text);
+  ListCell *lc;
+  int i = 0;
+  foreach (lc, exprs) {
+    if (i > 0) appendStringInfoString(&text, ", ");
+    appendStringInfoString(&text, deparse_expression((Node *)lfirst(lc), context, false, false));
+    if (flags) {
+      bool desc = flags[2 * i] == 'D', nulls_first = flags[2 * i + 1] == 'F';
+      if (desc) appendStringInfoString(&text, " DESC");
+      if (nulls_first != desc) appendStringInfoString(&text, nulls_first ? " NULLS FIRST" : " NULLS LAST");
+    }
+    ++i;
+  }
+  return text.data;
+}
+}  // namespace
+
+void self_contained_specs(Relation rel, const ParsedDefinition &p, const char **key, const char **sum, const char **ns) {
+  constexpr int kSpecs = 3;
+  const char **spec[kSpecs] = {key, sum, ns};
+  List *exprs[kSpecs] = {p.key_exprs, p.sum_expr ? list_make1(p.sum_expr) : NIL, p.ns_expr ? list_make1(p.ns_expr) : NIL};
+  const char *flags[kSpecs] = {p.key_flags.c_str(), nullptr, nullptr};
+  char *as_seen[kSpecs], *qualified[kSpecs];
+  for (int i = 0; i < kSpecs; ++i) as_seen[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  // ruleutils qualifies every object not visible in the search_path: with
+  // the owner context's, everything outside pg_catalog.
+  int level = NewGUCNestLevel();
+  (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+  for (int i = 0; i < kSpecs; ++i) qualified[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  AtEOXact_GUC(false, level);
+  for (int i = 0; i < kSpecs; ++i)
+    if (exprs[i] && strcmp(as_seen[i], qualified[i]) != 0) *spec[i] = qualified[i];
+}
+
 // ---------------------------------------------------------------- compiled form
 
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
@@ -470,6 +510,9 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       def_.sum_expr = sum ? nodeToString(sum) : "";
       def_.ns_expr = nsx ? nodeToString(nsx) : "";
     }
+    // aggr_create refuses unlogged tables, but ALTER TABLE ... SET UNLOGGED
+    // fires no trigger: reads refuse it (check_logged), writes go on.
+    unlogged_ = rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED;
     // ALTER TABLE may have changed or dropped a column the aggregate reads
     // (a rewrite fires no row trigger): its entries then cannot be trusted.
     if (columns_signature(rel, exprs, sum, nsx) != def_.columns_sig) {
@@ -560,6 +603,22 @@ void CompiledAggregate::check_not_stale() const {
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
+}
+
+void CompiledAggregate::check_logged() const {
+  if (!unlogged_) return;
+  std::string table, quoted;
+  pg_guard([&] {
+    const char *n = get_rel_name(def_.source);
+    if (!n) return;
+    table = n;
+    quoted = quote_identifier(n);
+  });
+  throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "table \"" + table + "\" of aggregate \"" + def_.name +
+                      "\" is unlogged: after a crash it is emptied without firing triggers, and the aggregate would keep its rows",
+                  "ALTER TABLE " + quoted + " SET LOGGED, then rebuild the aggregate: SELECT aggr_rebuild(" +
+                      sql_literal(def_.name) + ").");
 }
 
 bool definition_stale(const AggregateDef &def) {

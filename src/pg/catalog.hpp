@@ -54,6 +54,11 @@ class CompiledAggregate {
   bool stale() const { return stale_; }
   // Throws the error that explains a stale aggregate.
   void check_not_stale() const;
+  // The source table was made UNLOGGED after aggr_create (ALTER TABLE ...
+  // SET UNLOGGED): crash recovery would empty it without triggers.
+  bool unlogged() const { return unlogged_; }
+  // Throws the error that refuses reads of an aggregate over an unlogged table.
+  void check_logged() const;
   const KeyLayout &layout() const { return layout_; }
   const KeyLayout &ns_layout() const { return ns_layout_; }
   const SumSpec &sum() const { return sum_; }
@@ -93,6 +98,7 @@ class CompiledAggregate {
   Oid sum_type_ = InvalidOid, ns_type_ = InvalidOid;
   std::size_t nkey_ = 0;
   bool stale_ = false;
+  bool unlogged_ = false;
   std::vector<AttrNumber> pk_attnums_, referenced_;
   Oid pk_index_ = InvalidOid;
   List *key_exprs_ = nullptr;  // planned Expr list
@@ -141,6 +147,14 @@ struct ParsedDefinition {
   Node *ns_expr = nullptr;
 };
 ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns);
+// pg-side: the texts aggr_create stores for key, sum_value and namespace,
+// which a restore analyzes again by name (whoever's search_path is then
+// current, or the owner context's pg_catalog, pg_temp). A text that relies
+// on the creator's search_path (an object outside pg_catalog named without
+// its schema) is replaced by its analyzed expression deparsed with every
+// such object schema-qualified; any other is kept as the user wrote it.
+// Each pointer is replaced in place (palloc'd text).
+void self_contained_specs(Relation rel, const ParsedDefinition &p, const char **key, const char **sum, const char **ns);
 // "system identifier:database oid": where stored expressions are valid.
 std::string current_origin();
 // pg-side: identifies the types of the columns an aggregate reads.

@@ -138,6 +138,7 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     else
       run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
     t.agg->check_not_stale();
+    t.agg->check_logged();
     check_access(t.def, t.agg, access);
   }
   if (require_ready && t.def.state != "ready") {
@@ -196,15 +197,21 @@ bool fields_arg(FunctionCallInfo fcinfo, int argno, const Target &t, std::size_t
     tuple.t_data = rec;
     ItemPointerSetInvalid(&tuple.t_self);
     tuple.t_tableOid = InvalidOid;
-    if (desc->natts > (int)max_fields)
+    // A composite type keeps the slots of its dropped attributes (ALTER
+    // TYPE ... DROP ATTRIBUTE): they are no fields of the value.
+    int live = 0;
+    for (int i = 0; i < desc->natts; ++i) live += TupleDescAttr(desc, i)->attisdropped ? 0 : 1;
+    if (live > (int)max_fields)
       ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                      errmsg("%s has %d fields but the %s of aggregate \"%s\" has %d columns", what, desc->natts,
-                             of_what, t.def.name.c_str(), (int)max_fields)));
-    Datum fields[INDEX_MAX_KEYS];
-    bool fnull[INDEX_MAX_KEYS];
+                      errmsg("%s has %d fields but the %s of aggregate \"%s\" has %d columns", what, live, of_what,
+                             t.def.name.c_str(), (int)max_fields)));
+    Datum *fields = (Datum *)palloc(desc->natts * sizeof(Datum));
+    bool *fnull = (bool *)palloc(desc->natts * sizeof(bool));
     heap_deform_tuple(&tuple, desc, fields, fnull);
-    for (int i = 0; i < desc->natts; ++i) vals[i] = KeyValue{fields[i], fnull[i], TupleDescAttr(desc, i)->atttypid};
-    count = static_cast<std::size_t>(desc->natts);
+    for (int i = 0; i < desc->natts; ++i) {
+      Form_pg_attribute a = TupleDescAttr(desc, i);
+      if (!a->attisdropped) vals[count++] = KeyValue{fields[i], fnull[i], a->atttypid};
+    }
     ReleaseTupleDesc(desc);
   });
   values.assign(vals, vals + count);
@@ -416,7 +423,12 @@ Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
 // Resolves a possibly negative offset against the entry count.
 std::uint64_t resolve_offset(int64 offset, std::uint64_t count, const std::string &name, bool past_end_ok) {
   int64 resolved = offset < 0 ? offset + static_cast<int64>(count) : offset;
-  if (resolved < 0 || (!past_end_ok && static_cast<std::uint64_t>(resolved) >= count))
+  bool out_of_range = resolved < 0 || (!past_end_ok && static_cast<std::uint64_t>(resolved) >= count);
+  if (out_of_range && count == 0)  // no offset is valid: "from 0 to -1" would say so obscurely
+    throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "offset " + std::to_string(offset) + " is out of range for aggregate \"" + name + "\"",
+                    "The range is empty: no entry lies within the bounds and namespace given.");
+  if (out_of_range)
     throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
                     "offset " + std::to_string(offset) + " is out of range for aggregate \"" + name + "\"",
                     "It has " + std::to_string(count) + " entries; offsets run from 0 to " +
@@ -1037,7 +1049,9 @@ AGGR_FUNCTION(aggr_create) {
     const char *sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
     const char *ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
     ParsedDefinition parsed = parse_definition(rel, key.c_str(), sum, ns);
-    id = insert_aggregate(name, source, key.c_str(), sum, ns, parsed);
+    const char *key_text = key.c_str();
+    self_contained_specs(rel, parsed, &key_text, &sum, &ns);
+    id = insert_aggregate(name, source, key_text, sum, ns, parsed);
 
     // Maintenance triggers fire ALWAYS: also under session_replication_role = replica.
     char *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname);
