@@ -25,6 +25,7 @@ latency() {
 }
 tps() {  # clients script-lines...
   local c=$1; shift
+  q "CHECKPOINT"  # a checkpoint due from the loads must not land in one measurement only
   printf '%s\n' "$@" >"$DIR/w.sql"
   chmod 644 "$DIR/w.sql"
   pgbench -n -M prepared -c "$c" -j 2 -T "$SECS" -f "$DIR/w.sql" 2>/dev/null | awk '/^tps/ { print int($3) }'
@@ -57,6 +58,7 @@ q "DROP TABLE IF EXISTS bt, ag; CREATE TABLE bt (id int PRIMARY KEY, score int N
 q "CREATE TABLE ag (id int PRIMARY KEY, score int NOT NULL)"
 q "INSERT INTO bt SELECT g, (g::bigint * 7919) % 1000000 FROM generate_series(1, $WRITE_ROWS) g; INSERT INTO ag SELECT * FROM bt"
 q "SELECT aggr_create('ag_direct', 'ag'::regclass, key => 'score', build => 'now')"
+q "VACUUM ANALYZE bt, ag"
 upd() { echo "\\set id random(1, $WRITE_ROWS)"; echo "\\set s random(0, 999999)"; echo "UPDATE $1 SET score = :s WHERE id = :id;"; }
 for c in $CLIENTS; do
   b=$(tps "$c" "$(upd bt)")
