@@ -89,6 +89,21 @@ FETCH 1 FROM c;
 ROLLBACK;
 SELECT 'cursor' AS step, bt_ok('bt_b_v', 'bt_b');
 
+-- A spill that fails while writing its run (temp_file_limit) inside a
+-- savepoint: after ROLLBACK TO the transaction goes on and commits exact,
+-- without a "temporary file leak" warning for the run it abandoned.
+CREATE TABLE bt_c (id int PRIMARY KEY, v int NOT NULL);
+SELECT aggr_create('bt_c_v', 'bt_c'::regclass, key => 'v');
+BEGIN;
+INSERT INTO bt_c SELECT g, g FROM generate_series(1, 100) g;
+SAVEPOINT f;
+SET LOCAL temp_file_limit = 300;
+INSERT INTO bt_b SELECT g, g FROM generate_series(100001, 130000) g;
+ROLLBACK TO f;
+INSERT INTO bt_b SELECT g, g FROM generate_series(100001, 105000) g;
+COMMIT;
+SELECT 'spill failed in a savepoint' AS step, bt_ok('bt_b_v', 'bt_b'), bt_ok('bt_c_v', 'bt_c');
+
 RESET aggr_ext.write_buffer_size;
-DROP TABLE bt_b;
+DROP TABLE bt_b, bt_c;
 DROP FUNCTION bt_ok(text, regclass);

@@ -316,6 +316,29 @@ void OpBuffer::spill() {
   std::stable_sort(todo.begin(), todo.end(),
                    [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
   SpillRun run;
+  std::vector<bool> keep;
+  try {
+    keep = sort_into(run, todo);
+  } catch (...) {
+    abandoned_.push_back(std::move(run));  // the ops stay pending in memory
+    throw;
+  }
+  runs_.push_back(std::move(run));
+  keep_unsorted(todo, keep);
+}
+
+void OpBuffer::close_abandoned() {
+  while (!abandoned_.empty()) {
+    SpillRun run = std::move(abandoned_.back());
+    abandoned_.pop_back();
+    run.close();
+  }
+}
+
+// Writes the ops of `todo` (sorted by aggregate) into `run` in key order;
+// returns, per op of todo, whether it stays in memory: those of aggregates
+// dropped so far (or stale).
+std::vector<bool> OpBuffer::sort_into(SpillRun &run, std::vector<const PendingOp *> &todo) {
   // Ops of an aggregate this transaction dropped (or made stale) so far stay
   // in memory, pending: a ROLLBACK TO can bring the aggregate back, and its
   // ops must then be applied. They cannot be sorted into the run without a
@@ -341,7 +364,11 @@ void OpBuffer::spill() {
     i = j;
   }
   run.finish_writing();
-  runs_.push_back(std::move(run));
+  return keep;
+}
+
+// After a spill: only the ops spill() could not sort stay in memory.
+void OpBuffer::keep_unsorted(const std::vector<const PendingOp *> &todo, const std::vector<bool> &keep) {
   std::vector<std::uint64_t> kept_seqs;
   for (std::size_t k = 0; k < todo.size(); ++k)
     if (keep[k]) kept_seqs.push_back(todo[k]->seq);
@@ -449,6 +476,7 @@ void OpBuffer::merge_runs() {
 }
 
 void OpBuffer::flush() {
+  close_abandoned();
   if (empty()) return;
   if (applied_runs_ < runs_.size()) {
     if (flushed_ < ops_.size()) spill();
@@ -598,6 +626,8 @@ void OpBuffer::reset() {
   // closed by PostgreSQL with the transaction's resources.
   for (SpillRun &run : runs_) run.forget();
   runs_.clear();
+  for (SpillRun &run : abandoned_) run.forget();
+  abandoned_.clear();
   applied_runs_ = 0;
   discarded_.clear();
   next_seq_ = 0;
