@@ -43,6 +43,22 @@ INSERT INTO bt_b SELECT g, g FROM generate_series(10001, 15000) g;
 COMMIT;
 SELECT 'committed' AS step, bt_ok('bt_a_v', 'bt_a'), bt_ok('bt_b_v', 'bt_b');
 
+-- The same for an aggregate made stale (ALTER TABLE of its key column)
+-- inside the savepoint, and for aggr_drop (which flushes first).
+BEGIN;
+DELETE FROM bt_a WHERE id % 5 = 0;
+SAVEPOINT s;
+ALTER TABLE bt_a ALTER COLUMN v TYPE bigint;
+INSERT INTO bt_b SELECT g, g FROM generate_series(40001, 45000) g;
+SELECT 'inside s, stale' AS step, bt_ok('bt_b_v', 'bt_b');
+ROLLBACK TO s;
+SAVEPOINT s2;
+SELECT aggr_drop('bt_a_v');
+INSERT INTO bt_b SELECT g, g FROM generate_series(40001, 45000) g;
+ROLLBACK TO s2;
+COMMIT;
+SELECT 'stale and dropped, rolled back' AS step, bt_ok('bt_a_v', 'bt_a'), bt_ok('bt_b_v', 'bt_b');
+
 -- DROP TABLE for good: its ops are dropped, the other aggregate stays exact.
 BEGIN;
 DELETE FROM bt_a WHERE id < 50;
