@@ -120,6 +120,39 @@ INSERT INTO bt_b SELECT g, g FROM generate_series(100001, 105000) g;
 COMMIT;
 SELECT 'spill failed in a savepoint' AS step, bt_ok('bt_b_v', 'bt_b'), bt_ok('bt_c_v', 'bt_c');
 
+-- A rebuild job stepped (background => false) inside the writing
+-- transaction: its scan sees the transaction's own rows, so the changes
+-- recorded before a step must be flushed (and logged) before it scans or
+-- swaps; else an entry updated before a step and deleted after it stayed
+-- in the new generation. With and without spilling.
+CREATE TABLE bt_j (id int PRIMARY KEY, v int NOT NULL);
+SELECT aggr_create('bt_j_v', 'bt_j'::regclass, key => 'v');
+INSERT INTO bt_j SELECT g, g % 1000 FROM generate_series(1, 5000) g;
+BEGIN;
+SET LOCAL aggr_ext.write_buffer_size = 65536;
+SELECT aggr_rebuild('bt_j_v', batch_size => 1500, background => false);
+UPDATE bt_j SET v = v + 1 WHERE id = 10;
+SELECT aggr_job_step('bt_j_v');
+DELETE FROM bt_j WHERE id = 10;
+SELECT bool_and(aggr_job_step('bt_j_v')) IS NOT NULL AS stepped FROM generate_series(1, 10);
+COMMIT;
+SELECT 'job in the writer, in memory' AS step, bt_ok('bt_j_v', 'bt_j'), job FROM aggr_status('bt_j_v');
+BEGIN;
+SELECT aggr_rebuild('bt_j_v', batch_size => 1500, background => false);
+UPDATE bt_j SET v = v + 1 WHERE id % 3 = 0;
+SELECT aggr_job_step('bt_j_v');
+DELETE FROM bt_j WHERE id % 7 = 0;
+INSERT INTO bt_j SELECT g, g % 1000 FROM generate_series(9001, 12000) g;
+SELECT aggr_job_step('bt_j_v');
+SAVEPOINT j;
+UPDATE bt_j SET v = v + 5 WHERE id % 2 = 0;
+SELECT aggr_job_step('bt_j_v');
+ROLLBACK TO j;
+SELECT bool_and(aggr_job_step('bt_j_v')) IS NOT NULL AS stepped FROM generate_series(1, 30);
+COMMIT;
+CALL aggr_wait('bt_j_v');
+SELECT 'job in the writer, spilled' AS step, bt_ok('bt_j_v', 'bt_j'), job FROM aggr_status('bt_j_v');
+
 RESET aggr_ext.write_buffer_size;
-DROP TABLE bt_b, bt_c;
+DROP TABLE bt_b, bt_c, bt_j;
 DROP FUNCTION bt_ok(text, regclass);
