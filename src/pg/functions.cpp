@@ -1215,6 +1215,12 @@ AGGR_FUNCTION(aggr_job_start) {
 AGGR_FUNCTION(aggr_job_step) {
   require_writable("aggr_job_step()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
+  // The caller's own pending changes first, as the caller, under the
+  // definition they were recorded with: the step's scan sees this
+  // transaction's rows, and a swap in this step would otherwise send them,
+  // flushed at commit, to the new generation on top of a scan that already
+  // holds their intermediate state (an entry inserted then deleted stayed).
+  op_buffer().flush();
   return BoolGetDatum(job_step_as_owner(t.def.id));
 }
 

@@ -316,12 +316,42 @@ void OpBuffer::spill() {
   std::stable_sort(todo.begin(), todo.end(),
                    [](const PendingOp *a, const PendingOp *b) { return a->aggr_id < b->aggr_id; });
   SpillRun run;
+  std::vector<bool> keep;
+  try {
+    keep = sort_into(run, todo);
+  } catch (...) {
+    abandoned_.push_back(std::move(run));  // the ops stay pending in memory
+    throw;
+  }
+  runs_.push_back(std::move(run));
+  keep_unsorted(todo, keep);
+}
+
+void OpBuffer::close_abandoned() {
+  while (!abandoned_.empty()) {
+    SpillRun run = std::move(abandoned_.back());
+    abandoned_.pop_back();
+    run.close();
+  }
+}
+
+// Writes the ops of `todo` (sorted by aggregate) into `run` in key order;
+// returns, per op of todo, whether it stays in memory: those of aggregates
+// dropped so far (or stale).
+std::vector<bool> OpBuffer::sort_into(SpillRun &run, std::vector<const PendingOp *> &todo) {
+  // Ops of an aggregate this transaction dropped (or made stale) so far stay
+  // in memory, pending: a ROLLBACK TO can bring the aggregate back, and its
+  // ops must then be applied. They cannot be sorted into the run without a
+  // definition; a flush drops them (into the journal) if it is still gone.
+  std::vector<bool> keep(todo.size(), false);
   std::size_t i = 0;
   while (i < todo.size()) {
     std::size_t j = i;
     while (j < todo.size() && todo[j]->aggr_id == todo[i]->aggr_id) ++j;
     AggregateDef def;
-    if (CompiledAggregate *agg = aggregate_for_ops(todo[i]->aggr_id, def)) {
+    CompiledAggregate *agg = aggregate_for_ops(todo[i]->aggr_id, def);
+    if (!agg) std::fill(keep.begin() + static_cast<long>(i), keep.begin() + static_cast<long>(j), true);
+    if (agg) {
       EntryOrdering order(agg->layout());
       // Stable: ops of one entry stay in recording (seq) order.
       std::stable_sort(todo.begin() + static_cast<long>(i), todo.begin() + static_cast<long>(j),
@@ -334,8 +364,25 @@ void OpBuffer::spill() {
     i = j;
   }
   run.finish_writing();
-  runs_.push_back(std::move(run));
-  ops_.resize(flushed_);
+  return keep;
+}
+
+// After a spill: only the ops spill() could not sort stay in memory.
+void OpBuffer::keep_unsorted(const std::vector<const PendingOp *> &todo, const std::vector<bool> &keep) {
+  std::vector<std::uint64_t> kept_seqs;
+  for (std::size_t k = 0; k < todo.size(); ++k)
+    if (keep[k]) kept_seqs.push_back(todo[k]->seq);
+  std::sort(kept_seqs.begin(), kept_seqs.end());
+  // Compacts the kept ops (in seq order) after the journal. Not counted in
+  // pending_bytes_: no new op of a dropped aggregate comes, so they stay
+  // below one bound, and counting them would spill tiny runs on every add.
+  auto out = ops_.begin() + static_cast<long>(flushed_);
+  for (auto in = out; in != ops_.end(); ++in)
+    if (std::binary_search(kept_seqs.begin(), kept_seqs.end(), in->seq)) {
+      if (out != in) *out = std::move(*in);
+      ++out;
+    }
+  ops_.erase(out, ops_.end());
   pending_bytes_ = 0;
 }
 
@@ -429,13 +476,16 @@ void OpBuffer::merge_runs() {
 }
 
 void OpBuffer::flush() {
+  close_abandoned();
   if (empty()) return;
   if (applied_runs_ < runs_.size()) {
     if (flushed_ < ops_.size()) spill();
     merge_runs();
     pg_guard([] { CommandCounterIncrement(); });
     forget_flushed_if_top_level();
-    return;
+    if (flushed_ == ops_.size()) return;
+    // Left in memory by spill(): ops of aggregates dropped so far, dropped
+    // below (moved to the journal, so that a ROLLBACK TO makes them pending).
   }
   std::vector<const PendingOp *> todo;
   for (std::size_t i = flushed_; i < ops_.size(); ++i) todo.push_back(&ops_[i]);
@@ -576,6 +626,8 @@ void OpBuffer::reset() {
   // closed by PostgreSQL with the transaction's resources.
   for (SpillRun &run : runs_) run.forget();
   runs_.clear();
+  for (SpillRun &run : abandoned_) run.forget();
+  abandoned_.clear();
   applied_runs_ = 0;
   discarded_.clear();
   next_seq_ = 0;

@@ -75,6 +75,8 @@ class OpBuffer {
   };
   void forget_flushed_if_top_level();
   void spill();
+  std::vector<bool> sort_into(SpillRun &run, std::vector<const PendingOp *> &todo);
+  void keep_unsorted(const std::vector<const PendingOp *> &todo, const std::vector<bool> &keep);
   void merge_runs();
   bool discarded(std::uint64_t seq) const;
   std::vector<PendingOp> ops_;  // in recording order: cid and seq never decrease
@@ -93,6 +95,12 @@ class OpBuffer {
   std::uint64_t next_seq_ = 0;
   std::vector<SpillRun> runs_;
   std::size_t applied_runs_ = 0;  // runs_[0, applied_runs_) are in the trees
+  // Runs whose writing failed (temp_file_limit, disk full, a lock timeout):
+  // their files are closed by the next flush, so that a transaction that
+  // goes on after ROLLBACK TO neither holds the space nor commits with a
+  // "temporary file leak" warning.
+  std::vector<SpillRun> abandoned_;
+  void close_abandoned();
   // Disjoint, ascending seq ranges [first, second) of aborted subtransactions.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> discarded_;
 };
