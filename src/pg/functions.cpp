@@ -297,6 +297,7 @@ class ReadTree {
       nodes_ = table_open(r_.nodes, AccessShareLock);
       row_ = load_tree_row(trees_, r_, t.def.id, t.def.generation, ns, snap_);
     });
+    read_latest_if_written_over_unseen(t, ns, query_cid);
     store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
     tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
     std::vector<Delta> deltas;
@@ -305,6 +306,33 @@ class ReadTree {
     check_undo_suffices(t, ns, query_cid);
     deltas.insert(deltas.end(), std::make_move_iterator(undo.begin()), std::make_move_iterator(undo.end()));
     pending_ = PendingChanges(std::move(deltas), order_);
+  }
+  // READ COMMITTED: this transaction's flush (this read's own, after waiting
+  // for another writer's tree lock) wrote the tree on top of a version the
+  // query's snapshot does not see. The tree row is then this transaction's,
+  // but the other writer's nodes are invisible to that snapshot, so the tree
+  // could not even be walked with it. Read it as of now instead, as an UPDATE
+  // under READ COMMITTED reads the row version it waited for: this
+  // transaction holds the tree's lock, so nobody has changed it since.
+  // (Under REPEATABLE READ such a write is a serialization failure; a read as
+  // of an earlier command, an open cursor, is refused by check_undo_suffices.)
+  void read_latest_if_written_over_unseen(const Target &t, const std::string &ns, CommandId query_cid) {
+    if (!row_.exists) return;
+    TransactionId base = foreign_tree_base(t.def.id, t.def.generation, ns);
+    bool unseen = false;
+    pg_guard([&] {
+      unseen = TransactionIdIsValid(base) && TransactionIdIsCurrentTransactionId(row_.xmin) &&
+               XidInMVCCSnapshot(base, query_snap_);
+    });
+    if (!unseen) return;
+    check_undo_suffices(t, ns, query_cid);
+    pg_guard([&] {
+      PopActiveSnapshot();
+      PushActiveSnapshot(GetLatestSnapshot());
+      UpdateActiveSnapshotCommandId();
+      snap_ = query_snap_ = GetActiveSnapshot();  // whole rows too are fetched as of now
+      row_ = load_tree_row(trees_, r_, t.def.id, t.def.generation, ns, snap_);
+    });
   }
   // Releases the relations and the snapshot: the end of every read that
   // succeeded (its errors are raised like any other).

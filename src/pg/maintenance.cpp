@@ -3,7 +3,9 @@
 #include "deltas.hpp"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
+#include <tuple>
 
 namespace aggr::pg {
 
@@ -132,9 +134,34 @@ std::vector<Delta> signed_deltas(const std::vector<const PendingOp *> &run, cons
   return out;
 }
 
+namespace {
+// Per tree this transaction wrote: the inserting transaction of the first
+// version of another transaction it wrote on top of. Under READ COMMITTED
+// that version may have committed after a statement's snapshot (the write
+// waited for its writer's tree lock); a read in that statement would then see
+// this transaction's tree row but not the other's nodes.
+std::map<std::tuple<int32, int32, std::string>, TransactionId> &foreign_bases() {
+  static std::map<std::tuple<int32, int32, std::string>, TransactionId> bases;
+  return bases;
+}
+
+void note_tree_base(int32 aggr_id, int32 generation, const std::string &ns, const TreeRow &base) {
+  if (!base.exists || !TransactionIdIsNormal(base.xmin)) return;
+  bool mine = false;
+  pg_guard([&] { mine = TransactionIdIsCurrentTransactionId(base.xmin); });
+  if (!mine) foreign_bases().emplace(std::make_tuple(aggr_id, generation, ns), base.xmin);  // keeps the first
+}
+}  // namespace
+
+TransactionId foreign_tree_base(int32 aggr_id, int32 generation, const std::string &ns) {
+  auto it = foreign_bases().find(std::make_tuple(aggr_id, generation, ns));
+  return it == foreign_bases().end() ? InvalidTransactionId : it->second;
+}
+
 ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
                          const std::string &ns, const std::vector<Op> &ops, bool count_drift) {
   TreeRow row = load_tree_for_write(o, agg.def(), generation, ns);
+  note_tree_base(agg.def().id, generation, ns, row);
   if (!row.exists) pg_guard([&] { row.tree_id = nextval_internal(o.r.trees_seq, false); });
   row.generation = generation;
   pg_guard([&] { PushCopiedSnapshot(GetLatestSnapshot()); });
@@ -665,11 +692,13 @@ void xact_callback(XactEvent event, void *) {
     case XACT_EVENT_COMMIT:
     case XACT_EVENT_PREPARE:
     case XACT_EVENT_PARALLEL_COMMIT:
+      foreign_bases().clear();
       op_buffer().reset();
       compiled_aggregates_at_xact_end(true);
       break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
+      foreign_bases().clear();
       op_buffer().reset();
       compiled_aggregates_at_xact_end(false);
       break;

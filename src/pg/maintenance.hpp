@@ -119,6 +119,9 @@ void close_trees(OpenTrees &o, LOCKMODE mode);
 std::vector<Op> net_ops(const std::vector<const PendingOp *> &run, const Ordering &order);
 // The same run as signed deltas: -1 for the entry as it was before, +1 for it as it is after.
 std::vector<Delta> signed_deltas(const std::vector<const PendingOp *> &run, const Ordering &order);
+// The inserting transaction of the first other transaction's tree version
+// this transaction wrote one tree on top of (InvalidTransactionId: none).
+TransactionId foreign_tree_base(int32 aggr_id, int32 generation, const std::string &ns);
 // Locks the tree, applies sorted ops to it and stores it.
 ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Ordering &order, int32 generation,
                          const std::string &ns, const std::vector<Op> &ops, bool count_drift);
