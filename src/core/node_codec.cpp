@@ -15,8 +15,7 @@ constexpr std::uint8_t kFormatExact = 1;
 constexpr std::uint8_t kFormatJournaled = 2;
 constexpr std::uint8_t kLeaf = 1;
 constexpr std::uint8_t kInternal = 2;
-constexpr std::uint8_t kOpEnd =
-    0; // the padding's zero bytes read as "no more ops"
+constexpr std::uint8_t kOpEnd = 0;  // the padding's zero bytes read as "no more ops"
 constexpr std::uint8_t kOpInsert = 1;
 constexpr std::uint8_t kOpDelete = 2;
 // A journal longer than this is folded into the base on the next write: each
@@ -33,27 +32,24 @@ std::size_t varint_size(unsigned __int128 v) {
 }
 
 unsigned __int128 zigzag(int128 v) {
-  return (static_cast<unsigned __int128>(v) << 1) ^
-         static_cast<unsigned __int128>(v >> 127);
+  return (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
 }
-int128 unzigzag(unsigned __int128 v) {
-  return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1);
-}
+int128 unzigzag(unsigned __int128 v) { return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1); }
 
 std::size_t sum_size(const Sum &s, SumKind kind) {
   switch (kind) {
-  case SumKind::None:
-    return 0;
-  case SumKind::Exact:
-    return varint_size(zigzag(s.exact));
-  case SumKind::Float:
-    return sizeof(double);
+    case SumKind::None:
+      return 0;
+    case SumKind::Exact:
+      return varint_size(zigzag(s.exact));
+    case SumKind::Float:
+      return sizeof(double);
   }
   return 0;
 }
 
 class Writer {
-public:
+ public:
   explicit Writer(std::size_t reserve) { out_.reserve(reserve); }
   void byte(std::uint8_t b) { out_.push_back(static_cast<char>(b)); }
   void varint(unsigned __int128 v) {
@@ -68,8 +64,7 @@ public:
     out_.append(s.data(), s.size());
   }
   void sum(const Sum &s, SumKind kind) {
-    if (kind == SumKind::Exact)
-      varint(zigzag(s.exact));
+    if (kind == SumKind::Exact) varint(zigzag(s.exact));
     if (kind == SumKind::Float) {
       char raw[sizeof(double)];
       std::memcpy(raw, &s.approx, sizeof raw);
@@ -77,18 +72,17 @@ public:
     }
   }
   void pad_to(std::size_t size) {
-    if (out_.size() < size)
-      out_.append(size - out_.size(), '\0');
+    if (out_.size() < size) out_.append(size - out_.size(), '\0');
   }
   std::size_t size() const { return out_.size(); }
   std::string take() { return std::move(out_); }
 
-private:
+ private:
   std::string out_;
 };
 
 class Reader {
-public:
+ public:
   explicit Reader(std::string_view in) : in_(in) {}
   std::uint8_t byte() {
     need(1);
@@ -99,15 +93,13 @@ public:
     for (int shift = 0; shift < 128; shift += 7) {
       std::uint8_t b = byte();
       v |= static_cast<unsigned __int128>(b & 0x7f) << shift;
-      if (!(b & 0x80))
-        return v;
+      if (!(b & 0x80)) return v;
     }
     throw CorruptNode("payload: varint too long");
   }
   std::uint64_t u64() {
     unsigned __int128 v = varint();
-    if (v > UINT64_MAX)
-      throw CorruptNode("payload: integer out of range");
+    if (v > UINT64_MAX) throw CorruptNode("payload: integer out of range");
     return static_cast<std::uint64_t>(v);
   }
   std::string bytes() {
@@ -119,8 +111,7 @@ public:
   }
   Sum sum(SumKind kind) {
     Sum s;
-    if (kind == SumKind::Exact)
-      s.exact = unzigzag(varint());
+    if (kind == SumKind::Exact) s.exact = unzigzag(varint());
     if (kind == SumKind::Float) {
       need(sizeof(double));
       std::memcpy(&s.approx, in_.data() + pos_, sizeof(double));
@@ -133,42 +124,37 @@ public:
   // Zero padding to the end, as format 2 writes it.
   bool rest_is_zero() const {
     for (std::size_t i = pos_; i < in_.size(); ++i)
-      if (in_[i] != 0)
-        return false;
+      if (in_[i] != 0) return false;
     return true;
   }
 
-private:
+ private:
   void need(std::uint64_t n) const {
-    if (n > in_.size() - pos_)
-      throw CorruptNode("payload: truncated");
+    if (n > in_.size() - pos_) throw CorruptNode("payload: truncated");
   }
   std::string_view in_;
   std::size_t pos_ = 0;
 };
 
-} // namespace
+}  // namespace
 
 std::size_t encoded_entry_size(const Entry &e, SumKind kind) {
   return varint_size(e.key.size()) + e.key.size() + sum_size(e.value, kind);
 }
 
 std::size_t encoded_child_size(const Child &c, SumKind kind) {
-  return varint_size(static_cast<std::uint64_t>(c.id)) + varint_size(c.count) +
-         sum_size(c.sum, kind) + varint_size(c.first_key.size()) +
-         c.first_key.size();
+  return varint_size(static_cast<std::uint64_t>(c.id)) + varint_size(c.count) + sum_size(c.sum, kind) +
+         varint_size(c.first_key.size()) + c.first_key.size();
 }
 
 std::size_t encoded_size(const TreeNode &node, SumKind kind) {
   std::size_t n = 2;
   if (node.leaf) {
     n += varint_size(node.entries.size());
-    for (const Entry &e : node.entries)
-      n += encoded_entry_size(e, kind);
+    for (const Entry &e : node.entries) n += encoded_entry_size(e, kind);
   } else {
     n += varint_size(node.children.size());
-    for (const Child &c : node.children)
-      n += encoded_child_size(c, kind);
+    for (const Child &c : node.children) n += encoded_child_size(c, kind);
   }
   return n;
 }
@@ -184,8 +170,7 @@ void write_base(Writer &w, const TreeNode &node, SumKind kind) {
   w.byte(node.leaf ? kLeaf : kInternal);
   if (node.leaf) {
     w.varint(node.entries.size());
-    for (const Entry &e : node.entries)
-      write_entry(w, e, kind);
+    for (const Entry &e : node.entries) write_entry(w, e, kind);
   } else {
     w.varint(node.children.size());
     for (const Child &c : node.children) {
@@ -200,20 +185,18 @@ void write_base(Writer &w, const TreeNode &node, SumKind kind) {
 // Room left after a node's bytes for later writes to land in place: a leaf's
 // journal, an internal node's counts growing a byte.
 std::size_t slack_for(const TreeNode &node, std::size_t size) {
-  return node.leaf ? std::max<std::size_t>(64, size / 4)
-                   : std::max<std::size_t>(16, size / 32);
+  return node.leaf ? std::max<std::size_t>(64, size / 4) : std::max<std::size_t>(16, size / 32);
 }
 
-std::size_t capacity_for(const TreeNode &node, std::size_t size,
-                         std::size_t max_capacity) {
+std::size_t capacity_for(const TreeNode &node, std::size_t size, std::size_t max_capacity) {
   return std::max(size, std::min(size + slack_for(node, size), max_capacity));
 }
 
 struct Decoded {
   TreeNode node;
   std::uint8_t format = 0;
-  std::size_t used = 0; // bytes before the padding
-  std::size_t ops = 0;  // journal ops
+  std::size_t used = 0;  // bytes before the padding
+  std::size_t ops = 0;   // journal ops
 };
 
 Entry read_entry(Reader &r, SumKind kind) {
@@ -223,29 +206,23 @@ Entry read_entry(Reader &r, SumKind kind) {
   return e;
 }
 
-void read_journal(Reader &r, Decoded &d, std::size_t payload_size,
-                  SumKind kind) {
+void read_journal(Reader &r, Decoded &d, std::size_t payload_size, SumKind kind) {
   std::vector<Entry> &entries = d.node.entries;
   while (!r.done()) {
     std::size_t at = r.pos();
     std::uint8_t op = r.byte();
     if (op == kOpEnd) {
       d.used = at;
-      if (!r.rest_is_zero())
-        throw CorruptNode("payload: bytes after the end of the journal");
+      if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the journal");
       return;
     }
     std::uint64_t index = r.u64();
     if (op == kOpInsert) {
-      if (index > entries.size())
-        throw CorruptNode("payload: journal inserts past the end");
-      if (entries.size() >= payload_size)
-        throw CorruptNode("payload: item count exceeds payload");
-      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index),
-                     read_entry(r, kind));
+      if (index > entries.size()) throw CorruptNode("payload: journal inserts past the end");
+      if (entries.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
+      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read_entry(r, kind));
     } else if (op == kOpDelete) {
-      if (index >= entries.size())
-        throw CorruptNode("payload: journal deletes past the end");
+      if (index >= entries.size()) throw CorruptNode("payload: journal deletes past the end");
       entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(index));
     } else {
       throw CorruptNode("payload: unknown journal op");
@@ -259,32 +236,26 @@ Decoded decode_payload(NodeId id, std::string_view payload, SumKind kind) {
   Reader r(payload);
   Decoded d;
   d.format = r.byte();
-  if (d.format != kFormatExact && d.format != kFormatJournaled)
-    throw CorruptNode("payload: unknown format");
+  if (d.format != kFormatExact && d.format != kFormatJournaled) throw CorruptNode("payload: unknown format");
   TreeNode &node = d.node;
   node.id = id;
   std::uint8_t type = r.byte();
-  if (type != kLeaf && type != kInternal)
-    throw CorruptNode("payload: unknown node type");
+  if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
   node.leaf = type == kLeaf;
   std::uint64_t n = r.u64();
   // Every item takes at least one byte: reject counts the payload cannot hold
   // before reserving memory for them.
-  if (n > payload.size())
-    throw CorruptNode("payload: item count exceeds payload");
+  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
   if (node.leaf) {
     node.entries.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i)
-      node.entries.push_back(read_entry(r, kind));
+    for (std::uint64_t i = 0; i < n; ++i) node.entries.push_back(read_entry(r, kind));
   } else {
     node.children.reserve(n);
     for (std::uint64_t i = 0; i < n; ++i) {
       Child c;
       std::uint64_t cid = r.u64();
-      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX))
-        throw CorruptNode("payload: bad child id");
-      if (static_cast<NodeId>(cid) == id)
-        throw CorruptNode("payload: the node is its own child");
+      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
+      if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
       c.id = static_cast<NodeId>(cid);
       c.count = r.u64();
       c.sum = r.sum(kind);
@@ -293,15 +264,13 @@ Decoded decode_payload(NodeId id, std::string_view payload, SumKind kind) {
     }
   }
   if (d.format == kFormatExact) {
-    if (!r.done())
-      throw CorruptNode("payload: trailing bytes");
+    if (!r.done()) throw CorruptNode("payload: trailing bytes");
     d.used = payload.size();
   } else if (node.leaf) {
     read_journal(r, d, payload.size(), kind);
   } else {
     d.used = r.pos();
-    if (!r.rest_is_zero())
-      throw CorruptNode("payload: bytes after the end of the node");
+    if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
   }
   return d;
 }
@@ -310,23 +279,20 @@ Decoded decode_payload(NodeId id, std::string_view payload, SumKind kind) {
 struct SameEntry {
   SumKind kind;
   bool operator()(const Entry &a, const Entry &b) const {
-    if (a.key != b.key)
-      return false;
+    if (a.key != b.key) return false;
     switch (kind) {
-    case SumKind::None:
-      return true;
-    case SumKind::Exact:
-      return a.value.exact == b.value.exact;
-    case SumKind::Float:
-      return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
+      case SumKind::None:
+        return true;
+      case SumKind::Exact:
+        return a.value.exact == b.value.exact;
+      case SumKind::Float:
+        return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
     }
     return false;
   }
 };
 struct EntryHash {
-  std::size_t operator()(const Entry &e) const {
-    return std::hash<std::string>()(e.key);
-  }
+  std::size_t operator()(const Entry &e) const { return std::hash<std::string>()(e.key); }
 };
 using EntrySet = std::unordered_set<Entry, EntryHash, SameEntry>;
 
@@ -335,22 +301,18 @@ using EntrySet = std::unordered_set<Entry, EntryHash, SameEntry>;
 // in both in the same relative order: one pass, without the order's
 // comparator. Returns false past `max_ops` ops in all (counting `*ops`
 // already there).
-bool journal_ops(const std::vector<Entry> &before,
-                 const std::vector<Entry> &after, Writer &w, SumKind kind,
+bool journal_ops(const std::vector<Entry> &before, const std::vector<Entry> &after, Writer &w, SumKind kind,
                  std::size_t max_ops, std::size_t *ops) {
   SameEntry same{kind};
-  EntrySet in_after(after.begin(), after.end(), after.size(), EntryHash(),
-                    same);
-  EntrySet in_before(before.begin(), before.end(), before.size(), EntryHash(),
-                     same);
+  EntrySet in_after(after.begin(), after.end(), after.size(), EntryHash(), same);
+  EntrySet in_before(before.begin(), before.end(), before.size(), EntryHash(), same);
   std::size_t i = 0, j = 0;
   while (i < before.size() || j < after.size()) {
     if (i < before.size() && j < after.size() && same(before[i], after[j])) {
       ++i, ++j;
       continue;
     }
-    if (++*ops > max_ops)
-      return false;
+    if (++*ops > max_ops) return false;
     // The list at this point is after[0, j) followed by before[i, end).
     if (i < before.size() && !in_after.count(before[i])) {
       w.byte(kOpDelete);
@@ -362,12 +324,12 @@ bool journal_ops(const std::vector<Entry> &before,
       write_entry(w, after[j], kind);
       ++j;
     } else {
-      return false; // shared entries in another order: not two sorted lists
+      return false;  // shared entries in another order: not two sorted lists
     }
   }
   return true;
 }
-} // namespace
+}  // namespace
 
 std::string encode_node(const TreeNode &node, SumKind kind) {
   Writer w(encoded_size(node, kind));
@@ -375,8 +337,7 @@ std::string encode_node(const TreeNode &node, SumKind kind) {
   return w.take();
 }
 
-std::string encode_new_node(const TreeNode &node, SumKind kind,
-                            std::size_t max_capacity) {
+std::string encode_new_node(const TreeNode &node, SumKind kind, std::size_t max_capacity) {
   std::size_t size = encoded_size(node, kind);
   std::size_t capacity = capacity_for(node, size, max_capacity);
   Writer w(capacity);
@@ -393,23 +354,20 @@ std::string encode_new_node(const TreeNode &node, SumKind kind,
 // unchanged, the padding after it still zero), an internal node rewrites a
 // child's count in place. When the journal is full or the node outgrows the
 // payload, the node is written whole again with fresh room.
-std::string encode_node_update(std::string_view old_payload,
-                               const TreeNode &node, SumKind kind,
+std::string encode_node_update(std::string_view old_payload, const TreeNode &node, SumKind kind,
                                std::size_t max_capacity) {
   Decoded old;
   try {
     old = decode_payload(node.id, old_payload, kind);
   } catch (const CorruptNode &) {
     return encode_new_node(node, kind,
-                           max_capacity); // rewritten whole: nothing to keep
+                           max_capacity);  // rewritten whole: nothing to keep
   }
-  bool same_shape =
-      old.format == kFormatJournaled && old.node.leaf == node.leaf;
+  bool same_shape = old.format == kFormatJournaled && old.node.leaf == node.leaf;
   if (same_shape && node.leaf) {
     Writer ops(64);
     std::size_t count = old.ops;
-    if (journal_ops(old.node.entries, node.entries, ops, kind, kMaxJournalOps,
-                    &count) &&
+    if (journal_ops(old.node.entries, node.entries, ops, kind, kMaxJournalOps, &count) &&
         old.used + ops.size() <= old_payload.size()) {
       std::string out(old_payload.substr(0, old.used));
       out += ops.take();
@@ -420,10 +378,8 @@ std::string encode_node_update(std::string_view old_payload,
   std::size_t size = encoded_size(node, kind);
   // Rewritten whole in the same length where that leaves room: the prefix
   // up to the first changed byte and the padding still match.
-  bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2
-                        : size <= old_payload.size();
-  if (same_shape && room &&
-      old_payload.size() <= capacity_for(node, size, max_capacity)) {
+  bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2 : size <= old_payload.size();
+  if (same_shape && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
     Writer w(old_payload.size());
     write_base(w, node, kind);
     w.pad_to(old_payload.size());
@@ -435,27 +391,22 @@ std::string encode_node_update(std::string_view old_payload,
 TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   try {
     return decode_payload(id, payload, kind).node;
-  } catch (
-      const CorruptNode &e) { // the reader does not know which node it reads
+  } catch (const CorruptNode &e) {  // the reader does not know which node it reads
     throw_corrupt(id, e.what());
   }
 }
 
-void throw_corrupt(NodeId id, const char *what) {
-  throw CorruptNode("node " + std::to_string(id) + ": " + what);
-}
+void throw_corrupt(NodeId id, const char *what) { throw CorruptNode("node " + std::to_string(id) + ": " + what); }
 
 InterruptCheck interrupt_check = nullptr;
 
 bool Sum::same_as(const Sum &o) const {
-  if (exact != o.exact)
-    return false;
-  if (approx != approx)
-    return o.approx != o.approx; // NaN
+  if (exact != o.exact) return false;
+  if (approx != approx) return o.approx != o.approx;  // NaN
   return approx == o.approx;
 }
 
-} // namespace aggr
+}  // namespace aggr
 
 // The core is server-independent: fail the build if a server header crept in.
 #ifdef POSTGRES_H

@@ -15,35 +15,15 @@ namespace aggr::pg {
 // row costs an extra WAL record per update, see storage.cpp).
 int new_node_bytes = 1600;
 
+
 namespace {
 enum AggCol {
-  kId = 1,
-  kName,
-  kSource,
-  kKeySpec,
-  kSumSpec,
-  kNsSpec,
-  kKeyExprs,
-  kKeyFlags,
-  kSumExpr,
-  kSumKind,
-  kSumScale,
-  kNsExpr,
-  kState,
-  kNodeBytes,
-  kCreated,
-  kGeneration,
-  kBuildGeneration,
-  kColumnsSig,
-  kOrigin,
-  kWriteMode,
-  kAggCols = kWriteMode
+  kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kWriteMode, kAggCols = kWriteMode
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
-std::string text_or_empty(Datum d, bool isnull) {
-  return isnull ? std::string() : std::string(TextDatumGetCString(d));
-}
+std::string text_or_empty(Datum d, bool isnull) { return isnull ? std::string() : std::string(TextDatumGetCString(d)); }
 
 AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   Datum v[kAggCols];
@@ -65,26 +45,22 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.state = text_or_empty(v[kState - 1], n[kState - 1]);
   d.node_bytes = DatumGetInt32(v[kNodeBytes - 1]);
   d.generation = DatumGetInt32(v[kGeneration - 1]);
-  d.build_generation =
-      n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
+  d.build_generation = n[kBuildGeneration - 1] ? 0 : DatumGetInt32(v[kBuildGeneration - 1]);
   d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
   d.origin = text_or_empty(v[kOrigin - 1], n[kOrigin - 1]);
-  d.deferred =
-      text_or_empty(v[kWriteMode - 1], n[kWriteMode - 1]) == "deferred";
+  d.deferred = text_or_empty(v[kWriteMode - 1], n[kWriteMode - 1]) == "deferred";
   d.tid = tup->t_self;
   d.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
   return d;
 }
 
-bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out,
-                    Snapshot snap = nullptr) {
+bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out, Snapshot snap = nullptr) {
   bool found = false;
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, AccessShareLock);
-    HeapTuple tup = fetch_row(
-        rel, index == InvalidOid ? r.aggregates_name_key : r.aggregates_pkey,
-        key, 1, snap ? snap : GetLatestSnapshot());
+    HeapTuple tup = fetch_row(rel, index == InvalidOid ? r.aggregates_name_key : r.aggregates_pkey, key, 1,
+                              snap ? snap : GetLatestSnapshot());
     if (tup) {
       out = def_from_tuple(rel, tup);
       found = true;
@@ -93,7 +69,7 @@ bool load_aggregate(Oid index, ScanKeyData *key, AggregateDef &out,
   });
   return found;
 }
-} // namespace
+}  // namespace
 
 namespace {
 // Whether `def` is the version of its catalog row `snap` sees (nullptr: the
@@ -103,15 +79,11 @@ bool def_is_current(const AggregateDef &def, Snapshot snap = nullptr) {
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, AccessShareLock);
-    current =
-        ItemPointerGetBlockNumber(&def.tid) < RelationGetNumberOfBlocks(rel) &&
-        version_visible(rel, def.tid, def.xmin,
-                        snap ? snap : GetLatestSnapshot(), [&](HeapTuple t) {
-                          bool isnull;
-                          return DatumGetInt32(heap_getattr(
-                                     t, kId, RelationGetDescr(rel), &isnull)) ==
-                                 def.id;
-                        });
+    current = ItemPointerGetBlockNumber(&def.tid) < RelationGetNumberOfBlocks(rel) &&
+              version_visible(rel, def.tid, def.xmin, snap ? snap : GetLatestSnapshot(), [&](HeapTuple t) {
+                bool isnull;
+                return DatumGetInt32(heap_getattr(t, kId, RelationGetDescr(rel), &isnull)) == def.id;
+              });
     table_close(rel, AccessShareLock);
   });
   return current;
@@ -121,10 +93,9 @@ std::map<std::string, AggregateDef> &defs_by_name() {
   static std::map<std::string, AggregateDef> defs;
   return defs;
 }
-} // namespace
+}  // namespace
 
-bool load_aggregate_by_name(const std::string &name, AggregateDef &out,
-                            bool missing_ok, Snapshot snap) {
+bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok, Snapshot snap) {
   auto cached = defs_by_name().find(name);
   if (cached != defs_by_name().end() && def_is_current(cached->second, snap)) {
     out = cached->second;
@@ -134,16 +105,13 @@ bool load_aggregate_by_name(const std::string &name, AggregateDef &out,
   text *t = nullptr;
   pg_guard([&] {
     t = cstring_to_text_with_len(name.data(), static_cast<int>(name.size()));
-    ScanKeyInit(&key, kName, BTEqualStrategyNumber, F_TEXTEQ,
-                PointerGetDatum(t));
+    ScanKeyInit(&key, kName, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(t));
     key.sk_collation = C_COLLATION_OID;
   });
   bool found = load_aggregate(InvalidOid, &key, out, snap);
   if (!found && !missing_ok)
-    throw UserError(ERRCODE_UNDEFINED_OBJECT,
-                    "aggregate \"" + name + "\" does not exist",
-                    "SELECT name FROM aggr_aggregates lists the aggregates of "
-                    "this database.");
+    throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + name + "\" does not exist",
+                    "SELECT name FROM aggr_aggregates lists the aggregates of this database.");
   if (found)
     defs_by_name()[name] = out;
   else
@@ -153,34 +121,29 @@ bool load_aggregate_by_name(const std::string &name, AggregateDef &out,
 
 bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap) {
   ScanKeyData key;
-  pg_guard([&] {
-    ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
-  });
+  pg_guard([&] { ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id)); });
   return load_aggregate(1, &key, out, snap);
 }
 
 namespace {
 // Replaces the given columns of an aggregate's catalog row.
-void update_aggregate_columns(int32 id, const Datum *values, const bool *nulls,
-                              const bool *replace) {
+void update_aggregate_columns(int32 id, const Datum *values, const bool *nulls, const bool *replace) {
   pg_guard([&] {
     Relations r = internal_relations();
     Relation rel = table_open(r.aggregates, RowExclusiveLock);
     ScanKeyData key;
     ScanKeyInit(&key, kId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
-    HeapTuple tup =
-        fetch_row(rel, r.aggregates_pkey, &key, 1, GetLatestSnapshot());
+    HeapTuple tup = fetch_row(rel, r.aggregates_pkey, &key, 1, GetLatestSnapshot());
     if (tup) {
-      HeapTuple updated = heap_modify_tuple(
-          tup, RelationGetDescr(rel), const_cast<Datum *>(values),
-          const_cast<bool *>(nulls), const_cast<bool *>(replace));
+      HeapTuple updated = heap_modify_tuple(tup, RelationGetDescr(rel), const_cast<Datum *>(values),
+                                            const_cast<bool *>(nulls), const_cast<bool *>(replace));
       update_row(rel, &tup->t_self, updated);
     }
     table_close(rel, RowExclusiveLock);
     CommandCounterIncrement();
   });
 }
-} // namespace
+}  // namespace
 
 void update_aggregate_state(const AggregateDef &def, const char *state) {
   Datum v[kAggCols] = {};
@@ -193,15 +156,12 @@ void update_aggregate_state(const AggregateDef &def, const char *state) {
 void update_aggregate_write_mode(int32 aggr_id, bool deferred) {
   Datum v[kAggCols] = {};
   bool n[kAggCols] = {}, repl[kAggCols] = {};
-  pg_guard([&] {
-    v[kWriteMode - 1] = CStringGetTextDatum(deferred ? "deferred" : "direct");
-  });
+  pg_guard([&] { v[kWriteMode - 1] = CStringGetTextDatum(deferred ? "deferred" : "direct"); });
   repl[kWriteMode - 1] = true;
   update_aggregate_columns(aggr_id, v, n, repl);
 }
 
-void update_aggregate_generations(int32 aggr_id, const char *state,
-                                  int32 generation, int32 build_generation) {
+void update_aggregate_generations(int32 aggr_id, const char *state, int32 generation, int32 build_generation) {
   Datum v[kAggCols] = {};
   bool n[kAggCols] = {}, repl[kAggCols] = {};
   pg_guard([&] { v[kState - 1] = CStringGetTextDatum(state); });
@@ -212,8 +172,7 @@ void update_aggregate_generations(int32 aggr_id, const char *state,
   update_aggregate_columns(aggr_id, v, n, repl);
 }
 
-int32 insert_aggregate(const std::string &name, Oid source, const char *key,
-                       const char *sum, const char *ns,
+int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
                        const ParsedDefinition &p) {
   int32 id = 0;
   pg_guard([&] {
@@ -233,21 +192,18 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key,
     v[kKeyExprs - 1] = CStringGetTextDatum(nodeToString(p.key_exprs));
     v[kKeyFlags - 1] = CStringGetTextDatum(p.key_flags.c_str());
     n[kSumExpr - 1] = p.sum_expr == nullptr;
-    v[kSumExpr - 1] =
-        p.sum_expr ? CStringGetTextDatum(nodeToString(p.sum_expr)) : (Datum)0;
+    v[kSumExpr - 1] = p.sum_expr ? CStringGetTextDatum(nodeToString(p.sum_expr)) : (Datum)0;
     v[kSumKind - 1] = CStringGetTextDatum(p.sum_kind.c_str());
     v[kSumScale - 1] = Int32GetDatum(p.sum_scale);
     n[kNsExpr - 1] = p.ns_expr == nullptr;
-    v[kNsExpr - 1] =
-        p.ns_expr ? CStringGetTextDatum(nodeToString(p.ns_expr)) : (Datum)0;
+    v[kNsExpr - 1] = p.ns_expr ? CStringGetTextDatum(nodeToString(p.ns_expr)) : (Datum)0;
     v[kState - 1] = CStringGetTextDatum("building");
     v[kNodeBytes - 1] = Int32GetDatum(new_node_bytes);
     v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
     v[kGeneration - 1] = Int32GetDatum(0);
     n[kBuildGeneration - 1] = true;
     Relation src = relation_open(source, AccessShareLock);
-    v[kColumnsSig - 1] = CStringGetTextDatum(
-        columns_signature(src, p.key_exprs, p.sum_expr, p.ns_expr).c_str());
+    v[kColumnsSig - 1] = CStringGetTextDatum(columns_signature(src, p.key_exprs, p.sum_expr, p.ns_expr).c_str());
     relation_close(src, AccessShareLock);
     v[kOrigin - 1] = CStringGetTextDatum(current_origin().c_str());
     v[kWriteMode - 1] = CStringGetTextDatum("direct");
@@ -271,62 +227,47 @@ void delete_aggregate(const AggregateDef &def) {
 }
 
 void check_no_row_security(const AggregateDef &def) {
-  if (check_enable_rls(def.source, InvalidOid, false) != RLS_ENABLED)
-    return;
+  if (check_enable_rls(def.source, InvalidOid, false) != RLS_ENABLED) return;
   const char *relname = get_rel_name(def.source);
   ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                  errmsg("aggregate \"%s\" cannot be read: row-level security "
-                         "applies to table \"%s\" for this role",
+                  errmsg("aggregate \"%s\" cannot be read: row-level security applies to table \"%s\" for this role",
                          def.name.c_str(), relname ? relname : "?"),
-                  errdetail("The aggregate counts every row of the table, also "
-                            "rows the policies hide from this role."),
-                  errhint("Read the table with SELECT, or read the aggregate "
-                          "as a role the policies do not apply to "
-                          "(the owner without FORCE ROW LEVEL SECURITY, or a "
-                          "role with BYPASSRLS).")));
+                  errdetail("The aggregate counts every row of the table, also rows the policies hide from this role."),
+                  errhint("Read the table with SELECT, or read the aggregate as a role the policies do not apply to "
+                          "(the owner without FORCE ROW LEVEL SECURITY, or a role with BYPASSRLS).")));
 }
 
-void check_read_privileges(const AggregateDef &def,
-                           const CompiledAggregate &agg) {
+void check_read_privileges(const AggregateDef &def, const CompiledAggregate &agg) {
   const char *relname = get_rel_name(def.source);
   if (!relname)
     ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("source table of aggregate \"%s\" no longer exists",
-                           def.name.c_str())));
+                    errmsg("source table of aggregate \"%s\" no longer exists", def.name.c_str())));
   if (pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) != ACLCHECK_OK) {
-    // Without table-level SELECT, every column the aggregate reveals must be
-    // readable.
+    // Without table-level SELECT, every column the aggregate reveals must be readable.
     for (AttrNumber att : agg.referenced_columns())
-      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) !=
-          ACLCHECK_OK)
+      if (pg_attribute_aclcheck(def.source, att, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
         aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, relname);
   }
   check_no_row_security(def);
 }
 
 std::string current_origin() {
-  return std::to_string(GetSystemIdentifier()) + ":" +
-         std::to_string(MyDatabaseId);
+  return std::to_string(GetSystemIdentifier()) + ":" + std::to_string(MyDatabaseId);
 }
 
-std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr,
-                              Node *ns_expr) {
+std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr) {
   Bitmapset *cols = NULL;
   pull_varattnos((Node *)key_exprs, 1, &cols);
-  if (sum_expr)
-    pull_varattnos(sum_expr, 1, &cols);
-  if (ns_expr)
-    pull_varattnos(ns_expr, 1, &cols);
+  if (sum_expr) pull_varattnos(sum_expr, 1, &cols);
+  if (ns_expr) pull_varattnos(ns_expr, 1, &cols);
   Oid pk = RelationGetPrimaryKeyIndex(rel);
   if (OidIsValid(pk)) {
     Relation idx = index_open(pk, AccessShareLock);
     for (int k = 0; k < idx->rd_index->indnkeyatts; ++k)
-      cols = bms_add_member(cols, idx->rd_index->indkey.values[k] -
-                                      FirstLowInvalidHeapAttributeNumber);
+      cols = bms_add_member(cols, idx->rd_index->indkey.values[k] - FirstLowInvalidHeapAttributeNumber);
     index_close(idx, AccessShareLock);
   } else {
-    cols = bms_add_member(
-        cols, 0); // no primary key: never matches a definition that had one
+    cols = bms_add_member(cols, 0);  // no primary key: never matches a definition that had one
   }
   std::string sig;
   int member = -1;
@@ -338,12 +279,9 @@ std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr,
       continue;
     }
     Form_pg_attribute a = TupleDescAttr(desc, att - 1);
-    sig += std::to_string(att) + ":" +
-           (a->attisdropped ? std::string("dropped")
-                            : std::to_string(a->atttypid) + "/" +
-                                  std::to_string(a->atttypmod) + "/" +
-                                  std::to_string(a->attcollation)) +
-           ";";
+    sig += std::to_string(att) + ":" + (a->attisdropped ? std::string("dropped")
+                                                         : std::to_string(a->atttypid) + "/" + std::to_string(a->atttypmod) +
+                                                               "/" + std::to_string(a->attcollation)) + ";";
   }
   return sig;
 }
@@ -354,33 +292,22 @@ namespace {
 ParseState *parse_state_for(Relation rel, const char *text) {
   ParseState *pstate = make_parsestate(NULL);
   pstate->p_sourcetext = text;
-  ParseNamespaceItem *item = addRangeTableEntryForRelation(
-      pstate, rel, AccessShareLock, NULL, false, true);
+  ParseNamespaceItem *item = addRangeTableEntryForRelation(pstate, rel, AccessShareLock, NULL, false, true);
   addNSItemToQuery(pstate, item, true, true, true);
   return pstate;
 }
 
 SelectStmt *parse_select(const char *sql, const char *what) {
   List *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
-  if (list_length(raw) != 1 ||
-      !IsA(castNode(RawStmt, linitial(raw))->stmt, SelectStmt))
-    ereport(
-        ERROR,
-        (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
-         errhint(
-             "A key is an ORDER BY list such as 'score DESC, name'; sum_value "
-             "and namespace are single expressions over the row.")));
+  if (list_length(raw) != 1 || !IsA(castNode(RawStmt, linitial(raw))->stmt, SelectStmt))
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
+                    errhint("A key is an ORDER BY list such as 'score DESC, name'; sum_value and namespace are single expressions over the row.")));
   SelectStmt *s = (SelectStmt *)castNode(RawStmt, linitial(raw))->stmt;
-  if (s->op != SETOP_NONE || s->whereClause || s->groupClause ||
-      s->havingClause || s->windowClause || s->limitCount || s->limitOffset ||
-      s->lockingClause || s->withClause || s->distinctClause ||
+  if (s->op != SETOP_NONE || s->whereClause || s->groupClause || s->havingClause || s->windowClause ||
+      s->limitCount || s->limitOffset || s->lockingClause || s->withClause || s->distinctClause ||
       list_length(s->fromClause) != 1)
-    ereport(
-        ERROR,
-        (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
-         errhint(
-             "A key is an ORDER BY list such as 'score DESC, name'; sum_value "
-             "and namespace are single expressions over the row.")));
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("invalid %s", what),
+                    errhint("A key is an ORDER BY list such as 'score DESC, name'; sum_value and namespace are single expressions over the row.")));
   return s;
 }
 
@@ -391,65 +318,47 @@ SelectStmt *parse_select(const char *sql, const char *what) {
 void check_storable_expression(Relation rel, Node *expr, const char *what) {
   Oid type = exprType(expr);
   if (type == RECORDOID || get_typtype(type) == TYPTYPE_PSEUDO)
-    ereport(
-        ERROR,
-        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-         errmsg("the %s of an aggregate cannot be of type %s", what,
-                format_type_be(type)),
-         errdetail("The type of an anonymous record is known only to the "
-                   "session that built it."),
-         strcmp(what, "key") == 0
-             ? errhint("List the columns as separate key columns, such as key "
-                       "=> 'a, b DESC'.")
-             : errhint(
-                   "Use a single column or an expression of a scalar type.")));
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("the %s of an aggregate cannot be of type %s", what, format_type_be(type)),
+                    errdetail("The type of an anonymous record is known only to the session that built it."),
+                    strcmp(what, "key") == 0 ? errhint("List the columns as separate key columns, such as key => 'a, b DESC'.")
+                                             : errhint("Use a single column or an expression of a scalar type.")));
   Bitmapset *cols = NULL;
   pull_varattnos(expr, 1, &cols);
   int member = -1;
   while ((member = bms_next_member(cols, member)) >= 0) {
-    AttrNumber att =
-        static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber);
+    AttrNumber att = static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber);
     if (att == InvalidAttrNumber)
       ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("the %s of an aggregate cannot reference the "
-                             "whole row of \"%s\"",
-                             what, RelationGetRelationName(rel)),
+                      errmsg("the %s of an aggregate cannot reference the whole row of \"%s\"", what,
+                             RelationGetRelationName(rel)),
                       errhint("Name the columns it needs.")));
     if (att < 0)
-      ereport(ERROR,
-              (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-               errmsg("the %s of an aggregate cannot use system column \"%s\"",
-                      what, NameStr(SystemAttributeDefinition(att)->attname)),
-               errdetail("System columns change when rows are moved (VACUUM "
-                         "FULL, CLUSTER, dump and restore)."),
-               errhint("Use ordinary columns of the table.")));
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("the %s of an aggregate cannot use system column \"%s\"", what,
+                             NameStr(SystemAttributeDefinition(att)->attname)),
+                      errdetail("System columns change when rows are moved (VACUUM FULL, CLUSTER, dump and restore)."),
+                      errhint("Use ordinary columns of the table.")));
   }
 }
 
-Node *transform_row_expression(Relation rel, Node *raw, const char *text,
-                               const char *what) {
+Node *transform_row_expression(Relation rel, Node *raw, const char *text, const char *what) {
   ParseState *pstate = parse_state_for(rel, text);
   Node *expr = transformExpr(pstate, raw, EXPR_KIND_INDEX_EXPRESSION);
   assign_expr_collations(pstate, expr);
   check_storable_expression(rel, expr, what);
   if (contain_mutable_functions((Node *)expression_planner((Expr *)expr)))
-    ereport(
-        ERROR,
-        (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
-         errmsg("functions in the %s of an aggregate must be marked IMMUTABLE",
-                what),
-         errhint("The aggregate must give the same answer for a row every time "
-                 "it is evaluated.")));
+    ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+                    errmsg("functions in the %s of an aggregate must be marked IMMUTABLE", what),
+                    errhint("The aggregate must give the same answer for a row every time it is evaluated.")));
   return expr;
 }
 
-Node *parse_single_expression(Relation rel, const char *text,
-                              const char *what) {
+Node *parse_single_expression(Relation rel, const char *text, const char *what) {
   char *sql = psprintf("SELECT %s FROM aggr_source", text);
   SelectStmt *s = parse_select(sql, what);
   if (list_length(s->targetList) != 1 || s->sortClause)
-    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
-                    errmsg("%s must be a single expression", what)));
+    ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("%s must be a single expression", what)));
   ResTarget *rt = castNode(ResTarget, linitial(s->targetList));
   return transform_row_expression(rel, rt->val, text, what);
 }
@@ -459,68 +368,48 @@ void check_namespace_type(Node *expr) {
   TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_BTREE_OPFAMILY);
   bool ok = false;
   if (OidIsValid(tc->btree_opf)) {
-    Oid proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype,
-                                 tc->btree_opintype, BTEQUALIMAGE_PROC);
+    Oid proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype, tc->btree_opintype, BTEQUALIMAGE_PROC);
     ok = OidIsValid(proc) &&
-         DatumGetBool(OidFunctionCall1Coll(
-             proc, exprCollation(expr), ObjectIdGetDatum(tc->btree_opintype)));
+         DatumGetBool(OidFunctionCall1Coll(proc, exprCollation(expr), ObjectIdGetDatum(tc->btree_opintype)));
   }
   if (!ok)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("a namespace of type %s is not supported",
-                           format_type_be(type)),
-                    errdetail("Equal values of this type (or collation) can "
-                              "differ in binary form."),
-                    errhint("Use an integer, text (deterministic collation), "
-                            "uuid or date namespace, or cast to one.")));
+                    errmsg("a namespace of type %s is not supported", format_type_be(type)),
+                    errdetail("Equal values of this type (or collation) can differ in binary form."),
+                    errhint("Use an integer, text (deterministic collation), uuid or date namespace, or cast to one.")));
 }
 
 void classify_sum(Node *expr, ParsedDefinition &p) {
-  // A domain sums as its base type (its typmod, such as numeric(12,2), is the
-  // domain's).
+  // A domain sums as its base type (its typmod, such as numeric(12,2), is the domain's).
   int32 typmod = exprTypmod(expr);
   Oid type = getBaseTypeAndTypmod(exprType(expr), &typmod);
   switch (type) {
-  case INT2OID:
-  case INT4OID:
-  case INT8OID:
-    p.sum_kind = "exact";
-    p.sum_scale = 0;
-    return;
-  case FLOAT4OID:
-  case FLOAT8OID:
-    p.sum_kind = "float";
-    return;
-  case NUMERICOID: {
-    if (typmod < (int32)VARHDRSZ)
-      ereport(
-          ERROR,
-          (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-           errmsg("sum_value of unconstrained type numeric is not supported"),
-           errhint("Cast it to a numeric with a declared scale, such as "
-                   "(price)::numeric(12,2), or to float8.")));
-    int scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
-    if (scale > 18)
-      ereport(ERROR,
-              (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-               errmsg("sum_value scale %d is above the supported 18", scale)));
-    p.sum_kind = "exact";
-    p.sum_scale = scale < 0 ? 0 : scale;
-    return;
-  }
-  default:
-    ereport(ERROR,
-            (errcode(ERRCODE_DATATYPE_MISMATCH),
-             errmsg("sum_value must be of a numeric type, not %s",
-                    format_type_be(exprType(expr))),
-             errhint("Use an expression of type smallint, integer, bigint, "
-                     "numeric(p,s), real or double precision.")));
+    case INT2OID:
+    case INT4OID:
+    case INT8OID: p.sum_kind = "exact"; p.sum_scale = 0; return;
+    case FLOAT4OID:
+    case FLOAT8OID: p.sum_kind = "float"; return;
+    case NUMERICOID: {
+      if (typmod < (int32)VARHDRSZ)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("sum_value of unconstrained type numeric is not supported"),
+                        errhint("Cast it to a numeric with a declared scale, such as (price)::numeric(12,2), or to float8.")));
+      int scale = (((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024;
+      if (scale > 18)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("sum_value scale %d is above the supported 18", scale)));
+      p.sum_kind = "exact";
+      p.sum_scale = scale < 0 ? 0 : scale;
+      return;
+    }
+    default:
+      ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                      errmsg("sum_value must be of a numeric type, not %s", format_type_be(exprType(expr))),
+                      errhint("Use an expression of type smallint, integer, bigint, numeric(p,s), real or double precision.")));
   }
 }
-} // namespace
+}  // namespace
 
-ParsedDefinition parse_definition(Relation rel, const char *key,
-                                  const char *sum_value, const char *ns) {
+ParsedDefinition parse_definition(Relation rel, const char *key, const char *sum_value, const char *ns) {
   ParsedDefinition p;
   char *sql = psprintf("SELECT FROM aggr_source ORDER BY %s", key);
   SelectStmt *s = parse_select(sql, "key");
@@ -530,19 +419,15 @@ ParsedDefinition parse_definition(Relation rel, const char *key,
   foreach (lc, s->sortClause) {
     SortBy *sb = lfirst_node(SortBy, lc);
     if (sb->sortby_dir == SORTBY_USING)
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("ORDER BY ... USING is not supported in a key"),
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("ORDER BY ... USING is not supported in a key"),
                       errhint("Use ASC or DESC.")));
     Node *expr = transform_row_expression(rel, sb->node, key, "key");
     bool desc = sb->sortby_dir == SORTBY_DESC;
-    bool nulls_first = sb->sortby_nulls == SORTBY_NULLS_FIRST ||
-                       (sb->sortby_nulls == SORTBY_NULLS_DEFAULT && desc);
-    TypeCacheEntry *tc =
-        lookup_type_cache(exprType(expr), TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+    bool nulls_first = sb->sortby_nulls == SORTBY_NULLS_FIRST || (sb->sortby_nulls == SORTBY_NULLS_DEFAULT && desc);
+    TypeCacheEntry *tc = lookup_type_cache(exprType(expr), TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
     if (!OidIsValid(tc->lt_opr) || !OidIsValid(tc->gt_opr))
       ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
-                      errmsg("key type %s has no default btree operator class",
-                             format_type_be(exprType(expr)))));
+                      errmsg("key type %s has no default btree operator class", format_type_be(exprType(expr)))));
     p.key_exprs = lappend(p.key_exprs, expr);
     p.key_flags.push_back(desc ? 'D' : 'A');
     p.key_flags.push_back(nulls_first ? 'F' : 'L');
@@ -562,88 +447,64 @@ namespace {
 // `exprs` (over `rel`'s row) deparsed as ruleutils deparses a view, comma
 // separated; with `flags` (key_flags), each followed by its ordering.
 char *deparse_spec(Relation rel, List *exprs, const char *flags) {
-  List *context =
-      deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
+  List *context = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
   StringInfoData text;
   initStringInfo(&text);
   ListCell *lc;
   int i = 0;
   foreach (lc, exprs) {
-    if (i > 0)
-      appendStringInfoString(&text, ", ");
-    appendStringInfoString(
-        &text, deparse_expression((Node *)lfirst(lc), context, false, false));
+    if (i > 0) appendStringInfoString(&text, ", ");
+    appendStringInfoString(&text, deparse_expression((Node *)lfirst(lc), context, false, false));
     if (flags) {
       bool desc = flags[2 * i] == 'D', nulls_first = flags[2 * i + 1] == 'F';
-      if (desc)
-        appendStringInfoString(&text, " DESC");
-      if (nulls_first != desc)
-        appendStringInfoString(&text,
-                               nulls_first ? " NULLS FIRST" : " NULLS LAST");
+      if (desc) appendStringInfoString(&text, " DESC");
+      if (nulls_first != desc) appendStringInfoString(&text, nulls_first ? " NULLS FIRST" : " NULLS LAST");
     }
     ++i;
   }
   return text.data;
 }
-} // namespace
+}  // namespace
 
-void self_contained_specs(Relation rel, const ParsedDefinition &p,
-                          const char **key, const char **sum, const char **ns) {
+void self_contained_specs(Relation rel, const ParsedDefinition &p, const char **key, const char **sum, const char **ns) {
   constexpr int kSpecs = 3;
   const char **spec[kSpecs] = {key, sum, ns};
-  List *exprs[kSpecs] = {p.key_exprs, p.sum_expr ? list_make1(p.sum_expr) : NIL,
-                         p.ns_expr ? list_make1(p.ns_expr) : NIL};
+  List *exprs[kSpecs] = {p.key_exprs, p.sum_expr ? list_make1(p.sum_expr) : NIL, p.ns_expr ? list_make1(p.ns_expr) : NIL};
   const char *flags[kSpecs] = {p.key_flags.c_str(), nullptr, nullptr};
   char *as_seen[kSpecs], *qualified[kSpecs];
-  for (int i = 0; i < kSpecs; ++i)
-    as_seen[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  for (int i = 0; i < kSpecs; ++i) as_seen[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
   // ruleutils qualifies every object not visible in the search_path: with
   // the owner context's, everything outside pg_catalog.
   int level = NewGUCNestLevel();
-  (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-                          PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-  for (int i = 0; i < kSpecs; ++i)
-    qualified[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
+  (void)set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+  for (int i = 0; i < kSpecs; ++i) qualified[i] = exprs[i] ? deparse_spec(rel, exprs[i], flags[i]) : nullptr;
   AtEOXact_GUC(false, level);
   for (int i = 0; i < kSpecs; ++i)
-    if (exprs[i] && strcmp(as_seen[i], qualified[i]) != 0)
-      *spec[i] = qualified[i];
+    if (exprs[i] && strcmp(as_seen[i], qualified[i]) != 0) *spec[i] = qualified[i];
 }
 
-// ---------------------------------------------------------------- compiled
-// form
+// ---------------------------------------------------------------- compiled form
 
 CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
-  const std::string name_literal = sql_literal(
-      def.name); // built here: no C++ temporary where ereport may longjmp
+  const std::string name_literal = sql_literal(def.name);  // built here: no C++ temporary where ereport may longjmp
   pg_guard([&] {
     // Built under the caller's context and moved under TopMemoryContext only
     // when complete (as relcache does): an error half way frees it.
-    cxt_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext aggregate",
-                                 ALLOCSET_DEFAULT_SIZES);
+    cxt_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext aggregate", ALLOCSET_DEFAULT_SIZES);
     MemoryContext old = MemoryContextSwitchTo(cxt_);
     Relation rel = try_relation_open(def_.source, AccessShareLock);
     if (!rel)
-      ereport(ERROR,
-              (errcode(ERRCODE_UNDEFINED_TABLE),
-               errmsg("source table of aggregate \"%s\" no longer exists",
-                      def_.name.c_str()),
-               errhint("Remove the aggregate with SELECT aggr_drop(%s).",
-                       name_literal.c_str())));
+      ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                      errmsg("source table of aggregate \"%s\" no longer exists", def_.name.c_str()),
+                      errhint("Remove the aggregate with SELECT aggr_drop(%s).", name_literal.c_str())));
     List *exprs = (List *)stringToNode(def_.key_exprs.c_str());
-    Node *sum = def_.sum_expr.empty()
-                    ? nullptr
-                    : (Node *)stringToNode(def_.sum_expr.c_str());
-    Node *nsx = def_.ns_expr.empty()
-                    ? nullptr
-                    : (Node *)stringToNode(def_.ns_expr.c_str());
+    Node *sum = def_.sum_expr.empty() ? nullptr : (Node *)stringToNode(def_.sum_expr.c_str());
+    Node *nsx = def_.ns_expr.empty() ? nullptr : (Node *)stringToNode(def_.ns_expr.c_str());
     if (def_.origin != current_origin()) {
       // Restored from a dump: stored expressions hold the old database's
       // OIDs. Analyze the definition again, by name, in this database.
-      ParsedDefinition p = parse_definition(
-          rel, def_.key_spec.c_str(),
-          def_.sum_spec.empty() ? nullptr : def_.sum_spec.c_str(),
-          def_.ns_spec.empty() ? nullptr : def_.ns_spec.c_str());
+      ParsedDefinition p = parse_definition(rel, def_.key_spec.c_str(), def_.sum_spec.empty() ? nullptr : def_.sum_spec.c_str(),
+                                            def_.ns_spec.empty() ? nullptr : def_.ns_spec.c_str());
       exprs = p.key_exprs;
       sum = p.sum_expr;
       nsx = p.ns_expr;
@@ -669,33 +530,28 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       Expr *e = expression_planner((Expr *)lfirst(lc));
       key_exprs_ = lappend(key_exprs_, e);
       key_states_ = lappend(key_states_, ExecInitExpr(e, NULL));
-      layout_.add_column(exprType((Node *)e), exprTypmod((Node *)e),
-                         exprCollation((Node *)e), def_.key_flags[2 * i] == 'D',
+      layout_.add_column(exprType((Node *)e), exprTypmod((Node *)e), exprCollation((Node *)e), def_.key_flags[2 * i] == 'D',
                          def_.key_flags[2 * i + 1] == 'F');
       ++i;
     }
     nkey_ = i;
     pk_index_ = RelationGetPrimaryKeyIndex(rel);
     if (!OidIsValid(pk_index_))
-      ereport(ERROR,
-              (errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-               errmsg("source table of aggregate \"%s\" has no primary key",
-                      def_.name.c_str())));
+      ereport(ERROR, (errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+                      errmsg("source table of aggregate \"%s\" has no primary key", def_.name.c_str())));
     Relation idx = index_open(pk_index_, AccessShareLock);
     TupleDesc desc = RelationGetDescr(rel);
     for (int k = 0; k < idx->rd_index->indnkeyatts; ++k) {
       AttrNumber att = idx->rd_index->indkey.values[k];
       Form_pg_attribute a = TupleDescAttr(desc, att - 1);
       pk_attnums_.push_back(att);
-      layout_.add_column(a->atttypid, a->atttypmod, a->attcollation, false,
-                         false);
+      layout_.add_column(a->atttypid, a->atttypmod, a->attcollation, false, false);
     }
     index_close(idx, AccessShareLock);
     if (sum) {
       sum_expr_ = expression_planner((Expr *)sum);
       sum_state_ = ExecInitExpr(sum_expr_, NULL);
-      sum_type_ = getBaseType(
-          exprType((Node *)sum_expr_)); // a domain's datum is its base type's
+      sum_type_ = getBaseType(exprType((Node *)sum_expr_));  // a domain's datum is its base type's
       sum_.kind = def_.sum_kind == "float" ? SumKind::Float : SumKind::Exact;
       sum_.scale = def_.sum_scale;
     }
@@ -703,23 +559,17 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       ns_expr_ = expression_planner((Expr *)nsx);
       ns_state_ = ExecInitExpr(ns_expr_, NULL);
       ns_type_ = exprType((Node *)ns_expr_);
-      ns_layout_.add_column(ns_type_, exprTypmod((Node *)ns_expr_),
-                            exprCollation((Node *)ns_expr_), false, false);
+      ns_layout_.add_column(ns_type_, exprTypmod((Node *)ns_expr_), exprCollation((Node *)ns_expr_), false, false);
     }
     Bitmapset *cols = NULL;
     pull_varattnos((Node *)key_exprs_, 1, &cols);
-    if (sum_expr_)
-      pull_varattnos((Node *)sum_expr_, 1, &cols);
-    if (ns_expr_)
-      pull_varattnos((Node *)ns_expr_, 1, &cols);
-    for (AttrNumber att : pk_attnums_)
-      cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
+    if (sum_expr_) pull_varattnos((Node *)sum_expr_, 1, &cols);
+    if (ns_expr_) pull_varattnos((Node *)ns_expr_, 1, &cols);
+    for (AttrNumber att : pk_attnums_) cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
     int member = -1;
     while ((member = bms_next_member(cols, member)) >= 0)
-      referenced_.push_back(
-          static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber));
-    slot_ =
-        MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsHeapTuple);
+      referenced_.push_back(static_cast<AttrNumber>(member + FirstLowInvalidHeapAttributeNumber));
+    slot_ = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsHeapTuple);
     econtext_ = CreateStandaloneExprContext();
     relation_close(rel, AccessShareLock);
     MemoryContextSwitchTo(old);
@@ -740,8 +590,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
 // rather than the error being swallowed and the backend going on.
 CompiledAggregate::~CompiledAggregate() {
   MemoryContext cxt = cxt_;
-  if (cxt)
-    pg_guard([&] { MemoryContextDelete(cxt); });
+  if (cxt) pg_guard([&] { MemoryContextDelete(cxt); });
 }
 
 TreeConfig CompiledAggregate::tree_config() const {
@@ -753,49 +602,36 @@ TreeConfig CompiledAggregate::tree_config() const {
 
 void CompiledAggregate::check_not_stale() const {
   if (stale_)
-    throw UserError(
-        ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        "aggregate \"" + def_.name +
-            "\" is stale: a column it reads changed type or was dropped",
-        "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) +
-            "), then aggr_create(...).");
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
+                    "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
 }
 
 void CompiledAggregate::check_logged() const {
-  if (!unlogged_)
-    return;
+  if (!unlogged_) return;
   std::string table, quoted;
   pg_guard([&] {
     const char *n = get_rel_name(def_.source);
-    if (!n)
-      return;
+    if (!n) return;
     table = n;
     quoted = quote_identifier(n);
   });
-  throw UserError(
-      ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-      "table \"" + table + "\" of aggregate \"" + def_.name +
-          "\" is unlogged: after a crash it is emptied without firing "
-          "triggers, and the aggregate would keep its rows",
-      "ALTER TABLE " + quoted +
-          " SET LOGGED, then rebuild the aggregate: SELECT aggr_rebuild(" +
-          sql_literal(def_.name) + ").");
+  throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "table \"" + table + "\" of aggregate \"" + def_.name +
+                      "\" is unlogged: after a crash it is emptied without firing triggers, and the aggregate would keep its rows",
+                  "ALTER TABLE " + quoted + " SET LOGGED, then rebuild the aggregate: SELECT aggr_rebuild(" +
+                      sql_literal(def_.name) + ").");
 }
 
 bool definition_stale(const AggregateDef &def) {
-  if (def.origin != current_origin())
-    return false; // stored OIDs belong to another database
+  if (def.origin != current_origin()) return false;  // stored OIDs belong to another database
   bool stale = false;
   pg_guard([&] {
     Relation rel = try_relation_open(def.source, AccessShareLock);
-    if (!rel)
-      return;
+    if (!rel) return;
     List *exprs = (List *)stringToNode(def.key_exprs.c_str());
-    Node *sum = def.sum_expr.empty()
-                    ? nullptr
-                    : (Node *)stringToNode(def.sum_expr.c_str());
-    Node *nsx = def.ns_expr.empty() ? nullptr
-                                    : (Node *)stringToNode(def.ns_expr.c_str());
+    Node *sum = def.sum_expr.empty() ? nullptr : (Node *)stringToNode(def.sum_expr.c_str());
+    Node *nsx = def.ns_expr.empty() ? nullptr : (Node *)stringToNode(def.ns_expr.c_str());
     stale = columns_signature(rel, exprs, sum, nsx) != def.columns_sig;
     relation_close(rel, AccessShareLock);
   });
@@ -803,25 +639,19 @@ bool definition_stale(const AggregateDef &def) {
 }
 
 void CompiledAggregate::raise_null_namespace() const {
-  ereport(ERROR,
-          (errcode(ERRCODE_NOT_NULL_VIOLATION),
-           errmsg("namespace of aggregate \"%s\" is NULL for a row of %s",
-                  def_.name.c_str(), get_rel_name(def_.source)),
-           errhint("Aggregate namespaces must not be NULL; add NOT NULL to the "
-                   "column or COALESCE the expression.")));
+  ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                  errmsg("namespace of aggregate \"%s\" is NULL for a row of %s", def_.name.c_str(), get_rel_name(def_.source)),
+                  errhint("Aggregate namespaces must not be NULL; add NOT NULL to the column or COALESCE the expression.")));
 }
 
 void CompiledAggregate::check_entry_size(const std::string &key) const {
   std::size_t limit = tree_config().max_entry_bytes();
   if (key.size() > limit)
     throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                    "key of aggregate \"" + def_.name + "\" is too large (" +
-                        std::to_string(key.size()) + " bytes, at most " +
-                        std::to_string(limit) + ")",
-                    "Index a prefix or a hash of long values, or create the "
-                    "aggregate with a larger "
-                    "aggr_ext.node_bytes (keys may use a quarter of a node "
-                    "minus 64 bytes).");
+                    "key of aggregate \"" + def_.name + "\" is too large (" + std::to_string(key.size()) +
+                        " bytes, at most " + std::to_string(limit) + ")",
+                    "Index a prefix or a hash of long values, or create the aggregate with a larger "
+                    "aggr_ext.node_bytes (keys may use a quarter of a node minus 64 bytes).");
 }
 
 void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
@@ -857,8 +687,7 @@ void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
   ExecClearTuple(slot_);
 }
 
-void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc,
-                                        RowEntry &out) {
+void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out) {
   out.ns.clear();
   out.key.clear();
   out.value = Sum{};
@@ -892,47 +721,32 @@ std::string CompiledAggregate::scan_query() const {
     // COLLATE: a COLLATE in the key spec is planned into an implicit
     // relabel that deparsing drops, so an output column number would sort
     // in the column's (or the database's) collation instead.
-    auto add = [&](const char *expr, const char *dir,
-                   Oid collation = InvalidOid) {
+    auto add = [&](const char *expr, const char *dir, Oid collation = InvalidOid) {
       appendStringInfo(&select, "%s%s", col ? ", " : "", expr);
       ++col;
-      if (!dir)
-        return;
+      if (!dir) return;
       if (OidIsValid(collation))
-        appendStringInfo(&order, "%s(%s) COLLATE %s %s", order.len ? ", " : "",
-                         expr, generate_collation_name(collation), dir);
+        appendStringInfo(&order, "%s(%s) COLLATE %s %s", order.len ? ", " : "", expr, generate_collation_name(collation), dir);
       else
         appendStringInfo(&order, "%s%d %s", order.len ? ", " : "", col, dir);
     };
-    if (ns_expr_)
-      add(deparse_expression((Node *)ns_expr_, ctx, false, false), "");
+    if (ns_expr_) add(deparse_expression((Node *)ns_expr_, ctx, false, false), "");
     ListCell *lc;
     std::size_t i = 0;
     foreach (lc, key_exprs_) {
-      const char *dir =
-          def_.key_flags[2 * i] == 'D'
-              ? (def_.key_flags[2 * i + 1] == 'F' ? "DESC NULLS FIRST"
-                                                  : "DESC NULLS LAST")
-              : (def_.key_flags[2 * i + 1] == 'F' ? "ASC NULLS FIRST"
-                                                  : "ASC NULLS LAST");
-      add(deparse_expression((Node *)lfirst(lc), ctx, false, false), dir,
-          layout_.column(i).collation);
+      const char *dir = def_.key_flags[2 * i] == 'D' ? (def_.key_flags[2 * i + 1] == 'F' ? "DESC NULLS FIRST" : "DESC NULLS LAST")
+                                                     : (def_.key_flags[2 * i + 1] == 'F' ? "ASC NULLS FIRST" : "ASC NULLS LAST");
+      add(deparse_expression((Node *)lfirst(lc), ctx, false, false), dir, layout_.column(i).collation);
       ++i;
     }
     Relation rel = relation_open(def_.source, AccessShareLock);
     for (AttrNumber att : pk_attnums_)
-      add(quote_identifier(
-              NameStr(TupleDescAttr(RelationGetDescr(rel), att - 1)->attname)),
-          "ASC");
-    if (sum_expr_)
-      add(deparse_expression((Node *)sum_expr_, ctx, false, false), nullptr);
-    char *relname = quote_qualified_identifier(
-        get_namespace_name(RelationGetNamespace(rel)),
-        RelationGetRelationName(rel));
+      add(quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), att - 1)->attname)), "ASC");
+    if (sum_expr_) add(deparse_expression((Node *)sum_expr_, ctx, false, false), nullptr);
+    char *relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
     relation_close(rel, AccessShareLock);
-    sql =
-        psprintf("SELECT %s FROM ONLY %s %s ORDER BY %s", select.data, relname,
-                 quote_identifier(get_rel_name(def_.source)), order.data);
+    sql = psprintf("SELECT %s FROM ONLY %s %s ORDER BY %s", select.data, relname,
+                   quote_identifier(get_rel_name(def_.source)), order.data);
   });
   return sql;
 }
@@ -942,40 +756,32 @@ namespace {
 void append_record_field(std::string &out, const char *value) {
   bool quote = *value == '\0';
   for (const char *p = value; *p && !quote; ++p)
-    quote = *p == '"' || *p == '\\' || *p == '(' || *p == ')' || *p == ',' ||
-            isspace(static_cast<unsigned char>(*p));
+    quote = *p == '"' || *p == '\\' || *p == '(' || *p == ')' || *p == ',' || isspace(static_cast<unsigned char>(*p));
   if (!quote) {
     out += value;
     return;
   }
   out.push_back('"');
   for (const char *p = value; *p; ++p) {
-    if (*p == '"' || *p == '\\')
-      out.push_back(*p);
+    if (*p == '"' || *p == '\\') out.push_back(*p);
     out.push_back(*p);
   }
   out.push_back('"');
 }
-} // namespace
+}  // namespace
 
-std::string CompiledAggregate::columns_text(std::string_view entry,
-                                            std::size_t from,
-                                            std::size_t to) const {
+std::string CompiledAggregate::columns_text(std::string_view entry, std::size_t from, std::size_t to) const {
   std::string out;
   pg_guard([&] {
     std::size_t pos = 0;
     bool isnull;
-    for (std::size_t i = 0; i < from; ++i)
-      (void)layout_.decode(entry, pos, i, isnull);
+    for (std::size_t i = 0; i < from; ++i) (void)layout_.decode(entry, pos, i, isnull);
     bool single = to - from == 1;
-    if (!single)
-      out.push_back('(');
+    if (!single) out.push_back('(');
     for (std::size_t i = from; i < to; ++i) {
       Datum d = layout_.decode(entry, pos, i, isnull);
-      if (i > from)
-        out.push_back(',');
-      if (isnull)
-        continue;
+      if (i > from) out.push_back(',');
+      if (isnull) continue;
       Oid output;
       bool varlena;
       getTypeOutputInfo(layout_.column(i).type, &output, &varlena);
@@ -985,27 +791,19 @@ std::string CompiledAggregate::columns_text(std::string_view entry,
       else
         append_record_field(out, text);
     }
-    if (!single)
-      out.push_back(')');
+    if (!single) out.push_back(')');
   });
   return out;
 }
 
-std::string CompiledAggregate::key_text(std::string_view entry) const {
-  return columns_text(entry, 0, nkey_);
-}
-std::string CompiledAggregate::id_text(std::string_view entry) const {
-  return columns_text(entry, nkey_, layout_.size());
-}
+std::string CompiledAggregate::key_text(std::string_view entry) const { return columns_text(entry, 0, nkey_); }
+std::string CompiledAggregate::id_text(std::string_view entry) const { return columns_text(entry, nkey_, layout_.size()); }
 
-void CompiledAggregate::id_values(std::string_view entry, Datum *values,
-                                  bool *nulls) const {
+void CompiledAggregate::id_values(std::string_view entry, Datum *values, bool *nulls) const {
   std::size_t pos = 0;
   bool isnull;
-  for (std::size_t i = 0; i < nkey_; ++i)
-    (void)layout_.decode(entry, pos, i, isnull);
-  for (std::size_t i = nkey_; i < layout_.size(); ++i)
-    values[i - nkey_] = layout_.decode(entry, pos, i, nulls[i - nkey_]);
+  for (std::size_t i = 0; i < nkey_; ++i) (void)layout_.decode(entry, pos, i, isnull);
+  for (std::size_t i = nkey_; i < layout_.size(); ++i) values[i - nkey_] = layout_.decode(entry, pos, i, nulls[i - nkey_]);
 }
 
 // ---------------------------------------------------------------- cache
@@ -1013,8 +811,8 @@ void CompiledAggregate::id_values(std::string_view entry, Datum *values,
 namespace {
 struct CacheEntry {
   std::unique_ptr<CompiledAggregate> compiled;
-  std::uint64_t used_in = 0; // transaction serial that last handed it out
-  bool invalid = false;      // an invalidation arrived since it was compiled
+  std::uint64_t used_in = 0;  // transaction serial that last handed it out
+  bool invalid = false;       // an invalidation arrived since it was compiled
 };
 std::uint64_t xact_serial = 1;
 
@@ -1041,22 +839,19 @@ CacheKey cache_key(int32 aggr_id) {
 }
 
 bool same_version(const AggregateDef &a, const AggregateDef &b) {
-  return ItemPointerEquals(const_cast<ItemPointer>(&a.tid),
-                           const_cast<ItemPointer>(&b.tid)) &&
+  return ItemPointerEquals(const_cast<ItemPointer>(&a.tid), const_cast<ItemPointer>(&b.tid)) &&
          TransactionIdEquals(a.xmin, b.xmin);
 }
 
 // Invalidation callbacks run outside any C++ frame of ours: they only mark.
 void invalidate_source(Datum, Oid relid) {
   for (auto &[id, e] : cache())
-    if (relid == InvalidOid || e.compiled->def().source == relid)
-      e.invalid = true;
+    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true;
 }
 void invalidate_all(Datum, int, uint32) {
-  for (auto &[id, e] : cache())
-    e.invalid = true;
+  for (auto &[id, e] : cache()) e.invalid = true;
 }
-} // namespace
+}  // namespace
 
 void register_catalog_invalidation() {
   CacheRegisterRelcacheCallback(invalidate_source, (Datum)0);
@@ -1068,16 +863,14 @@ CompiledAggregate *compiled_aggregate(int32 aggr_id) {
   auto it = cache().find(cache_key(aggr_id));
   if (it != cache().end()) {
     CacheEntry &e = it->second;
-    if (e.used_in == xact_serial)
-      return e.compiled.get();
+    if (e.used_in == xact_serial) return e.compiled.get();
     if (!e.invalid && def_is_current(e.compiled->def())) {
       e.used_in = xact_serial;
       return e.compiled.get();
     }
   }
   AggregateDef def;
-  if (!load_aggregate_by_id(aggr_id, def))
-    return nullptr;
+  if (!load_aggregate_by_id(aggr_id, def)) return nullptr;
   return &compiled_aggregate(def);
 }
 
@@ -1087,8 +880,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
   if (it != cache().end()) {
     CacheEntry &e = it->second;
     // Never replaced within a transaction: callers hold references.
-    if (e.used_in == xact_serial ||
-        (!e.invalid && same_version(e.compiled->def(), def))) {
+    if (e.used_in == xact_serial || (!e.invalid && same_version(e.compiled->def(), def))) {
       e.used_in = xact_serial;
       return *e.compiled;
     }
@@ -1103,8 +895,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
 
 void compiled_aggregates_at_xact_end(bool committed) {
   ++xact_serial;
-  if (!committed)
-    cache().clear(); // an error may have left expression state half-used
+  if (!committed) cache().clear();  // an error may have left expression state half-used
 }
 
-} // namespace aggr::pg
+}  // namespace aggr::pg

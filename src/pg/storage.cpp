@@ -18,18 +18,16 @@ int node_cache_kb = 64 * 1024;
 
 namespace {
 constexpr const char *kSchema = "aggr_internal";
-constexpr uint16 kTreeLockClass =
-    0xA661; // advisory lock classes no user API produces
+constexpr uint16 kTreeLockClass = 0xA661;  // advisory lock classes no user API produces
 constexpr uint16 kAggregateLockClass = 0xA662;
 
 Oid internal_relid(Oid nsp, const char *name) {
   Oid relid = get_relname_relid(name, nsp);
   if (!OidIsValid(relid))
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-                    errmsg("aggr_ext internal relation %s.%s is missing",
-                           kSchema, name),
-                    errhint("Reinstall the extension: DROP EXTENSION aggr_ext; "
-                            "CREATE EXTENSION aggr_ext;")));
+    ereport(ERROR,
+            (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("aggr_ext internal relation %s.%s is missing", kSchema, name),
+             errhint("Reinstall the extension: DROP EXTENSION aggr_ext; "
+                     "CREATE EXTENSION aggr_ext;")));
   return relid;
 }
 
@@ -55,7 +53,7 @@ bytea *make_bytea(const char *data, std::size_t len) {
   memcpy(VARDATA(b), data, len);
   return b;
 }
-} // namespace
+}  // namespace
 
 bytea *sum_to_bytea(const Sum &s) {
   char raw[sizeof(aggr::int128) + sizeof(double)];
@@ -78,11 +76,9 @@ Relations internal_relations() {
   static Relations cached;
   Oid nsp = get_namespace_oid(kSchema, true);
   if (!OidIsValid(nsp))
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA),
-                    errmsg("aggr_ext is not installed in this database"),
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA), errmsg("aggr_ext is not installed in this database"),
                     errhint("Run CREATE EXTENSION aggr_ext;")));
-  if (nsp == cached_nsp)
-    return cached;
+  if (nsp == cached_nsp) return cached;
   Relations r;
   r.aggregates = internal_relid(nsp, "aggregates");
   r.aggregates_pkey = internal_relid(nsp, "aggregates_pkey");
@@ -105,8 +101,7 @@ Relations internal_relations() {
   return r;
 }
 
-HeapTuple fetch_row(Relation rel, Oid index, ScanKey keys, int nkeys,
-                    Snapshot snap) {
+HeapTuple fetch_row(Relation rel, Oid index, ScanKey keys, int nkeys, Snapshot snap) {
   SysScanDesc scan = systable_beginscan(rel, index, true, snap, nkeys, keys);
   HeapTuple tup = systable_getnext(scan);
   HeapTuple copy = HeapTupleIsValid(tup) ? heap_copytuple(tup) : NULL;
@@ -124,17 +119,14 @@ void insert_index_entries(Relation rel, HeapTuple tup) {
     Datum values[INDEX_MAX_KEYS];
     bool isnull[INDEX_MAX_KEYS];
     for (int i = 0; i < info->ii_NumIndexAttrs; ++i)
-      values[i] = heap_getattr(tup, info->ii_IndexAttrNumbers[i],
-                               RelationGetDescr(rel), &isnull[i]);
+      values[i] = heap_getattr(tup, info->ii_IndexAttrNumbers[i], RelationGetDescr(rel), &isnull[i]);
     index_insert(idx, values, isnull, &tup->t_self, rel,
-                 idx->rd_index->indisunique ? UNIQUE_CHECK_YES
-                                            : UNIQUE_CHECK_NO,
-                 false, info);
+                 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
     index_close(idx, RowExclusiveLock);
   }
   list_free(indexes);
 }
-} // namespace
+}  // namespace
 
 void insert_row(Relation rel, HeapTuple tup) {
   simple_heap_insert(rel, tup);
@@ -153,37 +145,29 @@ void update_row(Relation rel, ItemPointer tid, HeapTuple tup) {
   prune_page(rel, buf);
   ReleaseBuffer(buf);
   simple_heap_update(rel, tid, tup);
-  if (!HeapTupleIsHeapOnly(tup))
-    insert_index_entries(rel, tup);
+  if (!HeapTupleIsHeapOnly(tup)) insert_index_entries(rel, tup);
 }
 
 void delete_row(Relation rel, ItemPointer tid) { simple_heap_delete(rel, tid); }
 
 void lock_aggregate(int32 aggr_id, LOCKMODE mode) {
   LOCKTAG tag;
-  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0,
-                       kAggregateLockClass);
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, kAggregateLockClass);
   (void)LockAcquire(&tag, mode, false, false);
 }
 
 void unlock_aggregate(int32 aggr_id, LOCKMODE mode) {
   LOCKTAG tag;
-  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0,
-                       kAggregateLockClass);
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), 0, kAggregateLockClass);
   LockRelease(&tag, mode, false);
 }
 
 void lock_tree(int32 aggr_id, int32 generation, const std::string &ns) {
   LOCKTAG tag;
-  uint32 h = DatumGetUInt32(
-      hash_any(reinterpret_cast<const unsigned char *>(ns.data()),
-               static_cast<int>(ns.size())));
-  h = hash_combine(
-      h,
-      static_cast<uint32>(
-          generation)); // a job's new generation never waits for live writers
-  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), h,
-                       kTreeLockClass);
+  uint32 h = DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(ns.data()), static_cast<int>(ns.size())));
+  h = hash_combine(h,
+                   static_cast<uint32>(generation));  // a job's new generation never waits for live writers
+  SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), h, kTreeLockClass);
   (void)LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
@@ -217,7 +201,7 @@ std::map<TreeKey, TreeRow> &tree_rows(Relation trees) {
   static std::map<TreeKey, TreeRow> rows;
   static RelFileNode file{};
   if (!RelFileNodeEquals(trees->rd_node,
-                         file)) { // another file: its TIDs name other tuples
+                         file)) {  // another file: its TIDs name other tuples
     rows.clear();
     file = trees->rd_node;
   }
@@ -225,14 +209,13 @@ std::map<TreeKey, TreeRow> &tree_rows(Relation trees) {
 }
 void remember_tree_row(Relation trees, const TreeRow &row) {
   auto &rows = tree_rows(trees);
-  if (rows.size() >= 4096)
-    rows.clear();
+  if (rows.size() >= 4096) rows.clear();
   rows[TreeKey{row.aggr_id, row.generation, row.ns}] = row;
 }
-} // namespace
+}  // namespace
 
-TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id,
-                      int32 generation, const std::string &ns, Snapshot snap) {
+TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 generation, const std::string &ns,
+                      Snapshot snap) {
   auto &rows = tree_rows(trees);
   auto it = rows.find(TreeKey{aggr_id, generation, ns});
   if (it != rows.end()) {
@@ -240,19 +223,15 @@ TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id,
     if (ItemPointerGetBlockNumber(&c.tid) < RelationGetNumberOfBlocks(trees) &&
         version_visible(trees, c.tid, c.xmin, snap, [&](HeapTuple t) {
           bool isnull;
-          return DatumGetInt64(heap_getattr(t, kTreeId, RelationGetDescr(trees),
-                                            &isnull)) == c.tree_id;
+          return DatumGetInt64(heap_getattr(t, kTreeId, RelationGetDescr(trees), &isnull)) == c.tree_id;
         }))
       return c;
   }
   ScanKeyData keys[3];
   bytea *nsb = make_bytea(ns.data(), ns.size());
-  ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ,
-              Int32GetDatum(aggr_id));
-  ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ,
-              Int32GetDatum(generation));
-  ScanKeyInit(&keys[2], kNs, BTEqualStrategyNumber, F_BYTEAEQ,
-              PointerGetDatum(nsb));
+  ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+  ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+  ScanKeyInit(&keys[2], kNs, BTEqualStrategyNumber, F_BYTEAEQ, PointerGetDatum(nsb));
   HeapTuple tup = fetch_row(trees, r.trees_aggr_ns_key, keys, 3, snap);
   TreeRow row;
   row.aggr_id = aggr_id;
@@ -265,21 +244,16 @@ TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id,
   return row;
 }
 
-std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r,
-                                    int32 aggr_id, int32 generation,
+std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r, int32 aggr_id, int32 generation,
                                     Snapshot snap) {
   List *tuples = NIL;
   pg_guard([&] {
     ScanKeyData keys[2];
-    ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ,
-                Int32GetDatum(aggr_id));
-    ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ,
-                Int32GetDatum(generation));
-    SysScanDesc scan =
-        systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, keys);
+    ScanKeyInit(&keys[0], kAggrId, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+    ScanKeyInit(&keys[1], kGeneration, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, keys);
     HeapTuple tup;
-    while (HeapTupleIsValid(tup = systable_getnext(scan)))
-      tuples = lappend(tuples, heap_copytuple(tup));
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) tuples = lappend(tuples, heap_copytuple(tup));
     systable_endscan(scan);
   });
   std::vector<TreeRow> rows;
@@ -295,8 +269,7 @@ std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r,
 void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
   Datum v[kTreeCols];
   bool n[kTreeCols] = {};
-  if (!row.exists && row.tree_id == 0)
-    row.tree_id = nextval_internal(r.trees_seq, false);
+  if (!row.exists && row.tree_id == 0) row.tree_id = nextval_internal(r.trees_seq, false);
   v[kTreeId - 1] = Int64GetDatum(row.tree_id);
   v[kAggrId - 1] = Int32GetDatum(row.aggr_id);
   v[kGeneration - 1] = Int32GetDatum(row.generation);
@@ -322,17 +295,13 @@ void store_tree_row(Relation trees, const Relations &r, TreeRow &row) {
 
 // ---------------------------------------------------------------- nodes
 
-bool version_visible(Relation rel, const ItemPointerData &tid,
-                     TransactionId xmin, Snapshot snap,
+bool version_visible(Relation rel, const ItemPointerData &tid, TransactionId xmin, Snapshot snap,
                      const std::function<bool(HeapTuple)> &same_row) {
   HeapTupleData tup;
   tup.t_self = tid;
   Buffer buf;
-  if (!heap_fetch(rel, snap, &tup, &buf, false))
-    return false;
-  bool same =
-      TransactionIdEquals(HeapTupleHeaderGetRawXmin(tup.t_data), xmin) &&
-      same_row(&tup);
+  if (!heap_fetch(rel, snap, &tup, &buf, false)) return false;
+  bool same = TransactionIdEquals(HeapTupleHeaderGetRawXmin(tup.t_data), xmin) && same_row(&tup);
   ReleaseBuffer(buf);
   return same;
 }
@@ -346,26 +315,22 @@ struct CachedNode {
   TransactionId xmin;
   std::shared_ptr<TreeNode> node;
   std::size_t bytes;
-  std::uint64_t slot; // its place in the eviction order
+  std::uint64_t slot;  // its place in the eviction order
 };
 
 std::size_t decoded_bytes(const TreeNode &n) {
   std::size_t b = sizeof(TreeNode) + 64;
-  for (const Entry &e : n.entries)
-    b += sizeof(Entry) + (e.key.size() > 15 ? e.key.capacity() + 16 : 0);
-  for (const Child &c : n.children)
-    b += sizeof(Child) +
-         (c.first_key.size() > 15 ? c.first_key.capacity() + 16 : 0);
+  for (const Entry &e : n.entries) b += sizeof(Entry) + (e.key.size() > 15 ? e.key.capacity() + 16 : 0);
+  for (const Child &c : n.children) b += sizeof(Child) + (c.first_key.size() > 15 ? c.first_key.capacity() + 16 : 0);
   return b;
 }
 
 class NodeCache {
-public:
+ public:
   // Forgets everything when the nodes relation is another file (dropped and
   // recreated extension, VACUUM FULL): TIDs there name other tuples.
   void bind(Relation rel) {
-    if (rel->rd_id == relid_ && RelFileNodeEquals(rel->rd_node, file_))
-      return;
+    if (rel->rd_id == relid_ && RelFileNodeEquals(rel->rd_node, file_)) return;
     entries_.clear();
     fifo_[0].clear();
     fifo_[1].clear();
@@ -377,20 +342,16 @@ public:
     auto it = entries_.find({tree, id});
     return it == entries_.end() ? nullptr : &it->second;
   }
-  void put(int64 tree, NodeId id, ItemPointerData tid, TransactionId xmin,
-           std::shared_ptr<TreeNode> node) {
+  void put(int64 tree, NodeId id, ItemPointerData tid, TransactionId xmin, std::shared_ptr<TreeNode> node) {
     std::size_t budget = static_cast<std::size_t>(node_cache_kb) * 1024;
     std::size_t bytes = decoded_bytes(*node);
     erase(tree, id);
-    if (bytes > budget / 4)
-      return;
+    if (bytes > budget / 4) return;
     auto &fifo = fifo_[node->leaf ? 1 : 0];
-    entries_.emplace(std::make_pair(tree, id),
-                     CachedNode{tid, xmin, std::move(node), bytes, ++slots_});
+    entries_.emplace(std::make_pair(tree, id), CachedNode{tid, xmin, std::move(node), bytes, ++slots_});
     bytes_ += bytes;
     fifo.push_back({tree, id, slots_});
-    if (fifo.size() > 2 * entries_.size() + 1024)
-      drop_stale_slots(fifo);
+    if (fifo.size() > 2 * entries_.size() + 1024) drop_stale_slots(fifo);
     while (bytes_ > budget && !(fifo_[0].empty() && fifo_[1].empty())) {
       auto &oldest = fifo_[1].empty() ? fifo_[0] : fifo_[1];
       evict(oldest.front());
@@ -399,13 +360,12 @@ public:
   }
   void erase(int64 tree, NodeId id) {
     auto it = entries_.find({tree, id});
-    if (it == entries_.end())
-      return;
+    if (it == entries_.end()) return;
     bytes_ -= it->second.bytes;
     entries_.erase(it);
   }
 
-private:
+ private:
   struct KeyHash {
     std::size_t operator()(const std::pair<int64, NodeId> &k) const {
       return std::hash<int64>()(k.first * 1000003 + k.second);
@@ -420,17 +380,15 @@ private:
     auto it = entries_.find({s.tree, s.id});
     return it != entries_.end() && it->second.slot == s.slot;
   }
-  void evict(const Slot &s) { // a slot whose entry was replaced or erased since
-                              // is skipped
-    if (live(s))
-      erase(s.tree, s.id);
+  void evict(const Slot &s) {  // a slot whose entry was replaced or erased since
+                               // is skipped
+    if (live(s)) erase(s.tree, s.id);
   }
   // Nodes rewritten again and again leave a trail of replaced slots.
   void drop_stale_slots(std::deque<Slot> &fifo) {
     std::deque<Slot> kept;
     for (const Slot &s : fifo)
-      if (live(s))
-        kept.push_back(s);
+      if (live(s)) kept.push_back(s);
     fifo.swap(kept);
   }
   std::unordered_map<std::pair<int64, NodeId>, CachedNode, KeyHash> entries_;
@@ -449,11 +407,10 @@ NodeCache &node_cache() {
 // Whether a node tuple is (tree, id): the first two columns, int8 NOT NULL.
 bool is_node_row(Relation rel, HeapTuple tup, int64 tree, NodeId id) {
   bool n1, n2;
-  return DatumGetInt64(heap_getattr(tup, 1, RelationGetDescr(rel), &n1)) ==
-             tree &&
+  return DatumGetInt64(heap_getattr(tup, 1, RelationGetDescr(rel), &n1)) == tree &&
          DatumGetInt64(heap_getattr(tup, 2, RelationGetDescr(rel), &n2)) == id;
 }
-} // namespace
+}  // namespace
 
 namespace {
 // Room a node row may take: a quarter more than the node's size limit (for
@@ -461,27 +418,27 @@ namespace {
 // TOAST_TUPLE_THRESHOLD make every update log an extra lock record (heap_update
 // releases the page to try TOAST), so nodes that fit under it stay under it.
 std::size_t max_payload_bytes(const TreeConfig &config) {
-  constexpr std::size_t kRowOverhead =
-      MAXALIGN(SizeofHeapTupleHeader) + 2 * sizeof(int64) + VARHDRSZ + 8;
+  constexpr std::size_t kRowOverhead = MAXALIGN(SizeofHeapTupleHeader) + 2 * sizeof(int64) + VARHDRSZ + 8;
   constexpr std::size_t kUntoasted = TOAST_TUPLE_THRESHOLD - kRowOverhead;
   std::size_t room = config.max_node_bytes + config.max_node_bytes / 4;
-  if (config.max_node_bytes + 64 <= kUntoasted)
-    room = std::min(room, kUntoasted);
+  if (config.max_node_bytes + 64 <= kUntoasted) room = std::min(room, kUntoasted);
   return std::min<std::size_t>(room, 8000);
 }
-} // namespace
+}  // namespace
 
-PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree,
-                         const TreeConfig &config, Snapshot snap,
+PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, const TreeConfig &config, Snapshot snap,
                          bool write_through)
-    : nodes_(nodes), pkey_(nodes_pkey), tree_(tree), kind_(config.sum_kind),
-      max_payload_(max_payload_bytes(config)), snap_(snap),
+    : nodes_(nodes),
+      pkey_(nodes_pkey),
+      tree_(tree),
+      kind_(config.sum_kind),
+      max_payload_(max_payload_bytes(config)),
+      snap_(snap),
       write_through_(write_through) {
   pg_guard([&] { node_cache().bind(nodes); });
 }
 
-std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid,
-                                       TransactionId *xmin) {
+std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid, TransactionId *xmin) {
   std::string out;
   bool found = false;
   Relation rel = nodes_;
@@ -490,10 +447,8 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid,
   int64 tree_id = tree_.tree_id;
   pg_guard([&] {
     ScanKeyData keys[2];
-    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ,
-                Int64GetDatum(tree_id));
-    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ,
-                Int64GetDatum(id));
+    ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(tree_id));
+    ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
     SysScanDesc scan = systable_beginscan(rel, pkey, true, snap, 2, keys);
     HeapTuple tup = systable_getnext(scan);
     if (HeapTupleIsValid(tup)) {
@@ -507,30 +462,23 @@ std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid,
     }
     systable_endscan(scan);
   });
-  if (!found)
-    throw CorruptNode("node " + std::to_string(id) + " of tree " +
-                      std::to_string(tree_id) + " is missing");
+  if (!found) throw CorruptNode("node " + std::to_string(id) + " of tree " + std::to_string(tree_id) + " is missing");
   return out;
 }
 
 // The cached decoded node when `snap_` sees exactly the version it came from.
 PgNodeStore::NodePtr PgNodeStore::cached(NodeId id) {
   const CachedNode *c = node_cache().find(tree_.tree_id, id);
-  if (!c)
-    return nullptr;
+  if (!c) return nullptr;
   bool visible = false;
   Relation rel = nodes_;
   int64 tree = tree_.tree_id;
   pg_guard([&] {
-    if (nblocks_ == InvalidBlockNumber)
-      nblocks_ = RelationGetNumberOfBlocks(rel);
+    if (nblocks_ == InvalidBlockNumber) nblocks_ = RelationGetNumberOfBlocks(rel);
     visible = ItemPointerGetBlockNumber(&c->tid) < nblocks_ &&
-              version_visible(rel, c->tid, c->xmin, snap_, [&](HeapTuple t) {
-                return is_node_row(rel, t, tree, id);
-              });
+              version_visible(rel, c->tid, c->xmin, snap_, [&](HeapTuple t) { return is_node_row(rel, t, tree, id); });
   });
-  if (!visible)
-    return nullptr;
+  if (!visible) return nullptr;
   tids_[id] = c->tid;
   return c->node;
 }
@@ -549,26 +497,21 @@ PgNodeStore::NodePtr PgNodeStore::fetch_node(NodeId id) {
 NodeRef PgNodeStore::load(NodeId id) {
   auto it = pending_.find(id);
   if (it != pending_.end()) {
-    if (it->second.removed)
-      throw_corrupt(id, "reached again after this write removed it");
+    if (it->second.removed) throw_corrupt(id, "reached again after this write removed it");
     return it->second.node;
   }
-  if (NodePtr hit = cached(id))
-    return hit;
+  if (NodePtr hit = cached(id)) return hit;
   return fetch_node(id);
 }
 
 // The node is about to be rewritten: its cached copy is moved out rather
 // than copied when nobody else holds it (write_node caches the new version).
 TreeNode PgNodeStore::load_for_update(NodeId id) {
-  if (pending_.count(id))
-    return *load(id);
+  if (pending_.count(id)) return *load(id);
   NodePtr node = cached(id);
-  if (!node)
-    node = fetch_node(id);
+  if (!node) node = fetch_node(id);
   node_cache().erase(tree_.tree_id, id);
-  if (node.use_count() == 1)
-    return std::move(*node);
+  if (node.use_count() == 1) return std::move(*node);
   return *node;
 }
 
@@ -607,8 +550,7 @@ std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
     HeapTupleData tup;
     tup.t_self = tid;
     Buffer buf;
-    if (!heap_fetch(rel, SnapshotAny, &tup, &buf, false))
-      return;
+    if (!heap_fetch(rel, SnapshotAny, &tup, &buf, false)) return;
     bool isnull;
     Datum d = heap_getattr(&tup, 3, RelationGetDescr(rel), &isnull);
     if (!isnull) {
@@ -616,7 +558,7 @@ std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
       out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
     }
     prune_page(rel,
-               buf); // after the copy: pruning moves tuples within the page
+               buf);  // after the copy: pruning moves tuples within the page
     ReleaseBuffer(buf);
   });
   return out;
@@ -629,18 +571,15 @@ void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
     if (t == tids_.end()) {
       TransactionId xmin;
       (void)fetch_payload(id, &tid,
-                          &xmin); // removed without being read (clear)
+                          &xmin);  // removed without being read (clear)
     } else {
       tid = t->second;
     }
   }
   Relation rel = nodes_;
   std::string payload;
-  if (node && is_new)
-    payload = encode_new_node(*node, kind_, max_payload_);
-  if (node && !is_new)
-    payload =
-        encode_node_update(current_payload(tid), *node, kind_, max_payload_);
+  if (node && is_new) payload = encode_new_node(*node, kind_, max_payload_);
+  if (node && !is_new) payload = encode_node_update(current_payload(tid), *node, kind_, max_payload_);
   int64 tree_id = tree_.tree_id;
   ItemPointerData new_tid{};
   TransactionId new_xmin = InvalidTransactionId;
@@ -672,25 +611,20 @@ void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
 }
 
 void PgNodeStore::write_back() {
-  for (auto &[id, p] : pending_)
-    write_node(id, p.removed ? NodePtr() : p.node, p.is_new);
+  for (auto &[id, p] : pending_) write_node(id, p.removed ? NodePtr() : p.node, p.is_new);
   pending_.clear();
   tids_.clear();
 }
 
-void drop_tree(Relation trees, Relation nodes, const Relations &r,
-               const TreeRow &row) {
+void drop_tree(Relation trees, Relation nodes, const Relations &r, const TreeRow &row) {
   ScanKeyData key;
-  ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
-              Int64GetDatum(row.tree_id));
-  SysScanDesc scan = systable_beginscan(nodes, r.nodes_pkey, true,
-                                        GetLatestSnapshot(), 1, &key);
+  ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(row.tree_id));
+  SysScanDesc scan = systable_beginscan(nodes, r.nodes_pkey, true, GetLatestSnapshot(), 1, &key);
   HeapTuple tup;
-  while (HeapTupleIsValid(tup = systable_getnext(scan)))
-    simple_heap_delete(nodes, &tup->t_self);
+  while (HeapTupleIsValid(tup = systable_getnext(scan))) simple_heap_delete(nodes, &tup->t_self);
   systable_endscan(scan);
   ItemPointerData tid = row.tid;
   simple_heap_delete(trees, &tid);
 }
 
-} // namespace aggr::pg
+}  // namespace aggr::pg
