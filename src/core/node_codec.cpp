@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 namespace aggr {
 namespace {
@@ -102,10 +101,11 @@ class Reader {
     if (v > UINT64_MAX) throw CorruptNode("payload: integer out of range");
     return static_cast<std::uint64_t>(v);
   }
-  std::string bytes() {
+  std::string bytes() { return std::string(view()); }
+  std::string_view view() {
     std::uint64_t n = u64();
     need(n);
-    std::string s(in_.substr(pos_, n));
+    std::string_view s = in_.substr(pos_, n);
     pos_ += n;
     return s;
   }
@@ -192,11 +192,10 @@ std::size_t capacity_for(const TreeNode &node, std::size_t size, std::size_t max
   return std::max(size, std::min(size + slack_for(node, size), max_capacity));
 }
 
-struct Decoded {
-  TreeNode node;
-  std::uint8_t format = 0;
-  std::size_t used = 0;  // bytes before the padding
-  std::size_t ops = 0;   // journal ops
+// A leaf entry seen in place in a payload (no copy of its key).
+struct EntryView {
+  std::string_view key;
+  Sum value;
 };
 
 Entry read_entry(Reader &r, SumKind kind) {
@@ -206,128 +205,181 @@ Entry read_entry(Reader &r, SumKind kind) {
   return e;
 }
 
-void read_journal(Reader &r, Decoded &d, std::size_t payload_size, SumKind kind) {
-  std::vector<Entry> &entries = d.node.entries;
+EntryView read_entry_view(Reader &r, SumKind kind) {
+  EntryView e;
+  e.key = r.view();
+  e.value = r.sum(kind);
+  return e;
+}
+
+// Where a leaf's bytes end and how many journal ops it holds.
+struct LeafTail {
+  std::size_t used = 0;
+  std::size_t ops = 0;
+};
+
+// The base entries, then the journal applied in order (format 2). `read`
+// reads one entry (an Entry or an EntryView).
+template <class E, class ReadEntry>
+LeafTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
+  std::uint64_t n = r.u64();
+  // Every item takes at least one byte: reject counts the payload cannot hold
+  // before reserving memory for them.
+  if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
+  entries.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) entries.push_back(read(r));
+  LeafTail tail;
+  if (!journaled) {
+    if (!r.done()) throw CorruptNode("payload: trailing bytes");
+    tail.used = r.pos();
+    return tail;
+  }
   while (!r.done()) {
     std::size_t at = r.pos();
     std::uint8_t op = r.byte();
     if (op == kOpEnd) {
-      d.used = at;
       if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the journal");
-      return;
+      tail.used = at;
+      return tail;
     }
     std::uint64_t index = r.u64();
     if (op == kOpInsert) {
       if (index > entries.size()) throw CorruptNode("payload: journal inserts past the end");
       if (entries.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
-      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read_entry(r, kind));
+      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read(r));
     } else if (op == kOpDelete) {
       if (index >= entries.size()) throw CorruptNode("payload: journal deletes past the end");
       entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(index));
     } else {
       throw CorruptNode("payload: unknown journal op");
     }
-    ++d.ops;
+    ++tail.ops;
   }
-  d.used = r.pos();
+  tail.used = r.pos();
+  return tail;
 }
 
-Decoded decode_payload(NodeId id, std::string_view payload, SumKind kind) {
-  Reader r(payload);
-  Decoded d;
-  d.format = r.byte();
-  if (d.format != kFormatExact && d.format != kFormatJournaled) throw CorruptNode("payload: unknown format");
-  TreeNode &node = d.node;
-  node.id = id;
+// Format byte and node type; throws on anything else.
+std::uint8_t read_header(Reader &r, bool *leaf) {
+  std::uint8_t format = r.byte();
+  if (format != kFormatExact && format != kFormatJournaled) throw CorruptNode("payload: unknown format");
   std::uint8_t type = r.byte();
   if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
-  node.leaf = type == kLeaf;
-  std::uint64_t n = r.u64();
-  // Every item takes at least one byte: reject counts the payload cannot hold
-  // before reserving memory for them.
-  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
-  if (node.leaf) {
-    node.entries.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) node.entries.push_back(read_entry(r, kind));
-  } else {
-    node.children.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      Child c;
-      std::uint64_t cid = r.u64();
-      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
-      if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
-      c.id = static_cast<NodeId>(cid);
-      c.count = r.u64();
-      c.sum = r.sum(kind);
-      c.first_key = r.bytes();
-      node.children.push_back(std::move(c));
-    }
-  }
-  if (d.format == kFormatExact) {
-    if (!r.done()) throw CorruptNode("payload: trailing bytes");
-    d.used = payload.size();
-  } else if (node.leaf) {
-    read_journal(r, d, payload.size(), kind);
-  } else {
-    d.used = r.pos();
-    if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
-  }
-  return d;
+  *leaf = type == kLeaf;
+  return format;
 }
 
-// Entries as the payload holds them: the key and the sum of the tree's kind.
-struct SameEntry {
-  SumKind kind;
-  bool operator()(const Entry &a, const Entry &b) const {
-    if (a.key != b.key) return false;
-    switch (kind) {
-      case SumKind::None:
-        return true;
-      case SumKind::Exact:
-        return a.value.exact == b.value.exact;
-      case SumKind::Float:
-        return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
-    }
-    return false;
+TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
+  Reader r(payload);
+  TreeNode node;
+  node.id = id;
+  std::uint8_t format = read_header(r, &node.leaf);
+  if (node.leaf) {
+    read_leaf(r, node.entries, payload.size(), format == kFormatJournaled,
+              [kind](Reader &in) { return read_entry(in, kind); });
+    return node;
   }
-};
-struct EntryHash {
-  std::size_t operator()(const Entry &e) const { return std::hash<std::string>()(e.key); }
-};
-using EntrySet = std::unordered_set<Entry, EntryHash, SameEntry>;
+  std::uint64_t n = r.u64();
+  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
+  node.children.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Child c;
+    std::uint64_t cid = r.u64();
+    if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
+    if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
+    c.id = static_cast<NodeId>(cid);
+    c.count = r.u64();
+    c.sum = r.sum(kind);
+    c.first_key = r.bytes();
+    node.children.push_back(std::move(c));
+  }
+  if (format == kFormatExact && !r.done()) throw CorruptNode("payload: trailing bytes");
+  if (format == kFormatJournaled && !r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
+  return node;
+}
 
-// Appends to `w` the ops that turn `before` into `after`. Both are sorted in
-// the tree's order and hold each key once, so the entries they share appear
-// in both in the same relative order: one pass, without the order's
-// comparator. Returns false past `max_ops` ops in all (counting `*ops`
-// already there).
-bool journal_ops(const std::vector<Entry> &before, const std::vector<Entry> &after, Writer &w, SumKind kind,
-                 std::size_t max_ops, std::size_t *ops) {
-  SameEntry same{kind};
-  EntrySet in_after(after.begin(), after.end(), after.size(), EntryHash(), same);
-  EntrySet in_before(before.begin(), before.end(), before.size(), EntryHash(), same);
-  std::size_t i = 0, j = 0;
+// An entry as the payload holds it: the key and the sum of the tree's kind.
+bool same_entry(const EntryView &a, const Entry &b, SumKind kind) {
+  if (a.key != b.key) return false;
+  switch (kind) {
+    case SumKind::None:
+      return true;
+    case SumKind::Exact:
+      return a.value.exact == b.value.exact;
+    case SumKind::Float:
+      return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
+  }
+  return false;
+}
+
+// Appends to `w` ops that turn `before` into `after`; returns false once
+// more than `budget` ops would be needed. Every op keeps the list equal to
+// after[0, j) followed by before[i, end), so any choice of ops ends in
+// exactly `after`; looking a few entries ahead only keeps the script short
+// (both lists are in the tree's order, so shared entries line up).
+bool journal_ops(const std::vector<EntryView> &before, const std::vector<Entry> &after, Writer &w, SumKind kind,
+                 std::size_t budget) {
+  constexpr std::size_t kLookahead = 8;
+  std::size_t i = 0, j = 0, ops = 0;
+  auto del = [&] {
+    w.byte(kOpDelete);
+    w.varint(j);
+    ++i;
+  };
+  auto ins = [&] {
+    w.byte(kOpInsert);
+    w.varint(j);
+    w.bytes(after[j].key);
+    w.sum(after[j].value, kind);
+    ++j;
+  };
   while (i < before.size() || j < after.size()) {
-    if (i < before.size() && j < after.size() && same(before[i], after[j])) {
+    if (i < before.size() && j < after.size() && same_entry(before[i], after[j], kind)) {
       ++i, ++j;
       continue;
     }
-    if (++*ops > max_ops) return false;
-    // The list at this point is after[0, j) followed by before[i, end).
-    if (i < before.size() && !in_after.count(before[i])) {
-      w.byte(kOpDelete);
-      w.varint(j);
-      ++i;
-    } else if (j < after.size() && !in_before.count(after[j])) {
-      w.byte(kOpInsert);
-      w.varint(j);
-      write_entry(w, after[j], kind);
-      ++j;
+    if (i == before.size()) {
+      ins();
+    } else if (j == after.size()) {
+      del();
     } else {
-      return false;  // shared entries in another order: not two sorted lists
+      std::size_t dropped = 0, added = 0;  // how far the next shared entry is in each list
+      for (std::size_t d = 1; d <= kLookahead && !dropped && !added; ++d) {
+        if (i + d < before.size() && same_entry(before[i + d], after[j], kind)) dropped = d;
+        if (j + d < after.size() && same_entry(before[i], after[j + d], kind)) added = d;
+      }
+      if (added && !dropped) {
+        ins();
+      } else if (dropped && !added) {
+        del();
+      } else {  // a changed entry (or nothing shared nearby): replace it
+        del();
+        ins();
+        ++ops;
+      }
     }
+    if (++ops > budget) return false;
   }
   return true;
+}
+
+// The old payload's leaf, seen in place: entries, where the bytes end, how
+// many ops its journal holds. False when it is not a format 2 leaf.
+bool scan_journaled_leaf(std::string_view payload, SumKind kind, std::vector<EntryView> *entries, LeafTail *tail) {
+  try {
+    Reader r(payload);
+    bool leaf = false;
+    if (read_header(r, &leaf) != kFormatJournaled || !leaf) return false;
+    *tail = read_leaf(r, *entries, payload.size(), true, [kind](Reader &in) { return read_entry_view(in, kind); });
+    return true;
+  } catch (const CorruptNode &) {
+    return false;  // rewritten whole: nothing to keep
+  }
+}
+
+bool is_journaled(std::string_view payload, bool leaf) {
+  return payload.size() >= 2 && static_cast<std::uint8_t>(payload[0]) == kFormatJournaled &&
+         static_cast<std::uint8_t>(payload[1]) == (leaf ? kLeaf : kInternal);
 }
 }  // namespace
 
@@ -356,30 +408,27 @@ std::string encode_new_node(const TreeNode &node, SumKind kind, std::size_t max_
 // payload, the node is written whole again with fresh room.
 std::string encode_node_update(std::string_view old_payload, const TreeNode &node, SumKind kind,
                                std::size_t max_capacity) {
-  Decoded old;
-  try {
-    old = decode_payload(node.id, old_payload, kind);
-  } catch (const CorruptNode &) {
-    return encode_new_node(node, kind,
-                           max_capacity);  // rewritten whole: nothing to keep
-  }
-  bool same_shape = old.format == kFormatJournaled && old.node.leaf == node.leaf;
-  if (same_shape && node.leaf) {
-    Writer ops(64);
-    std::size_t count = old.ops;
-    if (journal_ops(old.node.entries, node.entries, ops, kind, kMaxJournalOps, &count) &&
-        old.used + ops.size() <= old_payload.size()) {
-      std::string out(old_payload.substr(0, old.used));
-      out += ops.take();
-      out.resize(old_payload.size(), '\0');
-      return out;
+  if (node.leaf) {
+    std::vector<EntryView> before;
+    LeafTail tail;
+    if (scan_journaled_leaf(old_payload, kind, &before, &tail) && tail.ops < kMaxJournalOps) {
+      Writer ops(64);
+      if (journal_ops(before, node.entries, ops, kind, kMaxJournalOps - tail.ops) &&
+          tail.used + ops.size() <= old_payload.size()) {
+        std::string out;
+        out.reserve(old_payload.size());
+        out.append(old_payload.substr(0, tail.used));
+        out += ops.take();
+        out.resize(old_payload.size(), '\0');
+        return out;
+      }
     }
   }
-  std::size_t size = encoded_size(node, kind);
   // Rewritten whole in the same length where that leaves room: the prefix
   // up to the first changed byte and the padding still match.
+  std::size_t size = encoded_size(node, kind);
   bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2 : size <= old_payload.size();
-  if (same_shape && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
+  if (is_journaled(old_payload, node.leaf) && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
     Writer w(old_payload.size());
     write_base(w, node, kind);
     w.pad_to(old_payload.size());
@@ -390,7 +439,7 @@ std::string encode_node_update(std::string_view old_payload, const TreeNode &nod
 
 TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   try {
-    return decode_payload(id, payload, kind).node;
+    return decode_payload(id, payload, kind);
   } catch (const CorruptNode &e) {  // the reader does not know which node it reads
     throw_corrupt(id, e.what());
   }
