@@ -190,6 +190,25 @@ check_refused_reads() {
   done
 }
 
+echo "== an aggregate created on a worker, directly on a shard table: exact for that shard"
+shard=$(run coord "SELECT shard_name('dist', s.shardid) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+  JOIN pg_dist_node n USING (groupid) WHERE s.logicalrelid = 'dist'::regclass AND n.nodeport = ${PORTS[w1]} ORDER BY 1 LIMIT 1")
+echo "# shard $shard on w1"
+expect_ok "w1: aggr_create on shard $shard" w1 \
+  "SELECT aggr_create('w1_shard', '$shard'::regclass, key => 'name', sum_value => 'v')"
+check_exact w1 w1_shard "$shard" name v
+expect_ok "writes through the coordinator (routed and multi-shard, two-phase commit)" coord "
+INSERT INTO dist SELECT g, 'n' || g, g FROM generate_series(201, 400) g;
+INSERT INTO dist VALUES (1001, 'single', 5);
+UPDATE dist SET v = v * 2, name = name || 'u' WHERE id % 3 = 0;
+DELETE FROM dist WHERE id % 7 = 0;
+BEGIN; UPDATE dist SET v = v + 1 WHERE id % 5 = 0; ROLLBACK;
+BEGIN; INSERT INTO dist SELECT g, 'tx' || g, 1 FROM generate_series(2001, 2100) g; DELETE FROM dist WHERE id < 50; COMMIT;
+COPY dist FROM PROGRAM 'seq 3001 3040 | sed \"s/.*/&\tc&\t&/\"';"
+check_exact w1 w1_shard "$shard" name v
+expect_same "the shard holds rows of the table (the check above is not vacuous)" w1 \
+  "SELECT count(*) > 50 FROM $shard" "SELECT true"
+
 echo "== an aggregate, then its table distributed (text key)"
 expect_ok "coordinator: table dt (text key) with aggregate dt_name" coord "
 CREATE TABLE dt (id int PRIMARY KEY, name text NOT NULL, v bigint NOT NULL);
