@@ -198,3 +198,7 @@ CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
     AS 'MODULE_PATHNAME' LANGUAGE C;
 CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
 ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
+
+-- Node rows leave half of each page for their next versions (HOT updates
+-- that log only the changed bytes); pages written from now on.
+ALTER TABLE aggr_internal.nodes SET (fillfactor = 50);

@@ -154,8 +154,19 @@ SELECT aggr_count('maybe_ns', namespace => 1);
 CREATE TABLE docs (id int PRIMARY KEY, body text);
 SELECT aggr_create('docs_body', 'docs'::regclass, key => 'body');
 INSERT INTO docs VALUES (1, repeat('x', 2000));
-INSERT INTO docs VALUES (2, repeat('y', 600));
+INSERT INTO docs VALUES (2, repeat('y', 300));
 SELECT aggr_count('docs_body');
+-- keys may use a quarter of a node minus 64 bytes: an aggregate created with
+-- larger nodes takes longer keys
+CREATE TABLE long_docs (id int PRIMARY KEY, body text);
+SET aggr_ext.node_bytes = 3200;
+SELECT aggr_create('long_docs_body', 'long_docs'::regclass, key => 'body');
+RESET aggr_ext.node_bytes;
+INSERT INTO long_docs VALUES (1, repeat('x', 2000));
+INSERT INTO long_docs VALUES (2, repeat('y', 600));
+SELECT aggr_count('long_docs_body'), (SELECT count(*) FROM long_docs) AS rows;
+SELECT aggr_drop('long_docs_body');
+DROP TABLE long_docs;
 -- a cleared aggregate refuses reads until backfilled
 SELECT aggr_clear('lb');
 SELECT aggr_count('lb');

@@ -39,8 +39,11 @@ SELECT aggr_job_step('up_lb');
 INSERT INTO up SELECT g, g % 5, g % 3000, 1 FROM generate_series(30001, 30500) g;
 SELECT (SELECT count(*) FROM up) AS rows, aggr_count('up_lb') AS lb, aggr_count('up_deferred') AS deferred;
 
+SELECT reloptions AS nodes_options_1_0 FROM pg_class WHERE oid = 'aggr_internal.nodes'::regclass;
 ALTER EXTENSION aggr_ext UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'aggr_ext';
+-- node rows leave half of each page for their next versions, as in a fresh 1.1
+SELECT reloptions AS nodes_options_1_1 FROM pg_class WHERE oid = 'aggr_internal.nodes'::regclass;
 
 -- the rebuild finishes; writes go on; everything equals plain SQL
 CALL aggr_wait('up_lb');

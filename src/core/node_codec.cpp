@@ -1,13 +1,26 @@
 #include "node_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 namespace aggr {
 namespace {
 
-constexpr std::uint8_t kFormat = 1;
+// Format 1 (aggr_ext 1.0): exactly the node, nothing after it.
+// Format 2: the node, then (leaves only) a journal of entry inserts and
+// deletes applied in order, then zero padding up to the payload's capacity.
+// See encode_node_update for why.
+constexpr std::uint8_t kFormatExact = 1;
+constexpr std::uint8_t kFormatJournaled = 2;
 constexpr std::uint8_t kLeaf = 1;
 constexpr std::uint8_t kInternal = 2;
+constexpr std::uint8_t kOpEnd = 0;  // the padding's zero bytes read as "no more ops"
+constexpr std::uint8_t kOpInsert = 1;
+constexpr std::uint8_t kOpDelete = 2;
+// A journal longer than this is folded into the base on the next write: each
+// op costs the decoder a vector insert or erase.
+constexpr std::size_t kMaxJournalOps = 96;
 
 std::size_t varint_size(unsigned __int128 v) {
   std::size_t n = 1;
@@ -21,15 +34,16 @@ std::size_t varint_size(unsigned __int128 v) {
 unsigned __int128 zigzag(int128 v) {
   return (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
 }
-int128 unzigzag(unsigned __int128 v) {
-  return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1);
-}
+int128 unzigzag(unsigned __int128 v) { return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1); }
 
 std::size_t sum_size(const Sum &s, SumKind kind) {
   switch (kind) {
-    case SumKind::None: return 0;
-    case SumKind::Exact: return varint_size(zigzag(s.exact));
-    case SumKind::Float: return sizeof(double);
+    case SumKind::None:
+      return 0;
+    case SumKind::Exact:
+      return varint_size(zigzag(s.exact));
+    case SumKind::Float:
+      return sizeof(double);
   }
   return 0;
 }
@@ -57,6 +71,10 @@ class Writer {
       out_.append(raw, sizeof raw);
     }
   }
+  void pad_to(std::size_t size) {
+    if (out_.size() < size) out_.append(size - out_.size(), '\0');
+  }
+  std::size_t size() const { return out_.size(); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -102,6 +120,13 @@ class Reader {
     return s;
   }
   bool done() const { return pos_ == in_.size(); }
+  std::size_t pos() const { return pos_; }
+  // Zero padding to the end, as format 2 writes it.
+  bool rest_is_zero() const {
+    for (std::size_t i = pos_; i < in_.size(); ++i)
+      if (in_[i] != 0) return false;
+    return true;
+  }
 
  private:
   void need(std::uint64_t n) const {
@@ -134,16 +159,18 @@ std::size_t encoded_size(const TreeNode &node, SumKind kind) {
   return n;
 }
 
-std::string encode_node(const TreeNode &node, SumKind kind) {
-  Writer w(encoded_size(node, kind));
-  w.byte(kFormat);
+namespace {
+void write_entry(Writer &w, const Entry &e, SumKind kind) {
+  w.bytes(e.key);
+  w.sum(e.value, kind);
+}
+
+void write_base(Writer &w, const TreeNode &node, SumKind kind) {
+  w.byte(kFormatJournaled);
   w.byte(node.leaf ? kLeaf : kInternal);
   if (node.leaf) {
     w.varint(node.entries.size());
-    for (const Entry &e : node.entries) {
-      w.bytes(e.key);
-      w.sum(e.value, kind);
-    }
+    for (const Entry &e : node.entries) write_entry(w, e, kind);
   } else {
     w.varint(node.children.size());
     for (const Child &c : node.children) {
@@ -153,14 +180,64 @@ std::string encode_node(const TreeNode &node, SumKind kind) {
       w.bytes(c.first_key);
     }
   }
-  return w.take();
 }
 
-namespace {
-TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
-  Reader r(payload);
-  if (r.byte() != kFormat) throw CorruptNode("payload: unknown format");
+// Room left after a node's bytes for later writes to land in place: a leaf's
+// journal, an internal node's counts growing a byte.
+std::size_t slack_for(const TreeNode &node, std::size_t size) {
+  return node.leaf ? std::max<std::size_t>(64, size / 4) : std::max<std::size_t>(16, size / 32);
+}
+
+std::size_t capacity_for(const TreeNode &node, std::size_t size, std::size_t max_capacity) {
+  return std::max(size, std::min(size + slack_for(node, size), max_capacity));
+}
+
+struct Decoded {
   TreeNode node;
+  std::uint8_t format = 0;
+  std::size_t used = 0;  // bytes before the padding
+  std::size_t ops = 0;   // journal ops
+};
+
+Entry read_entry(Reader &r, SumKind kind) {
+  Entry e;
+  e.key = r.bytes();
+  e.value = r.sum(kind);
+  return e;
+}
+
+void read_journal(Reader &r, Decoded &d, std::size_t payload_size, SumKind kind) {
+  std::vector<Entry> &entries = d.node.entries;
+  while (!r.done()) {
+    std::size_t at = r.pos();
+    std::uint8_t op = r.byte();
+    if (op == kOpEnd) {
+      d.used = at;
+      if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the journal");
+      return;
+    }
+    std::uint64_t index = r.u64();
+    if (op == kOpInsert) {
+      if (index > entries.size()) throw CorruptNode("payload: journal inserts past the end");
+      if (entries.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
+      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read_entry(r, kind));
+    } else if (op == kOpDelete) {
+      if (index >= entries.size()) throw CorruptNode("payload: journal deletes past the end");
+      entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(index));
+    } else {
+      throw CorruptNode("payload: unknown journal op");
+    }
+    ++d.ops;
+  }
+  d.used = r.pos();
+}
+
+Decoded decode_payload(NodeId id, std::string_view payload, SumKind kind) {
+  Reader r(payload);
+  Decoded d;
+  d.format = r.byte();
+  if (d.format != kFormatExact && d.format != kFormatJournaled) throw CorruptNode("payload: unknown format");
+  TreeNode &node = d.node;
   node.id = id;
   std::uint8_t type = r.byte();
   if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
@@ -171,12 +248,7 @@ TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
   if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
   if (node.leaf) {
     node.entries.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      Entry e;
-      e.key = r.bytes();
-      e.value = r.sum(kind);
-      node.entries.push_back(std::move(e));
-    }
+    for (std::uint64_t i = 0; i < n; ++i) node.entries.push_back(read_entry(r, kind));
   } else {
     node.children.reserve(n);
     for (std::uint64_t i = 0; i < n; ++i) {
@@ -191,22 +263,140 @@ TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
       node.children.push_back(std::move(c));
     }
   }
-  if (!r.done()) throw CorruptNode("payload: trailing bytes");
-  return node;
+  if (d.format == kFormatExact) {
+    if (!r.done()) throw CorruptNode("payload: trailing bytes");
+    d.used = payload.size();
+  } else if (node.leaf) {
+    read_journal(r, d, payload.size(), kind);
+  } else {
+    d.used = r.pos();
+    if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
+  }
+  return d;
+}
+
+// Entries as the payload holds them: the key and the sum of the tree's kind.
+struct SameEntry {
+  SumKind kind;
+  bool operator()(const Entry &a, const Entry &b) const {
+    if (a.key != b.key) return false;
+    switch (kind) {
+      case SumKind::None:
+        return true;
+      case SumKind::Exact:
+        return a.value.exact == b.value.exact;
+      case SumKind::Float:
+        return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
+    }
+    return false;
+  }
+};
+struct EntryHash {
+  std::size_t operator()(const Entry &e) const { return std::hash<std::string>()(e.key); }
+};
+using EntrySet = std::unordered_set<Entry, EntryHash, SameEntry>;
+
+// Appends to `w` the ops that turn `before` into `after`. Both are sorted in
+// the tree's order and hold each key once, so the entries they share appear
+// in both in the same relative order: one pass, without the order's
+// comparator. Returns false past `max_ops` ops in all (counting `*ops`
+// already there).
+bool journal_ops(const std::vector<Entry> &before, const std::vector<Entry> &after, Writer &w, SumKind kind,
+                 std::size_t max_ops, std::size_t *ops) {
+  SameEntry same{kind};
+  EntrySet in_after(after.begin(), after.end(), after.size(), EntryHash(), same);
+  EntrySet in_before(before.begin(), before.end(), before.size(), EntryHash(), same);
+  std::size_t i = 0, j = 0;
+  while (i < before.size() || j < after.size()) {
+    if (i < before.size() && j < after.size() && same(before[i], after[j])) {
+      ++i, ++j;
+      continue;
+    }
+    if (++*ops > max_ops) return false;
+    // The list at this point is after[0, j) followed by before[i, end).
+    if (i < before.size() && !in_after.count(before[i])) {
+      w.byte(kOpDelete);
+      w.varint(j);
+      ++i;
+    } else if (j < after.size() && !in_before.count(after[j])) {
+      w.byte(kOpInsert);
+      w.varint(j);
+      write_entry(w, after[j], kind);
+      ++j;
+    } else {
+      return false;  // shared entries in another order: not two sorted lists
+    }
+  }
+  return true;
 }
 }  // namespace
 
+std::string encode_node(const TreeNode &node, SumKind kind) {
+  Writer w(encoded_size(node, kind));
+  write_base(w, node, kind);
+  return w.take();
+}
+
+std::string encode_new_node(const TreeNode &node, SumKind kind, std::size_t max_capacity) {
+  std::size_t size = encoded_size(node, kind);
+  std::size_t capacity = capacity_for(node, size, max_capacity);
+  Writer w(capacity);
+  write_base(w, node, kind);
+  w.pad_to(capacity);
+  return w.take();
+}
+
+// PostgreSQL logs an update that stays on its heap page (HOT) as only the
+// bytes between the longest common prefix and the longest common suffix of
+// the old and new row. A payload that keeps its length and changes few bytes
+// in place therefore costs a few bytes of WAL instead of the whole node:
+// a leaf appends a journal op into its padding (the bytes before it are
+// unchanged, the padding after it still zero), an internal node rewrites a
+// child's count in place. When the journal is full or the node outgrows the
+// payload, the node is written whole again with fresh room.
+std::string encode_node_update(std::string_view old_payload, const TreeNode &node, SumKind kind,
+                               std::size_t max_capacity) {
+  Decoded old;
+  try {
+    old = decode_payload(node.id, old_payload, kind);
+  } catch (const CorruptNode &) {
+    return encode_new_node(node, kind,
+                           max_capacity);  // rewritten whole: nothing to keep
+  }
+  bool same_shape = old.format == kFormatJournaled && old.node.leaf == node.leaf;
+  if (same_shape && node.leaf) {
+    Writer ops(64);
+    std::size_t count = old.ops;
+    if (journal_ops(old.node.entries, node.entries, ops, kind, kMaxJournalOps, &count) &&
+        old.used + ops.size() <= old_payload.size()) {
+      std::string out(old_payload.substr(0, old.used));
+      out += ops.take();
+      out.resize(old_payload.size(), '\0');
+      return out;
+    }
+  }
+  std::size_t size = encoded_size(node, kind);
+  // Rewritten whole in the same length where that leaves room: the prefix
+  // up to the first changed byte and the padding still match.
+  bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2 : size <= old_payload.size();
+  if (same_shape && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
+    Writer w(old_payload.size());
+    write_base(w, node, kind);
+    w.pad_to(old_payload.size());
+    return w.take();
+  }
+  return encode_new_node(node, kind, max_capacity);
+}
+
 TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   try {
-    return decode_payload(id, payload, kind);
+    return decode_payload(id, payload, kind).node;
   } catch (const CorruptNode &e) {  // the reader does not know which node it reads
     throw_corrupt(id, e.what());
   }
 }
 
-void throw_corrupt(NodeId id, const char *what) {
-  throw CorruptNode("node " + std::to_string(id) + ": " + what);
-}
+void throw_corrupt(NodeId id, const char *what) { throw CorruptNode("node " + std::to_string(id) + ": " + what); }
 
 InterruptCheck interrupt_check = nullptr;
 
