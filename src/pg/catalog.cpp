@@ -512,6 +512,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       def_.sum_expr = sum ? nodeToString(sum) : "";
       def_.ns_expr = nsx ? nodeToString(nsx) : "";
     }
+    recheck_citus();
     // aggr_create refuses unlogged tables, but ALTER TABLE ... SET UNLOGGED
     // fires no trigger: reads refuse it (check_logged), writes go on.
     unlogged_ = rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED;
@@ -601,10 +602,37 @@ TreeConfig CompiledAggregate::tree_config() const {
 }
 
 void CompiledAggregate::check_not_stale() const {
+  if (citus_kind_ != CitusTable::None) raise_citus_table();
   if (stale_)
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
+}
+
+void CompiledAggregate::recheck_citus() {
+  char trigger[NAMEDATALEN];
+  snprintf(trigger, sizeof(trigger), "aggr_ext_%d", def_.id);
+  citus_kind_ = citus_source_kind(def_.source, trigger);
+}
+
+void CompiledAggregate::raise_citus_table() const {
+  std::string table;
+  pg_guard([&] {
+    const char *n = get_rel_name(def_.source);
+    if (n) table = n;
+  });
+  const bool shard = citus_kind_ == CitusTable::Shard;
+  throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                  "table \"" + table + "\" of aggregate \"" + def_.name + "\" became a Citus " +
+                      (shard ? std::string("shard") : citus_table_text(citus_kind_) + std::string(" table")) +
+                      " after the aggregate was created",
+                  "Drop the aggregate: SELECT aggr_drop(" + sql_literal(def_.name) +
+                      "). Drop aggregates before distributing their table (they cannot follow a Citus table), and "
+                      "create them again after undistribute_table.",
+                  shard ? "Citus moved the table into a shard (citus_add_local_table_to_metadata) and renamed the "
+                          "aggregate's triggers on it."
+                        : "Citus writes its rows to shards, which the aggregate's triggers never see: the aggregate no "
+                          "longer follows the table.");
 }
 
 void CompiledAggregate::check_logged() const {
@@ -813,6 +841,7 @@ struct CacheEntry {
   std::unique_ptr<CompiledAggregate> compiled;
   std::uint64_t used_in = 0;  // transaction serial that last handed it out
   bool invalid = false;       // an invalidation arrived since it was compiled
+  bool citus_current = true;  // no invalidation since its Citus kind was looked up
 };
 std::uint64_t xact_serial = 1;
 
@@ -846,10 +875,23 @@ bool same_version(const AggregateDef &a, const AggregateDef &b) {
 // Invalidation callbacks run outside any C++ frame of ours: they only mark.
 void invalidate_source(Datum, Oid relid) {
   for (auto &[id, e] : cache())
-    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true;
+    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true, e.citus_current = false;
 }
 void invalidate_all(Datum, int, uint32) {
   for (auto &[id, e] : cache()) e.invalid = true;
+}
+
+// An entry handed out again within its transaction. It is never replaced
+// there (callers hold references), but after an invalidation of its table
+// the Citus catalog is looked at again: a create_distributed_table earlier
+// in this transaction has moved the table's rows into shards.
+CompiledAggregate &held_entry(CacheEntry &e) {
+  if (!e.citus_current) {
+    CompiledAggregate *c = e.compiled.get();
+    pg_guard([&] { c->recheck_citus(); });
+    e.citus_current = true;
+  }
+  return *e.compiled;
 }
 }  // namespace
 
@@ -863,7 +905,7 @@ CompiledAggregate *compiled_aggregate(int32 aggr_id) {
   auto it = cache().find(cache_key(aggr_id));
   if (it != cache().end()) {
     CacheEntry &e = it->second;
-    if (e.used_in == xact_serial) return e.compiled.get();
+    if (e.used_in == xact_serial) return &held_entry(e);
     if (!e.invalid && def_is_current(e.compiled->def())) {
       e.used_in = xact_serial;
       return e.compiled.get();
@@ -882,7 +924,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
     // Never replaced within a transaction: callers hold references.
     if (e.used_in == xact_serial || (!e.invalid && same_version(e.compiled->def(), def))) {
       e.used_in = xact_serial;
-      return *e.compiled;
+      return held_entry(e);
     }
   }
   auto compiled = std::make_unique<CompiledAggregate>(def);
@@ -890,6 +932,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
   e.compiled = std::move(compiled);
   e.used_in = xact_serial;
   e.invalid = false;
+  e.citus_current = true;
   return *e.compiled;
 }
 

@@ -2,6 +2,7 @@
 #include <memory>
 #include <set>
 
+#include "citus.hpp"
 #include "jobs.hpp"
 #include "deltas.hpp"
 #include "maintenance.hpp"
@@ -985,44 +986,18 @@ AGGR_FUNCTION(aggr_max) {
 // ---------------------------------------------------------------- definition
 
 namespace {
-// The schema of the installed extension `name`; InvalidOid when it is not installed. pg-side.
-Oid installed_extension_schema(const char *name) {
-  Relation rel = table_open(ExtensionRelationId, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
-  SysScanDesc scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-  HeapTuple tup = systable_getnext(scan);
-  Oid schema = HeapTupleIsValid(tup) ? ((Form_pg_extension)GETSTRUCT(tup))->extnamespace : InvalidOid;
-  systable_endscan(scan);
-  table_close(rel, AccessShareLock);
-  return schema;
-}
-
-// Citus keeps the rows of a distributed or reference table in shards (on
-// the workers, or in shard tables beside it) and writes them there: the
-// triggers on this table would never see them, and the aggregate would
-// answer from an empty or partial tree. Its catalog is looked at only when
-// the citus extension is installed, so nothing changes without Citus.
-// pg-side.
+// Citus keeps the rows of a distributed, reference or Citus local table in
+// shards (on the workers, or in shard tables beside it) and writes them
+// there: the triggers on this table would never see them, and the aggregate
+// would answer from an empty or partial tree. Nothing is looked up without
+// Citus. pg-side.
 void refuse_citus_table(Relation rel) {
-  Oid schema = installed_extension_schema("citus");
-  if (!OidIsValid(schema)) return;
-  Oid catalog_oid = get_relname_relid("pg_dist_partition", schema);
-  if (!OidIsValid(catalog_oid)) return;
-  AttrNumber relid_att = get_attnum(catalog_oid, "logicalrelid");
-  if (relid_att == InvalidAttrNumber) return;
-  Relation catalog = table_open(catalog_oid, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, relid_att, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(RelationGetRelid(rel)));
-  SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, NULL, 1, &key);
-  bool listed = HeapTupleIsValid(systable_getnext(scan));
-  systable_endscan(scan);
-  table_close(catalog, AccessShareLock);
-  if (listed)
+  CitusTable kind = citus_table_kind(RelationGetRelid(rel));
+  if (kind != CitusTable::None)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("table \"%s\" is a Citus table", RelationGetRelationName(rel)),
+                    errmsg("table \"%s\" is a Citus %s table", RelationGetRelationName(rel), citus_table_text(kind)),
                     errdetail("Citus writes its rows to shards, where the aggregate's triggers on this table never see them."),
-                    errhint("Aggregates are supported on plain tables that are not distributed, reference or local Citus tables.")));
+                    errhint("Aggregates are supported on plain tables, not on Citus distributed, reference or local tables.")));
 }
 }  // namespace
 
@@ -1131,6 +1106,43 @@ AGGR_FUNCTION(aggr_create) {
   PG_RETURN_VOID();
 }
 
+namespace {
+// DROP TRIGGER IF EXISTS, one statement per SPI call: Citus forwards a
+// utility statement's whole query string to the shards, and refuses one
+// with several commands. pg-side.
+void drop_trigger_if_exists(const char *trigger, Oid table) {
+  char *sql = psprintf("DROP TRIGGER IF EXISTS %s ON %s", quote_identifier(trigger),
+                       quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)), get_rel_name(table)));
+  if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop trigger \"%s\"", trigger);
+}
+
+// Drops the triggers of aggregate `id` from its table. With Citus they may
+// also be on shards (it copies triggers when it distributes a table, as
+// <trigger>_<shard id>): dropped from the Citus table, Citus drops them
+// from its shards too, which it does for distributed and reference tables
+// only under citus.enable_unsafe_triggers (dropping ours is safe). After
+// citus_add_local_table_to_metadata the aggregate's table is itself the
+// shard: they are dropped from its shell table. pg-side.
+void drop_triggers(int32 id, Oid source) {
+  Relation rel = table_open(source, ShareRowExclusiveLock);
+  bool citus = citus_installed();
+  Oid shell = citus ? citus_shell_of_shard(source) : InvalidOid;
+  int level = NewGUCNestLevel();
+  if (citus)
+    (void)set_config_option("citus.enable_unsafe_triggers", "on", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                            false);
+  char *triggers[] = {psprintf("aggr_ext_%d", id), psprintf("aggr_ext_%d_truncate", id)};
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+  for (char *trigger : triggers) {
+    if (OidIsValid(shell)) drop_trigger_if_exists(trigger, shell);
+    drop_trigger_if_exists(trigger, source);
+  }
+  SPI_finish();
+  AtEOXact_GUC(true, level);
+  table_close(rel, NoLock);
+}
+}  // namespace
+
 AGGR_FUNCTION(aggr_drop) {
   require_writable("aggr_drop()");
   AggregateDef def;
@@ -1160,17 +1172,8 @@ AGGR_FUNCTION(aggr_drop) {
     throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + def.name + "\" was dropped concurrently");
   op_buffer().flush();
   if (table_exists) {
-    pg_guard([&] {
-      Relation rel = table_open(def.source, ShareRowExclusiveLock);
-      char *qualified =
-          quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
-      char *sql = psprintf("DROP TRIGGER IF EXISTS aggr_ext_%d ON %s; DROP TRIGGER IF EXISTS aggr_ext_%d_truncate ON %s;",
-                           def.id, qualified, def.id, qualified);
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-      if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop the triggers of aggregate \"%s\"", def.name.c_str());
-      SPI_finish();
-      table_close(rel, NoLock);
-    });
+    Oid source = def.source;
+    pg_guard([&] { drop_triggers(id, source); });
   }
   discard_job(def);
   drop_generations_except(def, -1, -1);
