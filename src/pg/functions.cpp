@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "utils/float.h"
+#include "storage/predicate.h"
 #include "utils/rls.h"
 }
 
@@ -1117,6 +1118,14 @@ void min_max_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixS
 bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
   Target t;
   if (!open_for_query(planned, q, t)) return false;
+  // SERIALIZABLE: the normal plan's scan predicate-locks the whole table;
+  // so does this read, or a concurrent write would go undetected.
+  pg_guard([&] {
+    if (!IsolationIsSerializable()) return;
+    Relation rel = table_open(t.def.source, AccessShareLock);
+    PredicateLockRelation(rel, t.snapshot);
+    table_close(rel, AccessShareLock);
+  });
   (void)read_trees(t, [&] {
     std::string ns;
     if (q.has_ns) {
