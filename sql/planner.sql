@@ -18,6 +18,12 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE 500 >= k AND k IS NOT NULL;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE g = 3 AND k < 100;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > now()::date - '2000-01-01'::date;  -- stable: evaluated at execution
 EXPLAIN (COSTS OFF) SELECT count(*) + 1 AS n FROM pl;
+-- pages of whole rows in the aggregate's order (or its reverse)
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
+SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
+EXPLAIN (COSTS OFF) SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET $$2$$::int;
+SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET 2;
+EXPLAIN (COSTS OFF) SELECT id FROM pl ORDER BY k LIMIT 3;  -- the reverse, without the primary key (ties: id descending)
 -- not matched: the normal plan
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500 OR k < 10;           -- OR
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE w > 3;                       -- not the key
@@ -33,6 +39,12 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM pl a JOIN pl b USING (id);
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE g = 3 AND g = 4;            -- two namespaces
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl TABLESAMPLE SYSTEM (50);
 EXPLAIN (COSTS OFF) SELECT count(*) OVER () FROM pl;
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id DESC LIMIT 5 OFFSET 10;  -- mixed directions
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC NULLS LAST, id LIMIT 5;      -- NULLs on the other side
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id;                         -- no OFFSET / LIMIT
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id LIMIT 5 FOR UPDATE;
+EXPLAIN (COSTS OFF) SELECT random(), id FROM pl ORDER BY k DESC, id LIMIT 5;
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id FETCH FIRST 5 ROWS WITH TIES;
 SET aggr_ext.enable_planner = off;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 SET aggr_ext.enable_planner = on;  -- not RESET: the suites start with it off (Makefile)
@@ -99,13 +111,23 @@ BEGIN
   IF pg_temp.rnd(2) = 0 THEN calls := calls || format('min(%s)', c) || format('max(%s)', c); END IF;
   IF pg_temp.rnd(2) = 0 THEN calls := calls || CASE WHEN c IN ('kn', 'kc') THEN 'sum(sn)' ELSE 'sum(s)' END; END IF;
   IF pg_temp.rnd(3) = 0 THEN calls := calls || 'count(id)'::text; END IF;
-  q := 'SELECT ' || array_to_string(calls, ', ') || ' FROM dkeys';
+  IF pg_temp.rnd(2) = 0 THEN  -- a page of rows
+    q := 'SELECT id, ns, ' || c || ' FROM dkeys';
+  ELSE
+    q := 'SELECT ' || array_to_string(calls, ', ') || ' FROM dkeys';
+  END IF;
   IF cardinality(conds) > 0 THEN q := q || ' WHERE ' || array_to_string(conds, ' AND '); END IF;
+  IF q LIKE 'SELECT id, ns,%' THEN
+    q := q || format(' ORDER BY %s %s %s, id %s', c, (ARRAY['', 'ASC', 'DESC'])[1 + pg_temp.rnd(3)],
+                     (ARRAY['', 'NULLS FIRST', 'NULLS LAST'])[1 + pg_temp.rnd(3)], (ARRAY['', 'DESC'])[1 + pg_temp.rnd(2)]);
+    q := q || format(' OFFSET %s LIMIT %s', pg_temp.rnd(60), CASE WHEN pg_temp.rnd(10) = 0 THEN 'ALL' ELSE (1 + pg_temp.rnd(12))::text END);
+  END IF;
   RETURN q;
 END $$;
-CREATE TABLE pg_temp.tally (queries int DEFAULT 0, custom int DEFAULT 0, mismatches int DEFAULT 0);
+CREATE TABLE pg_temp.tally (queries int DEFAULT 0, custom int DEFAULT 0, custom_rows int DEFAULT 0, mismatches int DEFAULT 0);
 INSERT INTO pg_temp.tally DEFAULT VALUES;
--- Runs q with the planner on and off: 1 when the custom node answered it,
+-- Runs q with the planner on and off: 1 when the custom node answered it
+-- (2 when it returned rows),
 -- 100000 when the answers differ (a count that survives rolled-back subtransactions).
 CREATE FUNCTION pg_temp.check(q text) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
@@ -114,19 +136,20 @@ DECLARE
   plan text;
 BEGIN
   SET LOCAL aggr_ext.enable_planner = on;
-  EXECUTE 'EXPLAIN (COSTS OFF) ' || q INTO plan;
-  EXECUTE 'SELECT row(r.*)::text FROM (' || q || ') r' INTO on_result;
+  EXECUTE 'EXPLAIN (COSTS OFF, FORMAT JSON) ' || q INTO plan;  -- one row
+  EXECUTE 'SELECT array_agg(row(r.*)::text) FROM (' || q || ') r' INTO on_result;
   SET LOCAL aggr_ext.enable_planner = off;
-  EXECUTE 'SELECT row(r.*)::text FROM (' || q || ') r' INTO off_result;
+  EXECUTE 'SELECT array_agg(row(r.*)::text) FROM (' || q || ') r' INTO off_result;
   SET LOCAL aggr_ext.enable_planner = on;
   IF on_result IS DISTINCT FROM off_result THEN
     RAISE NOTICE 'mismatch: % gives % with the planner, % without', q, on_result, off_result;
   END IF;
-  RETURN (plan LIKE '%AggrExtScan%')::int + 100000 * (on_result IS DISTINCT FROM off_result)::int;
+  RETURN (plan LIKE '%AggrExtScan%')::int + (plan LIKE '%AggrExtScan%"Order": %')::int + 100000 * (on_result IS DISTINCT FROM off_result)::int;
 END $$;
 CREATE FUNCTION pg_temp.record(outcomes int[]) RETURNS void LANGUAGE sql AS $$
   UPDATE pg_temp.tally SET queries = queries + cardinality(outcomes),
-         custom = custom + (SELECT count(*) FROM unnest(outcomes) o WHERE o % 100000 = 1),
+         custom = custom + (SELECT count(*) FROM unnest(outcomes) o WHERE o % 100000 >= 1),
+         custom_rows = custom_rows + (SELECT count(*) FROM unnest(outcomes) o WHERE o % 100000 = 2),
          mismatches = mismatches + (SELECT count(*) FROM unnest(outcomes) o WHERE o >= 100000) $$;
 -- Random changes of this transaction's own (flushed before the next read).
 CREATE FUNCTION pg_temp.random_changes() RETURNS void LANGUAGE plpgsql AS $$
@@ -170,7 +193,7 @@ BEGIN
   FOR i IN 1 .. 60 LOOP outcomes := outcomes || pg_temp.check(pg_temp.random_query()); END LOOP;
   PERFORM pg_temp.record(outcomes);
 END $$;
-SELECT mismatches, queries, custom > queries / 4 AS custom_used FROM pg_temp.tally;
+SELECT mismatches, queries, custom > queries / 4 AS custom_used, custom_rows > queries / 20 AS custom_rows_used FROM pg_temp.tally;
 
 -- ---------------------------------------------------------------- parameters
 -- The same shapes as prepared statements, with forced generic plans ($n
@@ -185,6 +208,9 @@ BEGIN
   SELECT count(*), min(kb), max(kb) INTO b, x, y FROM dkeys WHERE ns = n AND kb > lo;
   SELECT min(kt), max(kt) INTO p, q FROM dkeys WHERE ns = n AND kt < t;
   SELECT min(kn), max(kn) INTO m, n2 FROM dkeys WHERE kn BETWEEN lo AND hi;
+  SELECT string_agg(r.id::text, ',') INTO p FROM (SELECT id FROM dkeys WHERE ns = n AND kt >= t ORDER BY kt DESC NULLS LAST, id
+                                                 OFFSET lo + 10 LIMIT hi + 10) r;
+  q := concat(q, '|', p);
   c := a * 1000000 + b;
   mn := concat_ws('/', x, p, m);
   mx := concat_ws('/', y, q, n2);
@@ -263,6 +289,23 @@ SELECT aggr_create('d_kb', 'dkeys'::regclass, key => 'kb', sum_value => 's', nam
 EXECUTE gen(2, 40);
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE gen(2, 40);
 EXECUTE oracle(2, 40);
+
+-- a page of rows, the same way
+PREPARE page(int, int) AS SELECT id, ki FROM dkeys WHERE ki > $1 ORDER BY ki, id OFFSET $2 LIMIT 4;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE page(50, 100);
+EXECUTE page(50, 100);
+SELECT aggr_clear('d_ki');
+CREATE FUNCTION pg_temp.answered_by(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY SELECT trim(line) FROM pg_temp.explain_analyze(q) line WHERE line LIKE '%Answered by%';
+END $$;
+CREATE FUNCTION pg_temp.explain_analyze(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q;
+END $$;
+SELECT pg_temp.answered_by('EXECUTE page(50, 100)');  -- (the sort's memory use would differ from one machine to another)
+EXECUTE page(50, 100);
+EXECUTE page(50, -1);  -- SQL's own error, from the normal plan
 RESET plan_cache_mode;
 
 -- ---------------------------------------------------------------- privileges and row-level security

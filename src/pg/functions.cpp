@@ -1115,23 +1115,74 @@ void min_max_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixS
 }
 }  // namespace
 
-bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
-  Target t;
-  if (!open_for_query(planned, q, t)) return false;
-  // SERIALIZABLE: the normal plan's scan predicate-locks the whole table;
-  // so does this read, or a concurrent write would go undetected.
+namespace {
+// SERIALIZABLE: the normal plan's scan predicate-locks the whole table;
+// so does a read in its place.
+void lock_as_a_scan(const Target &t) {
   pg_guard([&] {
     if (!IsolationIsSerializable()) return;
     Relation rel = table_open(t.def.source, AccessShareLock);
     PredicateLockRelation(rel, t.snapshot);
     table_close(rel, AccessShareLock);
   });
+}
+
+// The encoded namespace of a query ("" when not namespaced); false for ns = NULL.
+bool query_namespace(const Target &t, const RangeQuery &q, std::string &ns) {
+  if (!q.has_ns) return true;
+  if (q.ns.isnull) return false;
+  pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
+  return true;
+}
+}  // namespace
+
+bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, Tuplestorestate *rows) {
+  Target t;
+  if (!open_for_query(planned, q.range, t)) return false;
+  lock_as_a_scan(t);
+  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
   (void)read_trees(t, [&] {
     std::string ns;
-    if (q.has_ns) {
-      if (q.ns.isnull) return (Datum)0;  // ns = NULL: no row
-      pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
-    }
+    if (!query_namespace(t, q.range, ns)) return (Datum)0;
+    ReadTree rt(t, ns);
+    LeadingKeyProbes probes(t, rt);
+    PrefixSpan s;
+    s.hi = rt.range(nullptr, nullptr);
+    bool possible = true;
+    for (const QueryBound &b : q.range.bounds) possible = probes.apply(b, s) && possible;
+    std::uint64_t size = possible ? s.size() : 0;
+    std::uint64_t skip = std::min(size, static_cast<std::uint64_t>(q.offset));
+    std::uint64_t take = q.limit < 0 ? size - skip : std::min(size - skip, static_cast<std::uint64_t>(q.limit));
+    Window w;
+    w.reverse = q.reverse;
+    w.from = q.reverse ? s.hi.count - skip - take : s.lo.count + skip;
+    w.to = w.from + take;
+    RowFetcher fetcher(t, rt.query_snapshot());
+    visit_window(rt, w, [&](std::uint64_t, const Entry &e) {
+      pg_guard([&] {
+        Datum values[INDEX_MAX_KEYS];
+        bool nulls[INDEX_MAX_KEYS];
+        t.agg->id_values(e.key, values, nulls);
+        if (!fetcher.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rows, tup); }))
+          ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                          errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
+                                 get_rel_name(t.def.source)),
+                          errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
+      });
+    });
+    rt.close();
+    return (Datum)0;
+  });
+  return true;
+}
+
+bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
+  Target t;
+  if (!open_for_query(planned, q, t)) return false;
+  lock_as_a_scan(t);
+  (void)read_trees(t, [&] {
+    std::string ns;
+    if (!query_namespace(t, q, ns)) return (Datum)0;  // ns = NULL: no row
     ReadTree rt(t, ns);
     LeadingKeyProbes probes(t, rt);
     PrefixSpan s;

@@ -46,8 +46,14 @@ constexpr const char *kNodeName = "AggrExtScan";
 enum class Output : int { Count = 0, SumNumeric, SumInt8, Min, Max };
 
 // custom_private of the path and the plan.
+// The two things the node answers.
+enum class Kind : int { Aggregates = 0, Rows };
+
+// custom_private of the path and the plan. kOutputs: an Output per scan
+// column (Kind::Aggregates) or the table column it holds (Kind::Rows).
 enum PrivateField {
-  kName = 0, kSource, kKeyExprs, kKeyFlags, kSumExpr, kNsExpr, kOps, kOutputs, kHasNs, kClauses, kPrivateFields
+  kName = 0, kSource, kKeyExprs, kKeyFlags, kSumExpr, kNsExpr, kOps, kOutputs, kHasNs, kClauses, kKind, kReverse,
+  kPrivateFields
 };
 
 // ------------------------------------------------------------ matching (plain PostgreSQL code, may ereport)
@@ -100,7 +106,10 @@ struct Match {
   bool exact_sum = false;
   List *ops = NIL, *values = NIL, *clauses = NIL;
   Node *ns_value = nullptr;
-  List *aggrefs = NIL, *outputs = NIL;
+  List *aggrefs = NIL, *outputs = NIL;  // the scan tuple: Aggrefs, or Vars of the table (Kind::Rows)
+  Kind kind = Kind::Aggregates;
+  bool reverse = false;                       // Kind::Rows: in the reverse of aggregate order
+  Node *offset = nullptr, *limit = nullptr;  // Kind::Rows: NULL when absent
 };
 
 // The btree strategy of `key op value` (the key on the left), or 0 when op
@@ -205,13 +214,20 @@ bool match_aggref(Match &m, Aggref *a) {
   return true;
 }
 
-// The query shape the node answers: one plain table, aggregates only.
-RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
+// The query shapes the node answers: one plain table, and either
+// aggregates only, or rows ORDER BY ... OFFSET / LIMIT.
+bool answerable_shape(PlannerInfo *root, Kind kind) {
   Query *parse = root->parse;
   if (parse->commandType != CMD_SELECT || parse->groupClause || parse->groupingSets || parse->havingQual ||
-      parse->distinctClause || parse->hasWindowFuncs || parse->hasTargetSRFs || parse->rowMarks || !parse->hasAggs ||
-      root->append_rel_list || root->hasHavingQual)
-    return nullptr;
+      parse->distinctClause || parse->hasWindowFuncs || parse->hasTargetSRFs || parse->rowMarks ||
+      parse->setOperations || root->append_rel_list || root->hasHavingQual)
+    return false;
+  if (kind == Kind::Aggregates) return parse->hasAggs;
+  return !parse->hasAggs && parse->sortClause && parse->limitOption == LIMIT_OPTION_COUNT &&
+         (parse->limitCount || parse->limitOffset);
+}
+
+RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
   if (input_rel->reloptkind != RELOPT_BASEREL || bms_membership(input_rel->relids) != BMS_SINGLETON ||
       IS_DUMMY_REL(input_rel) || bms_num_members(root->all_baserels) != 1)
     return nullptr;
@@ -226,15 +242,82 @@ RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
   return rls ? nullptr : rte;
 }
 
-bool match_query(Match &m, RelOptInfo *input_rel, RelOptInfo *grouped_rel) {
+bool match_conditions(Match &m, RelOptInfo *input_rel) {
   ListCell *lc;
   foreach (lc, input_rel->baserestrictinfo)
     if (!match_clause(m, lfirst_node(RestrictInfo, lc))) return false;
-  if (m.ns && !m.ns_value) return false;  // one tree per namespace: it must be named
+  return !m.ns || m.ns_value;  // one tree per namespace: it must be named
+}
+
+bool match_query(Match &m, RelOptInfo *input_rel, RelOptInfo *grouped_rel) {
+  if (!match_conditions(m, input_rel)) return false;
+  ListCell *lc;
   List *found = pull_var_clause((Node *)grouped_rel->reltarget->exprs, PVC_INCLUDE_AGGREGATES);
   foreach (lc, found)
     if (!IsA(lfirst(lc), Aggref) || !match_aggref(m, (Aggref *)lfirst(lc))) return false;
   return m.aggrefs != NIL;
+}
+
+// ORDER BY the whole key, then (optionally) a prefix of the primary key,
+// each column in the aggregate's direction (or each in the opposite one):
+// the aggregate's entry order, or its reverse.
+bool match_order(Match &m, PlannerInfo *root, const CompiledAggregate &agg) {
+  std::size_t nkey = agg.key_columns();
+  std::size_t n = static_cast<std::size_t>(list_length(root->parse->sortClause));
+  if (n < nkey || n > agg.layout().size()) return false;
+  bool forward = true, reverse = true;
+  std::size_t i = 0;
+  ListCell *lc;
+  foreach (lc, root->parse->sortClause) {
+    SortGroupClause *sgc = lfirst_node(SortGroupClause, lc);
+    Node *expr = (Node *)get_sortgroupclause_expr(sgc, root->processed_tlist);
+    if (i < nkey) {
+      if (!equal(expr, as_in_query((Expr *)list_nth(agg.key_exprs(), (int)i), m.relid))) return false;
+    } else {
+      Var *v = IsA(expr, Var) ? (Var *)expr : nullptr;
+      if (!v || v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno != agg.pk_attnums()[i - nkey]) return false;
+    }
+    TypeCacheEntry *tc = lookup_type_cache(exprType(expr), TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+    if (sgc->sortop != tc->lt_opr && sgc->sortop != tc->gt_opr) return false;
+    bool desc = sgc->sortop == tc->gt_opr;
+    const Column &c = agg.layout().column(i);
+    bool nulls_agree = i >= nkey || sgc->nulls_first == c.nulls_first;  // a primary key has no NULLs
+    bool nulls_opposite = i >= nkey || sgc->nulls_first != c.nulls_first;
+    forward = forward && desc == c.desc && nulls_agree;
+    reverse = reverse && desc != c.desc && nulls_opposite;
+    ++i;
+  }
+  m.reverse = !forward;
+  return forward || reverse;
+}
+
+// The rows' output: any expressions of the table's columns (nothing
+// volatile: the normal plan may evaluate them for rows OFFSET skips).
+bool match_row_target(Match &m, PlannerInfo *root) {
+  Node *target = (Node *)root->upper_targets[UPPERREL_FINAL]->exprs;
+  if (contain_volatile_functions(target) || contain_subplans(target)) return false;
+  List *vars = pull_var_clause(target, 0);
+  ListCell *lc;
+  foreach (lc, vars) {
+    Var *v = (Var *)lfirst(lc);
+    if (v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno <= 0) return false;  // no whole row, no system column
+    if (list_member_int(m.outputs, v->varattno)) continue;
+    m.outputs = lappend_int(m.outputs, v->varattno);
+    m.aggrefs = lappend(m.aggrefs, makeVar(v->varno, v->varattno, v->vartype, v->vartypmod, v->varcollid, 0));
+  }
+  return true;
+}
+
+bool match_rows_query(Match &m, PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *final_rel,
+                      const CompiledAggregate &agg) {
+  m.kind = Kind::Rows;
+  if (!match_conditions(m, base_rel) || !match_order(m, root, agg) || !match_row_target(m, root)) return false;
+  Query *parse = root->parse;
+  for (Node *e : {parse->limitOffset, parse->limitCount})
+    if (e && !is_execution_value(e)) return false;
+  m.offset = parse->limitOffset;
+  m.limit = parse->limitCount;
+  return true;
 }
 
 // The expressions of a compiled aggregate as the query writes them.
@@ -261,6 +344,7 @@ Path *copy_of_best_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *gr
     if (!best || p->total_cost < best->total_cost) best = p;
   }
   std::size_t size = 0;
+  if (best && IsA(best, LimitPath)) size = sizeof(LimitPath);
   if (best && IsA(best, AggPath)) size = sizeof(AggPath);
   if (best && IsA(best, MinMaxAggPath)) size = sizeof(MinMaxAggPath);
   if (best && IsA(best, ProjectionPath)) size = sizeof(ProjectionPath);
@@ -269,6 +353,7 @@ Path *copy_of_best_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *gr
     memcpy(copy, best, size);
     return copy;
   }
+  if (!extra) return nullptr;  // final rows: no path of a kind known to copy
   // Whatever else the grouped relation holds: a plain aggregate over the cheapest scan.
   return (Path *)create_agg_path(root, grouped_rel, input_rel->cheapest_total_path, grouped_rel->reltarget, AGG_PLAIN,
                                  AGGSPLIT_SIMPLE, NIL, NIL, &extra->agg_final_costs, 1);
@@ -287,27 +372,33 @@ char *conditions_text(const Match &m) {
   return deparse_expression(all, deparse_context_for(get_rel_name(m.table), m.table), false, false);
 }
 
-// O(log n) descents, one per bound: cheaper than any scan of the table.
-Cost custom_cost(RelOptInfo *input_rel, const Match &m) {
-  double rows = std::max(input_rel->tuples, 1.0);
-  return cpu_tuple_cost + cpu_operator_cost * (2 + list_length(m.ops) + list_length(m.aggrefs)) * std::log2(rows + 1);
+// O(log n) descents, one per bound: cheaper than any scan of the table;
+// rows: then a primary key probe per row returned.
+Cost custom_cost(RelOptInfo *base_rel, const Match &m, double rows_out) {
+  double rows = std::max(base_rel->tuples, 1.0);
+  Cost descents = cpu_tuple_cost + cpu_operator_cost * (2 + list_length(m.ops) + list_length(m.aggrefs)) * std::log2(rows + 1);
+  if (m.kind == Kind::Aggregates) return descents;
+  return descents + rows_out * (cpu_tuple_cost + cpu_index_tuple_cost + random_page_cost / 4);
 }
 
-void add_custom_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra,
-                     const AggregateDef &def, const Match &m) {
+void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra,
+                     const AggregateDef &def, const Match &m, double rows_out = 1) {
+  Path *fallback = copy_of_best_path(root, base_rel, grouped_rel, extra);
+  if (!fallback) return;
   CustomPath *cp = makeNode(CustomPath);
   cp->path.pathtype = T_CustomScan;
   cp->path.parent = grouped_rel;
-  cp->path.pathtarget = grouped_rel->reltarget;
+  // The final relation's paths carry the final target (its reltarget is empty).
+  cp->path.pathtarget = m.kind == Kind::Rows ? root->upper_targets[UPPERREL_FINAL] : grouped_rel->reltarget;
   cp->path.param_info = nullptr;
   cp->path.parallel_aware = false;
   cp->path.parallel_safe = false;
   cp->path.parallel_workers = 0;
-  cp->path.rows = 1;
-  cp->path.startup_cost = cp->path.total_cost = custom_cost(input_rel, m);
-  cp->path.pathkeys = NIL;
+  cp->path.rows = rows_out;
+  cp->path.startup_cost = cp->path.total_cost = custom_cost(base_rel, m, rows_out);
+  cp->path.pathkeys = m.kind == Kind::Rows ? fallback->pathkeys : NIL;  // the order the query asked for
   cp->flags = 0;
-  cp->custom_paths = list_make1(copy_of_best_path(root, input_rel, grouped_rel, extra));
+  cp->custom_paths = list_make1(fallback);
   List *priv = NIL;
   priv = lappend(priv, makeString(pstrdup(def.name.c_str())));
   priv = lappend(priv, makeString(psprintf("%u", def.source)));
@@ -319,10 +410,16 @@ void add_custom_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *group
   priv = lappend(priv, m.outputs);
   priv = lappend(priv, makeInteger(m.ns_value ? 1 : 0));
   priv = lappend(priv, makeString(conditions_text(m)));
+  priv = lappend(priv, makeInteger((int)m.kind));
+  priv = lappend(priv, makeInteger(m.reverse ? 1 : 0));
   // Taken out by plan_custom_path (not kept in the plan's private list):
   priv = lappend(priv, m.aggrefs);
   List *exprs = list_copy(m.values);
   if (m.ns_value) exprs = lappend(exprs, m.ns_value);
+  if (m.kind == Kind::Rows) {  // offset and limit last
+    exprs = lappend(exprs, m.offset ? m.offset : (Node *)makeNullConst(INT8OID, -1, InvalidOid));
+    exprs = lappend(exprs, m.limit ? m.limit : (Node *)makeNullConst(INT8OID, -1, InvalidOid));
+  }
   priv = lappend(priv, exprs);
   cp->custom_private = priv;
   cp->methods = &path_methods;
@@ -331,12 +428,15 @@ void add_custom_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *group
 
 // ------------------------------------------------------------ the hook (C++ side)
 
-// The aggregate of the table that answers the query, if any.
-void consider_aggregates(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra) {
+// The aggregate of the table that answers the query, if any, adds its path.
+void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, RelOptInfo *output_rel, void *extra) {
   RangeTblEntry *rte = nullptr;
+  RelOptInfo *base_rel = nullptr;
   bool installed = false;
   pg_guard([&] {
-    rte = single_plain_table(root, input_rel);
+    if (!answerable_shape(root, kind) || bms_membership(root->all_baserels) != BMS_SINGLETON) return;
+    base_rel = kind == Kind::Aggregates ? input_rel : find_base_rel(root, bms_singleton_member(root->all_baserels));
+    rte = single_plain_table(root, base_rel);
     installed = rte && OidIsValid(get_extension_oid("aggr_ext", true)) &&
                 OidIsValid(get_namespace_oid("aggr_internal", true));
   });
@@ -356,11 +456,17 @@ void consider_aggregates(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *g
     bool matched = false;
     pg_guard([&] {
       Match m;
-      m.relid = input_rel->relid;
+      m.relid = base_rel->relid;
       m.table = table;
       take_definition(m, *agg);
-      matched = match_query(m, input_rel, grouped_rel);
-      if (matched) add_custom_path(root, input_rel, grouped_rel, static_cast<GroupPathExtraData *>(extra), def, m);
+      if (kind == Kind::Aggregates) {
+        matched = match_query(m, base_rel, output_rel);
+        if (matched) add_custom_path(root, base_rel, output_rel, static_cast<GroupPathExtraData *>(extra), def, m);
+      } else {
+        matched = match_rows_query(m, root, base_rel, output_rel, *agg);
+        double count = static_cast<FinalPathExtraData *>(extra)->count_est;
+        if (matched) add_custom_path(root, base_rel, output_rel, nullptr, def, m, count > 0 ? count : 100);
+      }
     });
     if (matched) return;
   }
@@ -368,11 +474,11 @@ void consider_aggregates(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *g
 
 void upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_rel, RelOptInfo *output_rel, void *extra) {
   if (previous_upper_hook) previous_upper_hook(root, stage, input_rel, output_rel, extra);
-  if (stage != UPPERREL_GROUP_AGG || !enable_planner || !extra) return;
+  if ((stage != UPPERREL_GROUP_AGG && stage != UPPERREL_FINAL) || !enable_planner || !extra) return;
   ErrorReport report;
   bool failed = false;
   try {
-    consider_aggregates(root, input_rel, output_rel, static_cast<GroupPathExtraData *>(extra));
+    consider_aggregates(root, stage == UPPERREL_GROUP_AGG ? Kind::Aggregates : Kind::Rows, input_rel, output_rel, extra);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
@@ -412,8 +518,12 @@ enum class Mode { Undecided, Answered, Done, Fallback };
 struct ScanState {
   CustomScanState css;
   PlanState *child;
-  List *value_states;  // ExprState per bound, then the namespace value
+  List *value_states;  // ExprState per bound, then the namespace value (then offset, limit)
   Mode mode;
+  Kind kind;
+  Relation table;              // Kind::Rows: the source table,
+  TupleTableSlot *table_slot;  // a slot of its rows,
+  Tuplestorestate *rows;       // and the rows answered
   bool used_aggregate;  // for EXPLAIN ANALYZE: answered from the aggregate at least once
   bool used_fallback;
 };
@@ -429,13 +539,17 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   ListCell *lc;
   foreach (lc, cs->custom_exprs) s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
   s->mode = Mode::Undecided;
+  s->kind = static_cast<Kind>(intVal(list_nth(cs->custom_private, kKind)));
+  if (s->kind == Kind::Rows) {
+    Oid source = static_cast<Oid>(strtoul(strVal(list_nth(cs->custom_private, kSource)), nullptr, 10));
+    s->table = table_open(source, AccessShareLock);
+    s->table_slot = MakeSingleTupleTableSlot(RelationGetDescr(s->table), &TTSOpsMinimalTuple);
+  }
 }
 
 const char *private_text(CustomScan *cs, int field) { return strVal(list_nth(cs->custom_private, field)); }
 
-// C++: reads the aggregate into the scan slot, or says to fall back.
-bool answer_into_slot(ScanState *s) {
-  CustomScan *cs = (CustomScan *)s->css.ss.ps.plan;
+PlannedAggregate planned_of(CustomScan *cs) {
   PlannedAggregate planned;
   planned.name = private_text(cs, kName);
   planned.source = static_cast<Oid>(std::strtoul(private_text(cs, kSource), nullptr, 10));
@@ -443,29 +557,74 @@ bool answer_into_slot(ScanState *s) {
   planned.key_flags = private_text(cs, kKeyFlags);
   planned.sum_expr = private_text(cs, kSumExpr);
   planned.ns_expr = private_text(cs, kNsExpr);
-  List *ops = (List *)list_nth(cs->custom_private, kOps);
-  List *outputs = (List *)list_nth(cs->custom_private, kOutputs);
-  RangeQuery q;
-  q.has_ns = intVal(list_nth(cs->custom_private, kHasNs)) != 0;
+  return planned;
+}
+
+// Values of the bounds and the namespace (and offset, limit), as the
+// query's expressions compute them now, into q. pg-side.
+constexpr int kMaxValues = 64;
+int evaluate_values(ScanState *s, KeyValue *values) {
   ExprContext *econtext = s->css.ss.ps.ps_ExprContext;
   List *states = s->value_states;
+  int nvalues = std::min(list_length(states), kMaxValues);
+  ResetExprContext(econtext);
+  for (int i = 0; i < nvalues; ++i) {
+    ExprState *es = (ExprState *)list_nth(states, i);
+    bool isnull = false;
+    values[i].value = ExecEvalExprSwitchContext(es, econtext, &isnull);
+    values[i].isnull = isnull;
+    values[i].type = exprType((Node *)es->expr);
+  }
+  return nvalues;
+}
+
+// The bounds and namespace of the plan with their values; false when the
+// values do not fit the plan (never, short of a corrupt plan).
+bool range_query_of(CustomScan *cs, const KeyValue *values, int nvalues, int extra_values, RangeQuery &q) {
+  List *ops = (List *)list_nth(cs->custom_private, kOps);
+  q.has_ns = intVal(list_nth(cs->custom_private, kHasNs)) != 0;
   int nops = list_length(ops);
-  // Values of the bounds and the namespace, as the query's expressions compute them.
-  KeyValue values[64];
-  int nvalues = std::min(list_length(states), 64);
-  if (nvalues != nops + (q.has_ns ? 1 : 0)) return false;
-  pg_guard([&] {
-    ResetExprContext(econtext);
-    for (int i = 0; i < nvalues; ++i) {
-      ExprState *es = (ExprState *)list_nth(states, i);
-      bool isnull = false;
-      values[i].value = ExecEvalExprSwitchContext(es, econtext, &isnull);
-      values[i].isnull = isnull;
-      values[i].type = exprType((Node *)es->expr);
-    }
-  });
+  if (nvalues != nops + (q.has_ns ? 1 : 0) + extra_values) return false;
   for (int i = 0; i < nops; ++i) q.bounds.push_back(QueryBound{static_cast<BoundOp>(list_nth_int(ops, i)), values[i]});
   if (q.has_ns) q.ns = values[nops];
+  return true;
+}
+
+// C++: reads the rows into s->rows, or says to fall back.
+bool answer_rows_into_store(ScanState *s) {
+  CustomScan *cs = (CustomScan *)s->css.ss.ps.plan;
+  PlannedAggregate planned = planned_of(cs);
+  KeyValue values[kMaxValues];
+  int nvalues = 0;
+  pg_guard([&] { nvalues = evaluate_values(s, values); });
+  RowsQuery q;
+  if (nvalues < 2 || !range_query_of(cs, values, nvalues, 2, q.range)) return false;
+  const KeyValue &offset = values[nvalues - 2], &limit = values[nvalues - 1];
+  q.offset = offset.isnull ? 0 : DatumGetInt64(offset.value);
+  q.limit = limit.isnull ? -1 : DatumGetInt64(limit.value);
+  if (q.offset < 0 || (!limit.isnull && q.limit < 0)) return false;  // the normal plan raises SQL's error
+  q.reverse = intVal(list_nth(cs->custom_private, kReverse)) != 0;
+  EState *estate = s->css.ss.ps.state;
+  Tuplestorestate *rows = nullptr;
+  pg_guard([&] {
+    MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+    rows = tuplestore_begin_heap(false, false, work_mem);
+    MemoryContextSwitchTo(old);
+  });
+  s->rows = rows;
+  return answer_rows(planned, q, rows);
+}
+
+// C++: reads the aggregate into the scan slot, or says to fall back.
+bool answer_into_slot(ScanState *s) {
+  CustomScan *cs = (CustomScan *)s->css.ss.ps.plan;
+  PlannedAggregate planned = planned_of(cs);
+  List *outputs = (List *)list_nth(cs->custom_private, kOutputs);
+  KeyValue values[kMaxValues];
+  int nvalues = 0;
+  pg_guard([&] { nvalues = evaluate_values(s, values); });
+  RangeQuery q;
+  if (!range_query_of(cs, values, nvalues, 0, q)) return false;
   ListCell *lc;
   foreach (lc, outputs) {
     Output o = static_cast<Output>(lfirst_int(lc));
@@ -508,7 +667,7 @@ void decide(ScanState *s) {
   ErrorReport report;
   bool failed = false, answered = false;
   try {
-    answered = answer_into_slot(s);
+    answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
@@ -518,12 +677,38 @@ void decide(ScanState *s) {
   (answered ? s->used_aggregate : s->used_fallback) = true;
 }
 
+// The next answered row into the scan slot; false at the end.
+bool next_row(ScanState *s) {
+  if (!tuplestore_gettupleslot(s->rows, true, false, s->table_slot)) return false;
+  slot_getallattrs(s->table_slot);
+  TupleTableSlot *scan = s->css.ss.ss_ScanTupleSlot;
+  ExecClearTuple(scan);
+  List *attnos = (List *)list_nth(((CustomScan *)s->css.ss.ps.plan)->custom_private, kOutputs);
+  int j = 0;
+  ListCell *lc;
+  foreach (lc, attnos) {
+    int att = lfirst_int(lc);
+    scan->tts_values[j] = s->table_slot->tts_values[att - 1];
+    scan->tts_isnull[j] = s->table_slot->tts_isnull[att - 1];
+    ++j;
+  }
+  ExecStoreVirtualTuple(scan);
+  return true;
+}
+
 TupleTableSlot *exec_scan(CustomScanState *node) {
   auto *s = (ScanState *)node;
   if (s->mode == Mode::Undecided) decide(s);
   if (s->mode == Mode::Fallback) return ExecProcNode(s->child);
   if (s->mode == Mode::Done) return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
-  s->mode = Mode::Done;
+  if (s->kind == Kind::Rows) {
+    if (!next_row(s)) {
+      s->mode = Mode::Done;
+      return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
+    }
+  } else {
+    s->mode = Mode::Done;
+  }
   ProjectionInfo *proj = node->ss.ps.ps_ProjInfo;
   if (!proj) return node->ss.ss_ScanTupleSlot;
   ExprContext *econtext = node->ss.ps.ps_ExprContext;
@@ -531,11 +716,23 @@ TupleTableSlot *exec_scan(CustomScanState *node) {
   return ExecProject(proj);
 }
 
-void end_scan(CustomScanState *node) { ExecEndNode(((ScanState *)node)->child); }
+void forget_rows(ScanState *s) {
+  if (s->rows) tuplestore_end(s->rows);
+  s->rows = nullptr;
+}
+
+void end_scan(CustomScanState *node) {
+  auto *s = (ScanState *)node;
+  ExecEndNode(s->child);
+  forget_rows(s);
+  if (s->table_slot) ExecDropSingleTupleTableSlot(s->table_slot);
+  if (s->table) table_close(s->table, AccessShareLock);
+}
 
 void rescan(CustomScanState *node) {
   auto *s = (ScanState *)node;
   s->mode = Mode::Undecided;
+  forget_rows(s);
   if (node->ss.ps.chgParam) UpdateChangedParamSet(s->child, node->ss.ps.chgParam);
   if (!s->child->chgParam) ExecReScan(s->child);
 }
@@ -546,6 +743,8 @@ void explain_scan(CustomScanState *node, List *ancestors, ExplainState *es) {
   ExplainPropertyText("Aggregate", private_text(cs, kName), es);
   const char *conditions = private_text(cs, kClauses);
   if (*conditions) ExplainPropertyText("Bounds", conditions, es);
+  if (s->kind == Kind::Rows)
+    ExplainPropertyText("Order", intVal(list_nth(cs->custom_private, kReverse)) ? "reverse of the aggregate's" : "the aggregate's", es);
   if (es->analyze)
     ExplainPropertyText("Answered by", s->used_aggregate && s->used_fallback ? "aggregate and normal plan"
                                        : s->used_fallback                    ? "normal plan"
@@ -566,6 +765,10 @@ Node *create_scan_state(CustomScan *cs) {
   s->child = nullptr;
   s->value_states = NIL;
   s->mode = Mode::Undecided;
+  s->kind = Kind::Aggregates;
+  s->table = nullptr;
+  s->table_slot = nullptr;
+  s->rows = nullptr;
   s->used_aggregate = s->used_fallback = false;
   return (Node *)s;
 }

@@ -50,4 +50,15 @@ struct RangeAnswer {
 // left to the normal plan). Errors of the read itself (corruption) raise.
 bool answer_range(const PlannedAggregate &planned, const RangeQuery &query, RangeAnswer &out);
 
+// `limit` rows (all when negative) from the `offset`-th of the range, in
+// aggregate order or its reverse: whole rows of the source table fetched
+// by primary key with the query's snapshot (as aggr_page_rows), appended
+// to `rows` (a tuplestore of the table's rows). False as answer_range.
+struct RowsQuery {
+  RangeQuery range;
+  int64 offset = 0, limit = -1;
+  bool reverse = false;
+};
+bool answer_rows(const PlannedAggregate &planned, const RowsQuery &query, Tuplestorestate *rows);
+
 }  // namespace aggr::pg
