@@ -242,6 +242,24 @@ RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
   return rls ? nullptr : rte;
 }
 
+// Whether the table has an enabled trigger named `name` (or, with
+// prefix, whose name starts with it). Every aggregate is kept by its row
+// trigger aggr_ext_<id>: a table without one has no aggregate to read (a
+// cheap test from the relcache, before any catalog lookup), and one whose
+// trigger is disabled (ALTER TABLE ... DISABLE TRIGGER) misses changes.
+bool has_enabled_trigger(Oid relid, const char *name, bool prefix) {
+  Relation rel = relation_open(relid, NoLock);  // the planner holds its lock
+  bool found = false;
+  std::size_t len = strlen(name);
+  for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers && !found; ++i) {
+    const Trigger *tg = &rel->trigdesc->triggers[i];
+    found = tg->tgenabled != TRIGGER_DISABLED &&
+            (prefix ? strncmp(tg->tgname, name, len) == 0 : strcmp(tg->tgname, name) == 0);
+  }
+  relation_close(rel, NoLock);
+  return found;
+}
+
 bool match_conditions(Match &m, RelOptInfo *input_rel) {
   ListCell *lc;
   foreach (lc, input_rel->baserestrictinfo)
@@ -437,13 +455,17 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
     if (!answerable_shape(root, kind) || bms_membership(root->all_baserels) != BMS_SINGLETON) return;
     base_rel = kind == Kind::Aggregates ? input_rel : find_base_rel(root, bms_singleton_member(root->all_baserels));
     rte = single_plain_table(root, base_rel);
-    installed = rte && OidIsValid(get_extension_oid("aggr_ext", true)) &&
+    installed = rte && has_enabled_trigger(rte->relid, "aggr_ext_", true) &&
+                OidIsValid(get_extension_oid("aggr_ext", true)) &&
                 OidIsValid(get_namespace_oid("aggr_internal", true));
   });
   if (!rte || !installed) return;
   Oid table = rte->relid;
   for (const AggregateDef &def : load_aggregates_of(table)) {
     if (def.state != "ready") continue;
+    bool maintained = false;
+    pg_guard([&] { maintained = has_enabled_trigger(table, psprintf("aggr_ext_%d", def.id), false); });
+    if (!maintained) continue;
     Oid user = InvalidOid;
     pg_guard([&] { user = GetUserId(); });
     // Compiled as the table owner, as reads compile it (it folds the owner's functions).
