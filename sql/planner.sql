@@ -18,6 +18,9 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE 500 >= k AND k IS NOT NULL;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE g = 3 AND k < 100;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > now()::date - '2000-01-01'::date;  -- stable: evaluated at execution
 EXPLAIN (COSTS OFF) SELECT count(*) + 1 AS n FROM pl;
+EXPLAIN (COSTS OFF) SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY k), percentile_disc(0.9) WITHIN GROUP (ORDER BY k DESC) FROM pl WHERE k > 10;
+SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY k), percentile_disc(0.9) WITHIN GROUP (ORDER BY k DESC) FROM pl WHERE k > 10;
+SELECT percentile_disc(1.5) WITHIN GROUP (ORDER BY k) FROM pl;  -- SQL's error, from the normal plan
 -- pages of whole rows in the aggregate's order (or its reverse)
 EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
 SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
@@ -32,6 +35,8 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > random() * 1000;         -
 EXPLAIN (COSTS OFF) SELECT count(w) FROM pl;                                   -- w may be NULL
 EXPLAIN (COSTS OFF) SELECT sum(w) FROM pl;                                     -- not the sum_value
 EXPLAIN (COSTS OFF) SELECT min(w) FROM pl;
+EXPLAIN (COSTS OFF) SELECT percentile_disc(ARRAY[0.5]) WITHIN GROUP (ORDER BY k) FROM pl;
+EXPLAIN (COSTS OFF) SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY k) FROM pl;
 EXPLAIN (COSTS OFF) SELECT count(*) FILTER (WHERE v > 3) FROM pl;
 EXPLAIN (COSTS OFF) SELECT count(DISTINCT k) FROM pl;
 EXPLAIN (COSTS OFF) SELECT g, count(*) FROM pl GROUP BY g;
@@ -118,6 +123,11 @@ BEGIN
   IF pg_temp.rnd(2) = 0 THEN calls := calls || format('min(%s)', c) || format('max(%s)', c); END IF;
   IF pg_temp.rnd(2) = 0 THEN calls := calls || CASE WHEN c IN ('kn', 'kc') THEN 'sum(sn)' ELSE 'sum(s)' END; END IF;
   IF pg_temp.rnd(3) = 0 THEN calls := calls || 'count(id)'::text; END IF;
+  IF pg_temp.rnd(3) = 0 THEN
+    calls := calls || format('percentile_disc(%s) WITHIN GROUP (ORDER BY %s %s)',
+                             (ARRAY['0', '0.25', '0.5', '0.37', '0.999', '1', 'NULL::float8'])[1 + pg_temp.rnd(7)], c,
+                             (ARRAY['', 'DESC'])[1 + pg_temp.rnd(2)]);
+  END IF;
   IF pg_temp.rnd(2) = 0 THEN  -- a page of rows
     q := 'SELECT id, ns, ' || c || ' FROM dkeys';
   ELSE
@@ -215,11 +225,13 @@ BEGIN
   SELECT count(*), min(kb), max(kb) INTO b, x, y FROM dkeys WHERE ns = n AND kb > lo;
   SELECT min(kt), max(kt) INTO p, q FROM dkeys WHERE ns = n AND kt < t;
   SELECT min(kn), max(kn) INTO m, n2 FROM dkeys WHERE kn BETWEEN lo AND hi;
+  SELECT percentile_disc(least(1, abs(lo) / 200.0)) WITHIN GROUP (ORDER BY kb DESC) INTO x FROM dkeys WHERE ns = n AND kb < hi;
+  mn := x::text;
   SELECT string_agg(r.id::text, ',') INTO p FROM (SELECT id FROM dkeys WHERE ns = n AND kt >= t ORDER BY kt DESC NULLS LAST, id
                                                  OFFSET lo + 10 LIMIT hi + 10) r;
   q := concat(q, '|', p);
   c := a * 1000000 + b;
-  mn := concat_ws('/', x, p, m);
+  mn := concat_ws('/', mn, x, p, m);
   mx := concat_ws('/', y, q, n2);
 END $b$;
   setting record;

@@ -1,4 +1,5 @@
 // SQL-callable functions: definition, queries, operations.
+#include <cmath>
 #include <memory>
 #include <set>
 
@@ -1097,6 +1098,25 @@ Datum leading_key_at(const Target &t, ReadTree &rt, std::uint64_t pos) {
   return out;
 }
 
+// percentile_disc over s, NULL keys left out: the K-th value in the
+// WITHIN GROUP order, K = ceil(fraction * N) (at least 1), computed as
+// PostgreSQL's percentile_disc_final computes it.
+void percentiles_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
+                    RangeAnswer &out) {
+  probes.drop_nulls(s);
+  std::uint64_t n = s.size();
+  bool key_desc = t.agg->layout().column(0).desc;
+  for (std::size_t i = 0; i < q.percentiles.size(); ++i) {
+    const Percentile &p = q.percentiles[i];
+    if (p.fraction_null || n == 0) continue;  // NULL
+    int64 k = static_cast<int64>(std::ceil(p.fraction * static_cast<double>(static_cast<int64>(n))));
+    std::uint64_t skip = static_cast<std::uint64_t>(std::max<int64>(k, 1) - 1);
+    bool from_end = key_desc != p.descending;  // the WITHIN GROUP order runs against the aggregate's
+    out.percentile[i] = leading_key_at(t, rt, from_end ? s.hi.count - 1 - skip : s.lo.count + skip);
+    out.percentile_null[i] = false;
+  }
+}
+
 // min / max of the leading key over s, NULL keys left out.
 void min_max_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
                 RangeAnswer &out) {
@@ -1180,6 +1200,8 @@ bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q
   Target t;
   if (!open_for_query(planned, q, t)) return false;
   lock_as_a_scan(t);
+  out.percentile.assign(q.percentiles.size(), (Datum)0);  // NULL unless found
+  out.percentile_null.assign(q.percentiles.size(), true);
   (void)read_trees(t, [&] {
     std::string ns;
     if (!query_namespace(t, q, ns)) return (Datum)0;  // ns = NULL: no row
@@ -1196,6 +1218,7 @@ bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q
         pg_guard([&] { out.sum = t.agg->sum().to_numeric(sum); });
       }
       if (q.want_min || q.want_max) min_max_of(t, rt, probes, s, q, out);
+      percentiles_of(t, rt, probes, s, q, out);
     }
     rt.close();
     return (Datum)0;

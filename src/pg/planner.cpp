@@ -43,7 +43,7 @@ create_upper_paths_hook_type previous_upper_hook = nullptr;
 constexpr const char *kNodeName = "AggrExtScan";
 
 // What each column of the scan tuple (one per aggregate call) is.
-enum class Output : int { Count = 0, SumNumeric, SumInt8, Min, Max };
+enum class Output : int { Count = 0, SumNumeric, SumInt8, Min, Max, PercentileAsc, PercentileDesc };
 
 // custom_private of the path and the plan.
 // The two things the node answers.
@@ -110,6 +110,7 @@ struct Match {
   Kind kind = Kind::Aggregates;
   bool reverse = false;                       // Kind::Rows: in the reverse of aggregate order
   Node *offset = nullptr, *limit = nullptr;  // Kind::Rows: NULL when absent
+  List *fractions = NIL;                      // percentile_disc's fractions, in output order
 };
 
 // The btree strategy of `key op value` (the key on the left), or 0 when op
@@ -186,8 +187,28 @@ Output min_or_max(Aggref *a, const Match &m) {
   return Output::Count;
 }
 
+// percentile_disc(fraction) WITHIN GROUP (ORDER BY key [ASC | DESC]) of
+// the leading key, NULLs skipped as ordered-set aggregates skip them.
+bool match_percentile(Match &m, Aggref *a) {
+  if (a->aggfnoid != F_PERCENTILE_DISC_FLOAT8_ANYELEMENT || a->agglevelsup != 0 || a->aggfilter ||
+      a->aggkind != AGGKIND_ORDERED_SET || a->aggsplit != AGGSPLIT_SIMPLE || list_length(a->args) != 1 ||
+      list_length(a->aggorder) != 1 || list_length(a->aggdirectargs) != 1)
+    return false;
+  Node *arg = (Node *)((TargetEntry *)linitial(a->args))->expr;
+  Node *fraction = (Node *)linitial(a->aggdirectargs);
+  if (!equal(arg, m.key) || a->inputcollid != m.key_collation || !is_execution_value(fraction)) return false;
+  SortGroupClause *sgc = (SortGroupClause *)linitial(a->aggorder);
+  TypeCacheEntry *tc = lookup_type_cache(m.key_type, TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+  if (sgc->sortop != tc->lt_opr && sgc->sortop != tc->gt_opr) return false;
+  m.aggrefs = lappend(m.aggrefs, a);
+  m.outputs = lappend_int(m.outputs, (int)(sgc->sortop == tc->lt_opr ? Output::PercentileAsc : Output::PercentileDesc));
+  m.fractions = lappend(m.fractions, fraction);
+  return true;
+}
+
 // One aggregate call of the query; false when the aggregate cannot answer it.
 bool match_aggref(Match &m, Aggref *a) {
+  if (a->aggkind == AGGKIND_ORDERED_SET) return match_percentile(m, a);
   if (a->agglevelsup != 0 || a->aggfilter || a->aggdistinct || a->aggorder || a->aggkind != AGGKIND_NORMAL ||
       a->aggvariadic || a->aggsplit != AGGSPLIT_SIMPLE)
     return false;
@@ -434,6 +455,7 @@ void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *groupe
   priv = lappend(priv, m.aggrefs);
   List *exprs = list_copy(m.values);
   if (m.ns_value) exprs = lappend(exprs, m.ns_value);
+  exprs = list_concat(exprs, m.fractions);  // Kind::Aggregates: fractions last
   if (m.kind == Kind::Rows) {  // offset and limit last
     exprs = lappend(exprs, m.offset ? m.offset : (Node *)makeNullConst(INT8OID, -1, InvalidOid));
     exprs = lappend(exprs, m.limit ? m.limit : (Node *)makeNullConst(INT8OID, -1, InvalidOid));
@@ -646,13 +668,25 @@ bool answer_into_slot(ScanState *s) {
   int nvalues = 0;
   pg_guard([&] { nvalues = evaluate_values(s, values); });
   RangeQuery q;
-  if (!range_query_of(cs, values, nvalues, 0, q)) return false;
   ListCell *lc;
+  int nfractions = 0;
+  foreach (lc, outputs) {
+    Output o = static_cast<Output>(lfirst_int(lc));
+    nfractions += o == Output::PercentileAsc || o == Output::PercentileDesc;
+  }
+  if (!range_query_of(cs, values, nvalues, nfractions, q)) return false;
+  const KeyValue *fraction = values + nvalues - nfractions;
   foreach (lc, outputs) {
     Output o = static_cast<Output>(lfirst_int(lc));
     q.want_sum |= o == Output::SumInt8 || o == Output::SumNumeric;
     q.want_min |= o == Output::Min;
     q.want_max |= o == Output::Max;
+    if (o != Output::PercentileAsc && o != Output::PercentileDesc) continue;
+    double f = fraction->isnull ? 0 : DatumGetFloat8(fraction->value);
+    // Out of range: the normal plan raises SQL's error.
+    if (!fraction->isnull && (std::isnan(f) || f < 0 || f > 1)) return false;
+    q.percentiles.push_back(Percentile{f, fraction->isnull, o == Output::PercentileDesc});
+    ++fraction;
   }
   RangeAnswer a;
   if (!answer_range(planned, q, a)) return false;
@@ -660,6 +694,7 @@ bool answer_into_slot(ScanState *s) {
   pg_guard([&] {
     ExecClearTuple(slot);
     int i = 0;
+    std::size_t k = 0;
     ListCell *oc;
     foreach (oc, outputs) {
       Output o = static_cast<Output>(lfirst_int(oc));
@@ -674,6 +709,12 @@ bool answer_into_slot(ScanState *s) {
           break;
         case Output::Min: isnull = a.min_null; v = a.min; break;
         case Output::Max: isnull = a.max_null; v = a.max; break;
+        case Output::PercentileAsc:
+        case Output::PercentileDesc:
+          isnull = a.percentile_null[k];
+          v = a.percentile[k];
+          ++k;
+          break;
       }
       slot->tts_values[i] = v;
       slot->tts_isnull[i] = isnull;

@@ -27,21 +27,31 @@ struct PlannedAggregate {
   std::string key_exprs, key_flags, sum_expr, ns_expr;
 };
 
+// percentile_disc(fraction) WITHIN GROUP (ORDER BY <leading key> [DESC]).
+struct Percentile {
+  double fraction = 0;  // within [0, 1]
+  bool fraction_null = false;
+  bool descending = false;
+};
+
 struct RangeQuery {
   std::vector<QueryBound> bounds;
+  std::vector<Percentile> percentiles;
   bool has_ns = false;
   KeyValue ns;  // of the namespace expression's type
   bool want_sum = false, want_min = false, want_max = false;
 };
 
 // In the caller's memory context. sum: numeric (NULL when count is 0);
-// min / max: of the leading key column's type, the smallest / largest
+// percentile: as percentile_disc computes it over the non-NULL keys; min / max: of the leading key column's type, the smallest / largest
 // non-NULL value in that type's order (NULL when none).
 struct RangeAnswer {
   std::uint64_t count = 0;
   Datum sum = 0;
   Datum min = 0, max = 0;
   bool min_null = true, max_null = true;
+  std::vector<Datum> percentile;  // one per query.percentiles, of the key's type
+  std::vector<bool> percentile_null;
 };
 
 // False, having read nothing, when the aggregate cannot answer exactly for
