@@ -45,7 +45,6 @@ constexpr const char *kNodeName = "AggrExtScan";
 // What each column of the scan tuple (one per aggregate call) is.
 enum class Output : int { Count = 0, SumNumeric, SumInt8, Min, Max, PercentileAsc, PercentileDesc };
 
-// custom_private of the path and the plan.
 // The two things the node answers.
 enum class Kind : int { Aggregates = 0, Rows };
 
@@ -263,18 +262,19 @@ RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
   return rls ? nullptr : rte;
 }
 
-// Whether the table has an enabled trigger named `name` (or, with
+// Whether the table has an ENABLE ALWAYS trigger named `name` (or, with
 // prefix, whose name starts with it). Every aggregate is kept by its row
-// trigger aggr_ext_<id>: a table without one has no aggregate to read (a
-// cheap test from the relcache, before any catalog lookup), and one whose
-// trigger is disabled (ALTER TABLE ... DISABLE TRIGGER) misses changes.
-bool has_enabled_trigger(Oid relid, const char *name, bool prefix) {
+// trigger aggr_ext_<id>, ENABLE ALWAYS: a table without one has no
+// aggregate to read (a cheap test from the relcache, before any catalog
+// lookup), and one whose trigger is disabled (ALTER TABLE ... DISABLE
+// TRIGGER, or enabled for origin / replica sessions only) misses changes.
+bool has_always_trigger(Oid relid, const char *name, bool prefix) {
   Relation rel = relation_open(relid, NoLock);  // the planner holds its lock
   bool found = false;
   std::size_t len = strlen(name);
   for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers && !found; ++i) {
     const Trigger *tg = &rel->trigdesc->triggers[i];
-    found = tg->tgenabled != TRIGGER_DISABLED &&
+    found = tg->tgenabled == TRIGGER_FIRES_ALWAYS &&  // as aggr_create made it; otherwise some writes skip it
             (prefix ? strncmp(tg->tgname, name, len) == 0 : strcmp(tg->tgname, name) == 0);
   }
   relation_close(rel, NoLock);
@@ -314,7 +314,8 @@ bool match_order(Match &m, PlannerInfo *root, const CompiledAggregate &agg) {
       if (!equal(expr, as_in_query((Expr *)list_nth(agg.key_exprs(), (int)i), m.relid))) return false;
     } else {
       Var *v = IsA(expr, Var) ? (Var *)expr : nullptr;
-      if (!v || v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno != agg.pk_attnums()[i - nkey]) return false;
+      if (!v || v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno != agg.pk_attnums()[i - nkey])
+        return false;
     }
     TypeCacheEntry *tc = lookup_type_cache(exprType(expr), TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
     if (sgc->sortop != tc->lt_opr && sgc->sortop != tc->gt_opr) return false;
@@ -339,7 +340,8 @@ bool match_row_target(Match &m, PlannerInfo *root) {
   ListCell *lc;
   foreach (lc, vars) {
     Var *v = (Var *)lfirst(lc);
-    if (v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno <= 0) return false;  // no whole row, no system column
+    // No whole-row reference, no system column.
+    if (v->varno != (int)m.relid || v->varlevelsup != 0 || v->varattno <= 0) return false;
     if (list_member_int(m.outputs, v->varattno)) continue;
     m.outputs = lappend_int(m.outputs, v->varattno);
     m.aggrefs = lappend(m.aggrefs, makeVar(v->varno, v->varattno, v->vartype, v->vartypmod, v->varcollid, 0));
@@ -415,7 +417,8 @@ char *conditions_text(const Match &m) {
 // rows: then a primary key probe per row returned.
 Cost custom_cost(RelOptInfo *base_rel, const Match &m, double rows_out) {
   double rows = std::max(base_rel->tuples, 1.0);
-  Cost descents = cpu_tuple_cost + cpu_operator_cost * (2 + list_length(m.ops) + list_length(m.aggrefs)) * std::log2(rows + 1);
+  Cost descents =
+      cpu_tuple_cost + cpu_operator_cost * (2 + list_length(m.ops) + list_length(m.aggrefs)) * std::log2(rows + 1);
   if (m.kind == Kind::Aggregates) return descents;
   return descents + rows_out * (cpu_tuple_cost + cpu_index_tuple_cost + random_page_cost / 4);
 }
@@ -477,7 +480,7 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
     if (!answerable_shape(root, kind) || bms_membership(root->all_baserels) != BMS_SINGLETON) return;
     base_rel = kind == Kind::Aggregates ? input_rel : find_base_rel(root, bms_singleton_member(root->all_baserels));
     rte = single_plain_table(root, base_rel);
-    installed = rte && has_enabled_trigger(rte->relid, "aggr_ext_", true) &&
+    installed = rte && has_always_trigger(rte->relid, "aggr_ext_", true) &&
                 OidIsValid(get_extension_oid("aggr_ext", true)) &&
                 OidIsValid(get_namespace_oid("aggr_internal", true));
   });
@@ -486,7 +489,7 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
   for (const AggregateDef &def : load_aggregates_of(table)) {
     if (def.state != "ready") continue;
     bool maintained = false;
-    pg_guard([&] { maintained = has_enabled_trigger(table, psprintf("aggr_ext_%d", def.id), false); });
+    pg_guard([&] { maintained = has_always_trigger(table, psprintf("aggr_ext_%d", def.id), false); });
     if (!maintained) continue;
     Oid user = InvalidOid;
     pg_guard([&] { user = GetUserId(); });
@@ -516,13 +519,15 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
   }
 }
 
-void upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_rel, RelOptInfo *output_rel, void *extra) {
+void upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_rel, RelOptInfo *output_rel,
+                 void *extra) {
   if (previous_upper_hook) previous_upper_hook(root, stage, input_rel, output_rel, extra);
   if ((stage != UPPERREL_GROUP_AGG && stage != UPPERREL_FINAL) || !enable_planner || !extra) return;
   ErrorReport report;
   bool failed = false;
   try {
-    consider_aggregates(root, stage == UPPERREL_GROUP_AGG ? Kind::Aggregates : Kind::Rows, input_rel, output_rel, extra);
+    Kind kind = stage == UPPERREL_GROUP_AGG ? Kind::Aggregates : Kind::Rows;
+    consider_aggregates(root, kind, input_rel, output_rel, extra);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
@@ -548,7 +553,8 @@ Plan *plan_custom_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path
   List *scan_tlist = NIL;
   ListCell *lc;
   foreach (lc, aggrefs)
-    scan_tlist = lappend(scan_tlist, makeTargetEntry((Expr *)copyObjectImpl(lfirst(lc)), list_length(scan_tlist) + 1, nullptr, false));
+    scan_tlist = lappend(scan_tlist, makeTargetEntry((Expr *)copyObjectImpl(lfirst(lc)), list_length(scan_tlist) + 1,
+                                                     nullptr, false));
   cs->custom_scan_tlist = scan_tlist;
   cs->custom_relids = bms_copy(root->all_baserels);
   cs->methods = nullptr;  // plan_path sets it (declared after)
@@ -581,7 +587,8 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   node->custom_ps = list_make1(s->child);
   s->value_states = NIL;
   ListCell *lc;
-  foreach (lc, cs->custom_exprs) s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
+  foreach (lc, cs->custom_exprs)
+    s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
   s->mode = Mode::Undecided;
   s->kind = static_cast<Kind>(intVal(list_nth(cs->custom_private, kKind)));
   if (s->kind == Kind::Rows) {
@@ -807,7 +814,8 @@ void explain_scan(CustomScanState *node, List *ancestors, ExplainState *es) {
   const char *conditions = private_text(cs, kClauses);
   if (*conditions) ExplainPropertyText("Bounds", conditions, es);
   if (s->kind == Kind::Rows)
-    ExplainPropertyText("Order", intVal(list_nth(cs->custom_private, kReverse)) ? "reverse of the aggregate's" : "the aggregate's", es);
+    ExplainPropertyText(
+        "Order", intVal(list_nth(cs->custom_private, kReverse)) ? "reverse of the aggregate's" : "the aggregate's", es);
   if (es->analyze)
     ExplainPropertyText("Answered by", s->used_aggregate && s->used_fallback ? "aggregate and normal plan"
                                        : s->used_fallback                    ? "normal plan"
@@ -836,7 +844,8 @@ Node *create_scan_state(CustomScan *cs) {
   return (Node *)s;
 }
 
-Plan *plan_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist, List *clauses, List *custom_plans) {
+Plan *plan_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist, List *clauses,
+                List *custom_plans) {
   Plan *plan = plan_custom_path(root, rel, best_path, tlist, clauses, custom_plans);
   ((CustomScan *)plan)->methods = &scan_methods;
   return plan;

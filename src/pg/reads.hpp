@@ -43,8 +43,9 @@ struct RangeQuery {
 };
 
 // In the caller's memory context. sum: numeric (NULL when count is 0);
-// percentile: as percentile_disc computes it over the non-NULL keys; min / max: of the leading key column's type, the smallest / largest
-// non-NULL value in that type's order (NULL when none).
+// min / max: of the leading key column's type, the smallest / largest
+// non-NULL value in that type's order (NULL when none); percentile: what
+// percentile_disc gives over the non-NULL leading keys.
 struct RangeAnswer {
   std::uint64_t count = 0;
   Datum sum = 0;
