@@ -125,6 +125,25 @@ bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap) {
   return load_aggregate(1, &key, out, snap);
 }
 
+std::vector<AggregateDef> load_aggregates_of(Oid source, Snapshot snap) {
+  // Few rows and no index on source: a scan, done only for queries shaped
+  // like one an aggregate could answer.
+  AggregateDef defs[64];
+  int n = 0;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, kSource, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(source));
+    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snap ? snap : GetLatestSnapshot(), 1, &key);
+    HeapTuple tup;
+    while (n < 64 && HeapTupleIsValid(tup = systable_getnext(scan))) defs[n++] = def_from_tuple(rel, tup);
+    systable_endscan(scan);
+    table_close(rel, AccessShareLock);
+  });
+  return std::vector<AggregateDef>(defs, defs + n);
+}
+
 namespace {
 // Replaces the given columns of an aggregate's catalog row.
 void update_aggregate_columns(int32 id, const Datum *values, const bool *nulls, const bool *replace) {

@@ -40,6 +40,8 @@ struct AggregateDef {
 // By name: the version `snap` sees (nullptr: the latest committed).
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok, Snapshot snap = nullptr);
 bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap = nullptr);
+// The aggregates of table `source` that `snap` sees (nullptr: the latest).
+std::vector<AggregateDef> load_aggregates_of(Oid source, Snapshot snap = nullptr);
 void update_aggregate_state(const AggregateDef &def, const char *state);
 void update_aggregate_write_mode(int32 aggr_id, bool deferred);
 // Sets state, live generation and build generation in one update.
@@ -91,6 +93,10 @@ class CompiledAggregate {
   // Columns of the source table the aggregate reveals (key, sum, namespace, primary key).
   const std::vector<AttrNumber> &referenced_columns() const { return referenced_; }
   Oid pk_index() const { return pk_index_; }
+  // The planned expressions over the source row (Vars of range table entry 1).
+  List *key_exprs() const { return key_exprs_; }
+  Expr *sum_expr() const { return sum_expr_; }
+  Expr *ns_expr() const { return ns_expr_; }
 
  private:
   void raise_null_namespace() const;  // pg-side

@@ -1,4 +1,5 @@
 // SQL-callable functions: definition, queries, operations.
+#include <cmath>
 #include <memory>
 #include <set>
 
@@ -7,10 +8,13 @@
 #include "deltas.hpp"
 #include "maintenance.hpp"
 #include "owner_context.hpp"
+#include "reads.hpp"
 #include "result_row.hpp"
 
 extern "C" {
 #include "utils/float.h"
+#include "storage/predicate.h"
+#include "utils/rls.h"
 }
 
 using namespace aggr;
@@ -981,6 +985,246 @@ AGGR_FUNCTION(aggr_min) {
 AGGR_FUNCTION(aggr_max) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] { return key_at_end(fcinfo, t, true); });
+}
+
+// ---------------------------------------------------------------- the planner's reads
+
+namespace {
+bool same_definition(const AggregateDef &def, const PlannedAggregate &p) {
+  return def.source == p.source && def.key_exprs == p.key_exprs && def.key_flags == p.key_flags &&
+         def.sum_expr == p.sum_expr && def.ns_expr == p.ns_expr;
+}
+
+// What open_aggregate checks for a read, as a yes / no: the normal plan
+// answers whenever this says no (the executor has already checked the
+// query's own privileges on the table).
+bool open_for_query(const PlannedAggregate &p, const RangeQuery &q, Target &t) {
+  pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
+  if (!load_aggregate_by_name(p.name, t.def, true, t.snapshot)) return false;
+  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def)) return false;
+  bool rls = false;
+  pg_guard([&] { rls = check_enable_rls(t.def.source, InvalidOid, true) == RLS_ENABLED; });
+  if (rls) return false;
+  Oid user = InvalidOid;
+  pg_guard([&] { user = GetUserId(); });
+  if (user == table_owner(t.def.source))
+    t.agg = &compiled_aggregate(t.def);
+  else
+    run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
+  if (t.agg->stale() || t.agg->unlogged()) return false;
+  if (q.has_ns && (!t.def.namespaced() || t.agg->ns_type() != q.ns.type)) return false;
+  return true;
+}
+
+// Positions [lo, hi) in aggregate order, with the sums before them.
+struct PrefixSpan {
+  Prefix lo, hi;
+  std::uint64_t size() const { return hi.count > lo.count ? hi.count - lo.count : 0; }
+  void raise_lo(const Prefix &p) {
+    if (p.count > lo.count) lo = p;
+  }
+  void lower_hi(const Prefix &p) {
+    if (p.count < hi.count) hi = p;
+  }
+};
+
+class LeadingKeyProbes {
+ public:
+  LeadingKeyProbes(const Target &t, ReadTree &rt) : layout_(t.agg->layout()), rt_(rt) {}
+  // Entries before (after = false) or up to and including (true) those whose leading key is v.
+  Prefix at(const KeyValue &v, bool after) {
+    KeyProbe probe(layout_, std::vector<KeyValue>{v}, after);
+    return rt_.before(probe);
+  }
+  Prefix at_null(bool after) { return at(KeyValue{(Datum)0, true, layout_.column(0).type}, after); }
+  // Leaves out the entries whose leading key is NULL (all at one end).
+  void drop_nulls(PrefixSpan &s) {
+    if (layout_.column(0).nulls_first)
+      s.raise_lo(at_null(true));
+    else
+      s.lower_hi(at_null(false));
+  }
+  // Narrows s to the entries whose leading key satisfies b; false when none can.
+  bool apply(const QueryBound &b, PrefixSpan &s) {
+    if (b.op == BoundOp::IsNull) {
+      s.raise_lo(at_null(false));
+      s.lower_hi(at_null(true));
+      return true;
+    }
+    drop_nulls(s);  // every other condition is false or NULL for a NULL key
+    if (b.op == BoundOp::IsNotNull) return true;
+    if (b.value.isnull) return false;  // key < NULL is never true
+    bool desc = layout_.column(0).desc;
+    switch (b.op) {
+      case BoundOp::Eq:
+        s.raise_lo(at(b.value, false));
+        s.lower_hi(at(b.value, true));
+        break;
+      case BoundOp::Lt:
+        desc ? s.raise_lo(at(b.value, true)) : s.lower_hi(at(b.value, false));
+        break;
+      case BoundOp::Le:
+        desc ? s.raise_lo(at(b.value, false)) : s.lower_hi(at(b.value, true));
+        break;
+      case BoundOp::Gt:
+        desc ? s.lower_hi(at(b.value, false)) : s.raise_lo(at(b.value, true));
+        break;
+      case BoundOp::Ge:
+        desc ? s.lower_hi(at(b.value, true)) : s.raise_lo(at(b.value, false));
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+
+ private:
+  const KeyLayout &layout_;
+  ReadTree &rt_;
+};
+
+// The leading key value of the entry at `pos`, copied into the current context.
+Datum leading_key_at(const Target &t, ReadTree &rt, std::uint64_t pos) {
+  MergedCursor c = rt.cursor(pos);
+  if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+  Entry e = c.entry();
+  const KeyLayout &layout = t.agg->layout();
+  Datum out = 0;
+  pg_guard([&] {
+    std::size_t p = 0;
+    bool isnull = false;
+    Datum d = layout.decode(e.key, p, 0, isnull);
+    out = isnull ? (Datum)0 : datumCopy(d, layout.column(0).typbyval, layout.column(0).typlen);
+  });
+  return out;
+}
+
+// percentile_disc over s, NULL keys left out: the K-th value in the
+// WITHIN GROUP order, K = ceil(fraction * N) (at least 1), computed as
+// PostgreSQL's percentile_disc_final computes it.
+void percentiles_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
+                    RangeAnswer &out) {
+  probes.drop_nulls(s);
+  std::uint64_t n = s.size();
+  bool key_desc = t.agg->layout().column(0).desc;
+  for (std::size_t i = 0; i < q.percentiles.size(); ++i) {
+    const Percentile &p = q.percentiles[i];
+    if (p.fraction_null || n == 0) continue;  // NULL
+    int64 k = static_cast<int64>(std::ceil(p.fraction * static_cast<double>(static_cast<int64>(n))));
+    std::uint64_t skip = static_cast<std::uint64_t>(std::max<int64>(k, 1) - 1);
+    bool from_end = key_desc != p.descending;  // the WITHIN GROUP order runs against the aggregate's
+    out.percentile[i] = leading_key_at(t, rt, from_end ? s.hi.count - 1 - skip : s.lo.count + skip);
+    out.percentile_null[i] = false;
+  }
+}
+
+// min / max of the leading key over s, NULL keys left out.
+void min_max_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
+                RangeAnswer &out) {
+  probes.drop_nulls(s);
+  if (s.size() == 0) return;
+  bool desc = t.agg->layout().column(0).desc;
+  std::uint64_t first = s.lo.count, last = s.hi.count - 1;
+  if (q.want_min) {
+    out.min = leading_key_at(t, rt, desc ? last : first);
+    out.min_null = false;
+  }
+  if (q.want_max) {
+    out.max = leading_key_at(t, rt, desc ? first : last);
+    out.max_null = false;
+  }
+}
+}  // namespace
+
+namespace {
+// SERIALIZABLE: the normal plan's scan predicate-locks the whole table;
+// so does a read in its place.
+void lock_as_a_scan(const Target &t) {
+  pg_guard([&] {
+    if (!IsolationIsSerializable()) return;
+    Relation rel = table_open(t.def.source, AccessShareLock);
+    PredicateLockRelation(rel, t.snapshot);
+    table_close(rel, AccessShareLock);
+  });
+}
+
+// The encoded namespace of a query ("" when not namespaced); false for ns = NULL.
+bool query_namespace(const Target &t, const RangeQuery &q, std::string &ns) {
+  if (!q.has_ns) return true;
+  if (q.ns.isnull) return false;
+  pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
+  return true;
+}
+}  // namespace
+
+bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, Tuplestorestate *rows) {
+  Target t;
+  if (!open_for_query(planned, q.range, t)) return false;
+  lock_as_a_scan(t);
+  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
+  (void)read_trees(t, [&] {
+    std::string ns;
+    if (!query_namespace(t, q.range, ns)) return (Datum)0;
+    ReadTree rt(t, ns);
+    LeadingKeyProbes probes(t, rt);
+    PrefixSpan s;
+    s.hi = rt.range(nullptr, nullptr);
+    bool possible = true;
+    for (const QueryBound &b : q.range.bounds) possible = probes.apply(b, s) && possible;
+    std::uint64_t size = possible ? s.size() : 0;
+    std::uint64_t skip = std::min(size, static_cast<std::uint64_t>(q.offset));
+    std::uint64_t take = q.limit < 0 ? size - skip : std::min(size - skip, static_cast<std::uint64_t>(q.limit));
+    Window w;
+    w.reverse = q.reverse;
+    w.from = q.reverse ? s.hi.count - skip - take : s.lo.count + skip;
+    w.to = w.from + take;
+    RowFetcher fetcher(t, rt.query_snapshot());
+    visit_window(rt, w, [&](std::uint64_t, const Entry &e) {
+      pg_guard([&] {
+        Datum values[INDEX_MAX_KEYS];
+        bool nulls[INDEX_MAX_KEYS];
+        t.agg->id_values(e.key, values, nulls);
+        if (!fetcher.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rows, tup); }))
+          ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                          errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
+                                 get_rel_name(t.def.source)),
+                          errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
+      });
+    });
+    rt.close();
+    return (Datum)0;
+  });
+  return true;
+}
+
+bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
+  Target t;
+  if (!open_for_query(planned, q, t)) return false;
+  lock_as_a_scan(t);
+  out.percentile.assign(q.percentiles.size(), (Datum)0);  // NULL unless found
+  out.percentile_null.assign(q.percentiles.size(), true);
+  (void)read_trees(t, [&] {
+    std::string ns;
+    if (!query_namespace(t, q, ns)) return (Datum)0;  // ns = NULL: no row
+    ReadTree rt(t, ns);
+    LeadingKeyProbes probes(t, rt);
+    PrefixSpan s;
+    s.hi = rt.range(nullptr, nullptr);
+    bool possible = true;
+    for (const QueryBound &b : q.bounds) possible = probes.apply(b, s) && possible;
+    if (possible) {
+      out.count = s.size();
+      if (q.want_sum && out.count > 0) {
+        Sum sum = s.hi.sum - s.lo.sum;
+        pg_guard([&] { out.sum = t.agg->sum().to_numeric(sum); });
+      }
+      if (q.want_min || q.want_max) min_max_of(t, rt, probes, s, q, out);
+      percentiles_of(t, rt, probes, s, q, out);
+    }
+    rt.close();
+    return (Datum)0;
+  });
+  return true;
 }
 
 // ---------------------------------------------------------------- definition
