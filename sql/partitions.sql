@@ -125,6 +125,31 @@ BEGIN
 END $$;
 
 SELECT count(*) AS mismatches FROM pt_mismatches();
+-- the same by key selection alone, without merging the last few entries
+SET aggr_ext.partition_merge_rows = 0;
+SELECT count(*) AS mismatches_selection_only FROM pt_mismatches();
+RESET aggr_ext.partition_merge_rows;
+
+-- Partitions that each hold one range of the key: the interpolated guesses
+-- of the selection are poor and the weighted-median rounds do the work.
+CREATE TABLE rk (k int, id int, PRIMARY KEY (k, id)) PARTITION BY RANGE (k);
+CREATE TABLE rk_0 PARTITION OF rk FOR VALUES FROM (0) TO (100);
+CREATE TABLE rk_1 PARTITION OF rk FOR VALUES FROM (100) TO (1000);
+CREATE TABLE rk_2 PARTITION OF rk FOR VALUES FROM (1000) TO (100000);
+INSERT INTO rk SELECT g % 100, g FROM generate_series(1, 300) g;
+INSERT INTO rk SELECT 100 + g % 900, g FROM generate_series(1, 5000) g;
+INSERT INTO rk SELECT 1000 + (g * 7) % 99000, g FROM generate_series(1, 20000) g;
+SELECT aggr_create('rk_k', 'rk'::regclass, key => 'k DESC', build => 'now');
+SET aggr_ext.partition_merge_rows = 0;
+SELECT count(*) AS checked,
+       count(*) FILTER (WHERE (SELECT id FROM aggr_at('rk_k', o)) IS DISTINCT FROM
+                              (SELECT ROW(k, id)::text FROM rk ORDER BY k DESC, id OFFSET o LIMIT 1)) AS at_mismatches,
+       count(*) FILTER (WHERE (SELECT array_agg(id ORDER BY position) FROM aggr_page('rk_k', o, 30)) IS DISTINCT FROM
+                              (SELECT array_agg(ROW(k, id)::text) FROM (SELECT k, id FROM rk ORDER BY k DESC, id OFFSET o LIMIT 30) x)) AS page_mismatches
+  FROM unnest(ARRAY[0, 1, 19985, 19999, 20000, 20001, 24990, 24999, 25000, 25001, 25299] || ARRAY(SELECT generate_series(3, 25299, 1597))) o;
+RESET aggr_ext.partition_merge_rows;
+SELECT aggr_drop('rk_k');
+DROP TABLE rk;
 
 -- Random DML through the partitioned table: inserts, updates that move rows
 -- between partitions (and sub-partitions), key and sum changes, deletes,
@@ -156,6 +181,12 @@ COMMIT;
 BEGIN;
 DELETE FROM pt;
 SELECT aggr_count('pt_score') AS emptied;
+ROLLBACK;
+BEGIN;
+TRUNCATE pt;
+SELECT aggr_count('pt_score') AS truncated, aggr_count('pt_name', namespace => 1) AS truncated_ns;
+INSERT INTO pt SELECT * FROM pt_rows(1, 400);
+SELECT count(*) AS mismatches_after_truncate FROM pt_mismatches();
 ROLLBACK;
 COPY pt (id, region, grp, score, name, pts) FROM STDIN;
 90001	1	0	7	zz	5

@@ -16,6 +16,8 @@ namespace aggr::pg {
 constexpr double kBackgroundBuildRows = 100000;
 constexpr int32 kDefaultBatchRows = 50000;
 
+int partition_merge_rows = 256;
+
 namespace {
 // The schema of the installed extension `name`; InvalidOid when it is not installed. pg-side.
 Oid installed_extension_schema(const char *name) {

@@ -15,6 +15,11 @@ namespace aggr::pg {
 
 enum class BuildMode { Auto, Now, Background };
 
+// GUC aggr_ext.partition_merge_rows (hidden; for tests): a positional read
+// across partitions merges the parts' ranges once at most this many entries
+// remain in the selection (0: select by key to the very entry).
+extern int partition_merge_rows;
+
 // Checks the table, stores the definition and attaches the triggers; on a
 // partitioned table, defines a part on every leaf partition too. Requires
 // ownership of the table (and of every leaf partition). Returns the id; the

@@ -549,12 +549,73 @@ class Reader {
     total.count += p.count;
     total.sum += p.sum;
   }
+  struct Candidate {
+    std::size_t part;
+    std::uint64_t pos, weight;
+    Entry entry;
+  };
+  Candidate candidate_at(std::size_t part, std::uint64_t pos, std::uint64_t weight) {
+    MergedCursor c = parts_[part]->cursor(pos);
+    if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+    return Candidate{part, pos, weight, c.entry()};
+  }
+  // The weighted median of the middle entries of the parts' ranges: at
+  // least a quarter of the remaining entries lie on each side of it.
+  Candidate median_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
+                             std::uint64_t weight) {
+    std::vector<Candidate> cands;
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      if (hi[i] > lo[i]) cands.push_back(candidate_at(i, lo[i] + (hi[i] - lo[i]) / 2, hi[i] - lo[i]));
+    std::sort(cands.begin(), cands.end(),
+              [&](const Candidate &a, const Candidate &b) { return order_.compare(a.entry.key, b.entry.key) < 0; });
+    std::size_t m = 0;
+    for (std::uint64_t acc = 0; m + 1 < cands.size(); ++m)
+      if ((acc += cands[m].weight) * 2 >= weight) break;
+    return cands[m];
+  }
+  // The entry of the largest remaining range at the wanted entry's
+  // proportional place in it: where it is when the parts hold alike
+  // distributed keys (hash partitions), so the next rounds close in fast.
+  Candidate interpolated_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
+                                   std::uint64_t weight, std::uint64_t k) {
+    std::size_t m = 0;
+    for (std::size_t i = 1; i < parts_.size(); ++i)
+      if (hi[i] - lo[i] > hi[m] - lo[m]) m = i;
+    std::uint64_t w = hi[m] - lo[m];
+    auto offset = static_cast<std::uint64_t>(static_cast<long double>(k) * w / weight);
+    return candidate_at(m, lo[m] + std::min(offset, w - 1), w);
+  }
+
+  // Few entries left (aggr_ext.partition_merge_rows): the k-th of them by
+  // merging the parts' ranges (one descent per part, then that many steps
+  // at most).
+  std::vector<std::uint64_t> merge_to(std::vector<std::uint64_t> lo, const std::vector<std::uint64_t> &hi,
+                                      std::uint64_t k) {
+    std::vector<std::unique_ptr<MergedCursor>> cursors(parts_.size());
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      if (hi[i] > lo[i]) cursors[i] = std::make_unique<MergedCursor>(parts_[i]->cursor(lo[i]));
+    for (;; --k) {
+      std::size_t best = parts_.size();
+      for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (cursors[i] && lo[i] < hi[i] && cursors[i]->valid() &&
+            (best == parts_.size() || order_.compare(cursors[i]->entry().key, cursors[best]->entry().key) < 0))
+          best = i;
+      if (best == parts_.size()) throw CorruptNode("the tree holds fewer entries than its count");
+      if (k == 0) return lo;
+      ++lo[best];
+      cursors[best]->next();
+    }
+  }
+
   // How many entries of each part come before the entry at combined
-  // position g (every part's count when g is past the end). A weighted
-  // median selection: each round takes the middle entry of every part's
-  // remaining range, ranks the weighted median of those across all parts
-  // (one O(log n) descent per part) and drops at least a quarter of what
-  // remains: O(log N) rounds of O(parts x log n).
+  // position g (every part's count when g is past the end), found by key:
+  // each round ranks one candidate entry in every part (one O(log n)
+  // descent each) and keeps, per part, only the positions on the wanted
+  // entry's side of it. Every fourth round takes the weighted median of the
+  // parts' middle entries (it drops at least a quarter of what remains: at
+  // most O(log N) such rounds); the others an interpolated guess, which
+  // closes in within a few rounds when the parts' keys are alike
+  // distributed.
   std::vector<std::uint64_t> split(std::uint64_t g) {
     std::size_t np = parts_.size();
     std::vector<std::uint64_t> lo(np, 0), hi(np);
@@ -563,33 +624,17 @@ class Reader {
     if (g >= total) return hi;
     std::uint64_t k = g;  // rank of the wanted entry among the remaining ones
     for (int round = 0;; ++round) {
-      if (round > 64 * 4 + static_cast<int>(np)) throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
-      struct Candidate {
-        std::size_t part;
-        std::uint64_t pos, weight;
-        Entry entry;
-      };
-      std::vector<Candidate> cands;
+      if (round > 4 * (256 + static_cast<int>(np)))
+        throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
       std::uint64_t weight = 0;
-      for (std::size_t i = 0; i < np; ++i) {
-        if (hi[i] <= lo[i]) continue;
-        std::uint64_t mid = lo[i] + (hi[i] - lo[i]) / 2;
-        MergedCursor c = parts_[i]->cursor(mid);
-        if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
-        cands.push_back(Candidate{i, mid, hi[i] - lo[i], c.entry()});
-        weight += hi[i] - lo[i];
-      }
-      std::sort(cands.begin(), cands.end(),
-                [&](const Candidate &a, const Candidate &b) { return order_.compare(a.entry.key, b.entry.key) < 0; });
-      std::size_t m = 0;
-      for (std::uint64_t acc = 0; m < cands.size(); ++m)
-        if ((acc += cands[m].weight) * 2 >= weight) break;
-      const Candidate &c = cands[std::min(m, cands.size() - 1)];
+      for (std::size_t i = 0; i < np; ++i) weight += hi[i] - lo[i];
+      if (weight <= static_cast<std::uint64_t>(partition_merge_rows)) return merge_to(lo, hi, k);
+      Candidate c = round % 4 != 3 ? interpolated_candidate(lo, hi, weight, k) : median_candidate(lo, hi, weight);
       EncodedEntryProbe probe(order_, c.entry.key);
       std::vector<std::uint64_t> b(np);
       std::uint64_t r = 0;
       for (std::size_t i = 0; i < np; ++i) {
-        b[i] = i == c.part ? c.pos : std::clamp(parts_[i]->before(probe).count, lo[i], hi[i]);
+        b[i] = i == c.part ? c.pos : hi[i] == lo[i] ? lo[i] : std::clamp(parts_[i]->before(probe).count, lo[i], hi[i]);
         r += b[i] - lo[i];
       }
       if (r == k) return b;

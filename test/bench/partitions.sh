@@ -41,4 +41,4 @@ printf '%-28s %10s\n' "build of $ROWS rows" \
   "$(psql -X -At -d $DB -c '\timing on' -c "SELECT aggr_rebuild('flat_lb', background => false)" -c "CALL aggr_wait('flat_lb')" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1 ms/p' | tail -1)"
 run "flat count(*)" "SELECT count(*) FROM flat;"
 run "parted count(*)" "SELECT count(*) FROM parted;"
-psql -X -q -d postgres -c "DROP DATABASE $DB"
+[ -n "${KEEP:-}" ] || psql -X -q -d postgres -c "DROP DATABASE $DB"
