@@ -273,6 +273,13 @@ CALL aggr_backfill('pt_score', wait => true);
 SELECT aggr_rebuild('pt_name', background => false);
 SELECT aggr_count('pt_name', namespace => 1) = (SELECT count(*) FROM pt WHERE grp = 1) AS read_during_rebuild;
 CALL aggr_wait('pt_name');
+-- a rebuild of every part, cancelled through the partitioned table's name
+SELECT aggr_rebuild('pt_score', background => false);
+SELECT aggr_job_step('pt_score') AS stepped, (SELECT job IS NOT NULL FROM aggr_status('pt_score')) AS job_shown;
+SELECT aggr_backfill_cancel('pt_score');
+SELECT job IS NULL AS no_job, state FROM aggr_status('pt_score');
+SELECT aggr_backfill_cancel('pt_score');
+SELECT count(*) AS mismatches FROM pt_mismatches();
 SELECT aggr_set_write_mode('pt_multi', 'deferred');
 SELECT pt_round(5);
 SELECT count(*) AS mismatches FROM pt_mismatches();

@@ -1371,8 +1371,19 @@ AGGR_FUNCTION(aggr_job_step) {
 AGGR_FUNCTION(aggr_backfill_cancel) {
   require_writable("aggr_backfill_cancel()");
   Target t = open_aggregate(fcinfo, Access::Own, false, Compile::Never);
-  for (const AggregateDef &def : acted_on(t))
-    if (!t.partitioned || load_job(def.id).exists) cancel_job(def);
+  if (!t.partitioned) {
+    cancel_job(t.def);
+    PG_RETURN_VOID();
+  }
+  bool any = false;  // the parts' running jobs; as for one aggregate, none is an error
+  for (const AggregateDef &def : acted_on(t)) {
+    JobRow job = load_job(def.id);
+    if (!job.exists || job.cancelled) continue;
+    cancel_job(def);
+    any = true;
+  }
+  if (!any)
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "no backfill or rebuild of aggregate \"" + t.def.name + "\" is running");
   PG_RETURN_VOID();
 }
 
