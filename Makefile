@@ -7,7 +7,7 @@ PGFILEDESC = "aggr_ext - aggregate indexes"
 
 CORE_SRCS = src/core/node_codec.cpp src/core/tree.cpp src/core/pending.cpp
 PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp src/pg/maintenance.cpp src/pg/spill.cpp src/pg/deltas.cpp src/pg/workers.cpp src/pg/owner_context.cpp \
-          src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/ddl.cpp src/pg/definition.cpp src/pg/params.cpp src/pg/module.cpp
+          src/pg/citus.cpp src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/ddl.cpp src/pg/definition.cpp src/pg/params.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = setup corruption api errors maintenance keys bounds params backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security security_review progress job_workers convex_api convex_review bulk_load bulk_load_txn partitions upgrade

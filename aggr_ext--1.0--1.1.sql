@@ -202,6 +202,10 @@ CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
 CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
 ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
 
+-- Node rows leave half of each page for their next versions (HOT updates
+-- that log only the changed bytes); pages written from now on.
+ALTER TABLE aggr_internal.nodes SET (fillfactor = 50);
+
 ALTER TABLE aggr_internal.aggregates ADD COLUMN parent int4;
 
 -- Partition DDL keeps the aggregates of partitioned tables whole: CREATE

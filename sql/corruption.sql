@@ -11,8 +11,8 @@ CREATE TEMP VIEW cor_tree AS
   SELECT t.* FROM aggr_internal.trees t JOIN aggr_internal.aggregates a USING (aggr_id)
    WHERE a.name = 'cor' AND t.generation = a.generation;
 SELECT height, entries FROM cor_tree;
--- Node payload (src/core/node_codec.cpp): byte 0 format (1), byte 1 type
--- (1 leaf, 2 internal), then varints. Kept to restore after each corruption.
+-- Node payload (src/core/node_codec.cpp): byte 0 format (2; 1 before
+-- aggr_ext 1.1), byte 1 type (1 leaf, 2 internal), then varints. Kept to restore after each corruption.
 CREATE TEMP TABLE cor_nodes AS
 SELECT node_id, get_byte(payload, 1) AS type, payload
   FROM aggr_internal.nodes WHERE tree_id = (SELECT tree_id FROM cor_tree);

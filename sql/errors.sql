@@ -41,8 +41,61 @@ CREATE TABLE err_dist (id int PRIMARY KEY, v int);
 CREATE TABLE err_plain (id int PRIMARY KEY, v int);
 INSERT INTO err_citus.pg_dist_partition VALUES ('err_dist', 'h');
 SELECT aggr_create('err_plain_v', 'err_plain'::regclass, key => 'v');  -- not listed: accepted
+SAVEPOINT s;
 SELECT aggr_create('err_dist_v', 'err_dist'::regclass, key => 'v');
+ROLLBACK TO s;
+-- A table distributed after aggr_create: reads refuse its aggregate. The
+-- check is made when the aggregate is compiled, and again after an
+-- invalidation of the table (Citus invalidates its relcache when it lists
+-- it; ALTER TABLE does here), within the transaction too.
+INSERT INTO err_plain VALUES (1, 10), (2, 20);
+SELECT aggr_count('err_plain_v');  -- compiled and held for the transaction
+INSERT INTO err_citus.pg_dist_partition VALUES ('err_plain', 'h');
+ALTER TABLE err_plain SET (fillfactor = 90);
+SAVEPOINT s;
+SELECT aggr_count('err_plain_v');
+ROLLBACK TO s;
+SAVEPOINT s;
+SELECT * FROM aggr_verify('err_plain_v');
+ROLLBACK TO s;
+DELETE FROM err_citus.pg_dist_partition WHERE logicalrelid = 'err_plain'::regclass;
+ALTER TABLE err_plain SET (fillfactor = 100);
+SELECT aggr_count('err_plain_v');  -- listed no more: 2 again
+-- citus_add_local_table_to_metadata makes the table (same OID) the shard
+-- of a new shell table and renames its triggers <trigger>_<shard id>, as here:
+SELECT tgname AS row_trigger, tgname || '_102008' AS row_copy, tgname || '_truncate' AS truncate_trigger,
+       tgname || '_truncate_102008' AS truncate_copy
+  FROM pg_trigger WHERE tgrelid = 'err_plain'::regclass AND tgname ~ '^aggr_ext_[0-9]+$' \gset
+ALTER TRIGGER :"row_trigger" ON err_plain RENAME TO :"row_copy";
+SAVEPOINT s;
+SELECT aggr_count('err_plain_v');  -- its triggers are gone from its table
+ROLLBACK TO s;
+\set VERBOSITY terse
+SAVEPOINT s;
+INSERT INTO err_plain VALUES (3, 30);  -- refused by the copy of the row trigger
+ROLLBACK TO s;
+\set VERBOSITY default
+ALTER TRIGGER :"row_copy" ON err_plain RENAME TO :"row_trigger";
+-- The copy of the TRUNCATE trigger does nothing (Citus leaves those on
+-- shards after aggr_drop): here the aggregate keeps its 2 entries.
+ALTER TRIGGER :"truncate_trigger" ON err_plain RENAME TO :"truncate_copy";
+TRUNCATE err_plain;
+SELECT aggr_count('err_plain_v') AS entries, (SELECT count(*) FROM err_plain) AS rows;
 ROLLBACK;
+-- Without Citus nothing of the above is looked up: a trigger renamed like a
+-- shard's copy is only a trigger aggr_create did not make.
+CREATE TABLE err_nocitus (id int PRIMARY KEY, v int);
+SELECT aggr_create('err_nocitus_v', 'err_nocitus'::regclass, key => 'v');
+SELECT tgname AS row_trigger, tgname || '_102008' AS row_copy
+  FROM pg_trigger WHERE tgrelid = 'err_nocitus'::regclass AND tgname ~ '^aggr_ext_[0-9]+$' \gset
+ALTER TRIGGER :"row_trigger" ON err_nocitus RENAME TO :"row_copy";
+SELECT aggr_count('err_nocitus_v');
+INSERT INTO err_nocitus VALUES (1, 1);
+ALTER TRIGGER :"row_copy" ON err_nocitus RENAME TO :"row_trigger";
+INSERT INTO err_nocitus VALUES (1, 1);
+SELECT aggr_count('err_nocitus_v');
+SELECT aggr_drop('err_nocitus_v');
+DROP TABLE err_nocitus;
 CREATE TABLE secret (id int PRIMARY KEY, v int);
 ALTER TABLE secret ENABLE ROW LEVEL SECURITY;
 SELECT aggr_create('x', 'secret'::regclass, key => 'v');
@@ -101,8 +154,19 @@ SELECT aggr_count('maybe_ns', namespace => 1);
 CREATE TABLE docs (id int PRIMARY KEY, body text);
 SELECT aggr_create('docs_body', 'docs'::regclass, key => 'body');
 INSERT INTO docs VALUES (1, repeat('x', 2000));
-INSERT INTO docs VALUES (2, repeat('y', 600));
+INSERT INTO docs VALUES (2, repeat('y', 300));
 SELECT aggr_count('docs_body');
+-- keys may use a quarter of a node minus 64 bytes: an aggregate created with
+-- larger nodes takes longer keys
+CREATE TABLE long_docs (id int PRIMARY KEY, body text);
+SET aggr_ext.node_bytes = 3200;
+SELECT aggr_create('long_docs_body', 'long_docs'::regclass, key => 'body');
+RESET aggr_ext.node_bytes;
+INSERT INTO long_docs VALUES (1, repeat('x', 2000));
+INSERT INTO long_docs VALUES (2, repeat('y', 600));
+SELECT aggr_count('long_docs_body'), (SELECT count(*) FROM long_docs) AS rows;
+SELECT aggr_drop('long_docs_body');
+DROP TABLE long_docs;
 -- a cleared aggregate refuses reads until backfilled
 SELECT aggr_clear('lb');
 SELECT aggr_count('lb');

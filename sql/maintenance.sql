@@ -92,9 +92,10 @@ SELECT aggr_count('lb') = (SELECT count(*) FROM scores) AS bulk_in_tx;
 COMMIT;
 SELECT * FROM check_all();
 SELECT pg_stat_force_next_flush();
--- 22,000 row changes into two aggregates (8 trees, 3 levels): per-row
--- maintenance would write ~130,000 node versions; batching writes ~3,000
-SELECT n_tup_ins + n_tup_upd - :node_writes_before < 5000 AS few_node_writes
+-- 22,000 row changes into two aggregates (8 trees, 3-4 levels, and the
+-- aggregates earlier tests left on scores): per-row maintenance would write
+-- over 130,000 node versions; batching writes 2,000-6,000
+SELECT n_tup_ins + n_tup_upd - :node_writes_before < 13000 AS few_node_writes
   FROM pg_stat_user_tables WHERE relid = 'aggr_internal.nodes'::regclass;
 
 -- INSERT ... ON CONFLICT, and a statement that fails half way

@@ -45,8 +45,11 @@ CREATE TABLE up_parted_1 PARTITION OF up_parted FOR VALUES FROM (0) TO (100);
 INSERT INTO up_parted SELECT g, g % 7 FROM generate_series(0, 99) g;
 SELECT aggr_create('up_parted_v', 'up_parted'::regclass, key => 'v');
 
+SELECT reloptions AS nodes_options_1_0 FROM pg_class WHERE oid = 'aggr_internal.nodes'::regclass;
 ALTER EXTENSION aggr_ext UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'aggr_ext';
+-- node rows leave half of each page for their next versions, as in a fresh 1.1
+SELECT reloptions AS nodes_options_1_1 FROM pg_class WHERE oid = 'aggr_internal.nodes'::regclass;
 -- ... and works once updated, partition DDL included
 SELECT aggr_create('up_parted_v', 'up_parted'::regclass, key => 'v');
 CREATE TABLE up_parted_2 PARTITION OF up_parted FOR VALUES FROM (100) TO (200);

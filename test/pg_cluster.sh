@@ -33,6 +33,8 @@ maintenance_work_mem = 512MB
 max_connections = 50
 max_prepared_transactions = 10
 CONF
+      # Extra settings for this cluster (test/citus/run.sh: shared_preload_libraries = 'citus').
+      if [ -n "${AGGR_PG_CONF:-}" ]; then printf '%s\n' "$AGGR_PG_CONF" >>"$dir/postgresql.conf"; fi
     fi
     # Drivers send untyped parameters; the library types them for its "any"
     # arguments only when loaded before a statement is parsed (README:

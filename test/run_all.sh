@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: core unit tests (ASan/UBSan), then the extension's
 # regression and isolation suites on a throwaway cluster, the client drivers
-# (test/drivers), the soak and benchmark smoke runs, then the TAP tests.
+# (test/drivers), the soak and benchmark smoke runs, the TAP tests, then the
+# Citus scenarios (test/citus/run.sh: skipped where Citus is not installed).
 # Needs: pg_config (PostgreSQL 15 server + dev headers), cmake, g++, GoogleTest;
 # installs the extension into the server's directories (run as root or with
 # write access to them).
@@ -75,6 +76,17 @@ tap_bad=$(grep -cE '^not ok [0-9]+' "$DATA/tap.log" || true)
 passed=$((passed + tap_ok))
 failed=$((failed + tap_bad))
 if [ "$tap_status" != 0 ] && [ "$tap_bad" = 0 ]; then failed=$((failed + 1)); fi
+
+echo "== Citus: coordinator + 2 workers (test/citus/run.sh; skipped where citus is not installed)"
+set +e
+CITUS_TEST_PORT=${AGGR_CITUS_PORT:-5594} bash test/citus/run.sh >"$DATA/citus.log" 2>&1
+citus_status=$?
+set -e
+grep -E '^(not ok|SKIP|[0-9]+ passed)' "$DATA/citus.log" || tail -20 "$DATA/citus.log"
+if grep -q '^SKIP' "$DATA/citus.log"; then :
+elif [ "$citus_status" = 0 ]; then passed=$((passed + 1))
+else failed=$((failed + 1)); grep -A6 '^not ok' "$DATA/citus.log" | head -60
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,13 +1,25 @@
 #include "node_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace aggr {
 namespace {
 
-constexpr std::uint8_t kFormat = 1;
+// Format 1 (aggr_ext 1.0): exactly the node, nothing after it.
+// Format 2: the node, then (leaves only) a journal of entry inserts and
+// deletes applied in order, then zero padding up to the payload's capacity.
+// See encode_node_update for why.
+constexpr std::uint8_t kFormatExact = 1;
+constexpr std::uint8_t kFormatJournaled = 2;
 constexpr std::uint8_t kLeaf = 1;
 constexpr std::uint8_t kInternal = 2;
+constexpr std::uint8_t kOpEnd = 0;  // the padding's zero bytes read as "no more ops"
+constexpr std::uint8_t kOpInsert = 1;
+constexpr std::uint8_t kOpDelete = 2;
+// A journal longer than this is folded into the base on the next write: each
+// op costs the decoder a vector insert or erase.
+constexpr std::size_t kMaxJournalOps = 96;
 
 std::size_t varint_size(unsigned __int128 v) {
   std::size_t n = 1;
@@ -21,15 +33,16 @@ std::size_t varint_size(unsigned __int128 v) {
 unsigned __int128 zigzag(int128 v) {
   return (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
 }
-int128 unzigzag(unsigned __int128 v) {
-  return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1);
-}
+int128 unzigzag(unsigned __int128 v) { return static_cast<int128>(v >> 1) ^ -static_cast<int128>(v & 1); }
 
 std::size_t sum_size(const Sum &s, SumKind kind) {
   switch (kind) {
-    case SumKind::None: return 0;
-    case SumKind::Exact: return varint_size(zigzag(s.exact));
-    case SumKind::Float: return sizeof(double);
+    case SumKind::None:
+      return 0;
+    case SumKind::Exact:
+      return varint_size(zigzag(s.exact));
+    case SumKind::Float:
+      return sizeof(double);
   }
   return 0;
 }
@@ -57,6 +70,10 @@ class Writer {
       out_.append(raw, sizeof raw);
     }
   }
+  void pad_to(std::size_t size) {
+    if (out_.size() < size) out_.append(size - out_.size(), '\0');
+  }
+  std::size_t size() const { return out_.size(); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -84,10 +101,11 @@ class Reader {
     if (v > UINT64_MAX) throw CorruptNode("payload: integer out of range");
     return static_cast<std::uint64_t>(v);
   }
-  std::string bytes() {
+  std::string bytes() { return std::string(view()); }
+  std::string_view view() {
     std::uint64_t n = u64();
     need(n);
-    std::string s(in_.substr(pos_, n));
+    std::string_view s = in_.substr(pos_, n);
     pos_ += n;
     return s;
   }
@@ -102,6 +120,13 @@ class Reader {
     return s;
   }
   bool done() const { return pos_ == in_.size(); }
+  std::size_t pos() const { return pos_; }
+  // Zero padding to the end, as format 2 writes it.
+  bool rest_is_zero() const {
+    for (std::size_t i = pos_; i < in_.size(); ++i)
+      if (in_[i] != 0) return false;
+    return true;
+  }
 
  private:
   void need(std::uint64_t n) const {
@@ -134,16 +159,18 @@ std::size_t encoded_size(const TreeNode &node, SumKind kind) {
   return n;
 }
 
-std::string encode_node(const TreeNode &node, SumKind kind) {
-  Writer w(encoded_size(node, kind));
-  w.byte(kFormat);
+namespace {
+void write_entry(Writer &w, const Entry &e, SumKind kind) {
+  w.bytes(e.key);
+  w.sum(e.value, kind);
+}
+
+void write_base(Writer &w, const TreeNode &node, SumKind kind) {
+  w.byte(kFormatJournaled);
   w.byte(node.leaf ? kLeaf : kInternal);
   if (node.leaf) {
     w.varint(node.entries.size());
-    for (const Entry &e : node.entries) {
-      w.bytes(e.key);
-      w.sum(e.value, kind);
-    }
+    for (const Entry &e : node.entries) write_entry(w, e, kind);
   } else {
     w.varint(node.children.size());
     for (const Child &c : node.children) {
@@ -153,48 +180,262 @@ std::string encode_node(const TreeNode &node, SumKind kind) {
       w.bytes(c.first_key);
     }
   }
-  return w.take();
 }
 
-namespace {
-TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
-  Reader r(payload);
-  if (r.byte() != kFormat) throw CorruptNode("payload: unknown format");
-  TreeNode node;
-  node.id = id;
-  std::uint8_t type = r.byte();
-  if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
-  node.leaf = type == kLeaf;
+// Room left after a node's bytes for later writes to land in place: a leaf's
+// journal, an internal node's counts growing a byte.
+std::size_t slack_for(const TreeNode &node, std::size_t size) {
+  return node.leaf ? std::max<std::size_t>(64, size / 4) : std::max<std::size_t>(16, size / 32);
+}
+
+std::size_t capacity_for(const TreeNode &node, std::size_t size, std::size_t max_capacity) {
+  return std::max(size, std::min(size + slack_for(node, size), max_capacity));
+}
+
+// A leaf entry seen in place in a payload (no copy of its key).
+struct EntryView {
+  std::string_view key;
+  Sum value;
+};
+
+Entry read_entry(Reader &r, SumKind kind) {
+  Entry e;
+  e.key = r.bytes();
+  e.value = r.sum(kind);
+  return e;
+}
+
+EntryView read_entry_view(Reader &r, SumKind kind) {
+  EntryView e;
+  e.key = r.view();
+  e.value = r.sum(kind);
+  return e;
+}
+
+// Where a leaf's bytes end and how many journal ops it holds.
+struct LeafTail {
+  std::size_t used = 0;
+  std::size_t ops = 0;
+};
+
+// The base entries, then the journal applied in order (format 2). `read`
+// reads one entry (an Entry or an EntryView).
+template <class E, class ReadEntry>
+LeafTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
   std::uint64_t n = r.u64();
   // Every item takes at least one byte: reject counts the payload cannot hold
   // before reserving memory for them.
-  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
-  if (node.leaf) {
-    node.entries.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      Entry e;
-      e.key = r.bytes();
-      e.value = r.sum(kind);
-      node.entries.push_back(std::move(e));
-    }
-  } else {
-    node.children.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      Child c;
-      std::uint64_t cid = r.u64();
-      if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
-      if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
-      c.id = static_cast<NodeId>(cid);
-      c.count = r.u64();
-      c.sum = r.sum(kind);
-      c.first_key = r.bytes();
-      node.children.push_back(std::move(c));
-    }
+  if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
+  entries.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) entries.push_back(read(r));
+  LeafTail tail;
+  if (!journaled) {
+    if (!r.done()) throw CorruptNode("payload: trailing bytes");
+    tail.used = r.pos();
+    return tail;
   }
-  if (!r.done()) throw CorruptNode("payload: trailing bytes");
+  while (!r.done()) {
+    std::size_t at = r.pos();
+    std::uint8_t op = r.byte();
+    if (op == kOpEnd) {
+      if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the journal");
+      tail.used = at;
+      return tail;
+    }
+    std::uint64_t index = r.u64();
+    if (op == kOpInsert) {
+      if (index > entries.size()) throw CorruptNode("payload: journal inserts past the end");
+      if (entries.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
+      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read(r));
+    } else if (op == kOpDelete) {
+      if (index >= entries.size()) throw CorruptNode("payload: journal deletes past the end");
+      entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(index));
+    } else {
+      throw CorruptNode("payload: unknown journal op");
+    }
+    ++tail.ops;
+  }
+  tail.used = r.pos();
+  return tail;
+}
+
+// Format byte and node type; throws on anything else.
+std::uint8_t read_header(Reader &r, bool *leaf) {
+  std::uint8_t format = r.byte();
+  if (format != kFormatExact && format != kFormatJournaled) throw CorruptNode("payload: unknown format");
+  std::uint8_t type = r.byte();
+  if (type != kLeaf && type != kInternal) throw CorruptNode("payload: unknown node type");
+  *leaf = type == kLeaf;
+  return format;
+}
+
+TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
+  Reader r(payload);
+  TreeNode node;
+  node.id = id;
+  std::uint8_t format = read_header(r, &node.leaf);
+  if (node.leaf) {
+    read_leaf(r, node.entries, payload.size(), format == kFormatJournaled,
+              [kind](Reader &in) { return read_entry(in, kind); });
+    return node;
+  }
+  std::uint64_t n = r.u64();
+  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
+  node.children.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Child c;
+    std::uint64_t cid = r.u64();
+    if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
+    if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
+    c.id = static_cast<NodeId>(cid);
+    c.count = r.u64();
+    c.sum = r.sum(kind);
+    c.first_key = r.bytes();
+    node.children.push_back(std::move(c));
+  }
+  if (format == kFormatExact && !r.done()) throw CorruptNode("payload: trailing bytes");
+  if (format == kFormatJournaled && !r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
   return node;
 }
+
+// An entry as the payload holds it: the key and the sum of the tree's kind.
+bool same_entry(const EntryView &a, const Entry &b, SumKind kind) {
+  if (a.key != b.key) return false;
+  switch (kind) {
+    case SumKind::None:
+      return true;
+    case SumKind::Exact:
+      return a.value.exact == b.value.exact;
+    case SumKind::Float:
+      return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
+  }
+  return false;
+}
+
+// Appends to `w` ops that turn `before` into `after`; returns false once
+// more than `budget` ops would be needed. Every op keeps the list equal to
+// after[0, j) followed by before[i, end), so any choice of ops ends in
+// exactly `after`; looking a few entries ahead only keeps the script short
+// (both lists are in the tree's order, so shared entries line up).
+bool journal_ops(const std::vector<EntryView> &before, const std::vector<Entry> &after, Writer &w, SumKind kind,
+                 std::size_t budget) {
+  constexpr std::size_t kLookahead = 8;
+  std::size_t i = 0, j = 0, ops = 0;
+  auto del = [&] {
+    w.byte(kOpDelete);
+    w.varint(j);
+    ++i;
+  };
+  auto ins = [&] {
+    w.byte(kOpInsert);
+    w.varint(j);
+    w.bytes(after[j].key);
+    w.sum(after[j].value, kind);
+    ++j;
+  };
+  while (i < before.size() || j < after.size()) {
+    if (i < before.size() && j < after.size() && same_entry(before[i], after[j], kind)) {
+      ++i, ++j;
+      continue;
+    }
+    if (i == before.size()) {
+      ins();
+    } else if (j == after.size()) {
+      del();
+    } else {
+      std::size_t dropped = 0, added = 0;  // how far the next shared entry is in each list
+      for (std::size_t d = 1; d <= kLookahead && !dropped && !added; ++d) {
+        if (i + d < before.size() && same_entry(before[i + d], after[j], kind)) dropped = d;
+        if (j + d < after.size() && same_entry(before[i], after[j + d], kind)) added = d;
+      }
+      if (added && !dropped) {
+        ins();
+      } else if (dropped && !added) {
+        del();
+      } else {  // a changed entry (or nothing shared nearby): replace it
+        del();
+        ins();
+        ++ops;
+      }
+    }
+    if (++ops > budget) return false;
+  }
+  return true;
+}
+
+// The old payload's leaf, seen in place: entries, where the bytes end, how
+// many ops its journal holds. False when it is not a format 2 leaf.
+bool scan_journaled_leaf(std::string_view payload, SumKind kind, std::vector<EntryView> *entries, LeafTail *tail) {
+  try {
+    Reader r(payload);
+    bool leaf = false;
+    if (read_header(r, &leaf) != kFormatJournaled || !leaf) return false;
+    *tail = read_leaf(r, *entries, payload.size(), true, [kind](Reader &in) { return read_entry_view(in, kind); });
+    return true;
+  } catch (const CorruptNode &) {
+    return false;  // rewritten whole: nothing to keep
+  }
+}
+
+bool is_journaled(std::string_view payload, bool leaf) {
+  return payload.size() >= 2 && static_cast<std::uint8_t>(payload[0]) == kFormatJournaled &&
+         static_cast<std::uint8_t>(payload[1]) == (leaf ? kLeaf : kInternal);
+}
 }  // namespace
+
+std::string encode_node(const TreeNode &node, SumKind kind) {
+  Writer w(encoded_size(node, kind));
+  write_base(w, node, kind);
+  return w.take();
+}
+
+std::string encode_new_node(const TreeNode &node, SumKind kind, std::size_t max_capacity) {
+  std::size_t size = encoded_size(node, kind);
+  std::size_t capacity = capacity_for(node, size, max_capacity);
+  Writer w(capacity);
+  write_base(w, node, kind);
+  w.pad_to(capacity);
+  return w.take();
+}
+
+// PostgreSQL logs an update that stays on its heap page (HOT) as only the
+// bytes between the longest common prefix and the longest common suffix of
+// the old and new row. A payload that keeps its length and changes few bytes
+// in place therefore costs a few bytes of WAL instead of the whole node:
+// a leaf appends a journal op into its padding (the bytes before it are
+// unchanged, the padding after it still zero), an internal node rewrites a
+// child's count in place. When the journal is full or the node outgrows the
+// payload, the node is written whole again with fresh room.
+std::string encode_node_update(std::string_view old_payload, const TreeNode &node, SumKind kind,
+                               std::size_t max_capacity) {
+  if (node.leaf) {
+    std::vector<EntryView> before;
+    LeafTail tail;
+    if (scan_journaled_leaf(old_payload, kind, &before, &tail) && tail.ops < kMaxJournalOps) {
+      Writer ops(64);
+      if (journal_ops(before, node.entries, ops, kind, kMaxJournalOps - tail.ops) &&
+          tail.used + ops.size() <= old_payload.size()) {
+        std::string out;
+        out.reserve(old_payload.size());
+        out.append(old_payload.substr(0, tail.used));
+        out += ops.take();
+        out.resize(old_payload.size(), '\0');
+        return out;
+      }
+    }
+  }
+  // Rewritten whole in the same length where that leaves room: the prefix
+  // up to the first changed byte and the padding still match.
+  std::size_t size = encoded_size(node, kind);
+  bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2 : size <= old_payload.size();
+  if (is_journaled(old_payload, node.leaf) && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
+    Writer w(old_payload.size());
+    write_base(w, node, kind);
+    w.pad_to(old_payload.size());
+    return w.take();
+  }
+  return encode_new_node(node, kind, max_capacity);
+}
 
 TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   try {
@@ -204,9 +445,7 @@ TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {
   }
 }
 
-void throw_corrupt(NodeId id, const char *what) {
-  throw CorruptNode("node " + std::to_string(id) + ": " + what);
-}
+void throw_corrupt(NodeId id, const char *what) { throw CorruptNode("node " + std::to_string(id) + ": " + what); }
 
 InterruptCheck interrupt_check = nullptr;
 

@@ -10,9 +10,11 @@ extern "C" {
 
 namespace aggr::pg {
 
-// GUC aggr_ext.node_bytes (hidden; for write-cost experiments): the node
-// size an aggregate created from now on gets. Each aggregate keeps its own.
-int new_node_bytes = 3200;
+// GUC aggr_ext.node_bytes: the node size an aggregate created from now on
+// gets. Each aggregate keeps its own. 1600 keeps a node row, with its room
+// for changes in place, under PostgreSQL's 2 kB TOAST threshold (a bigger
+// row costs an extra WAL record per update, see storage.cpp).
+int new_node_bytes = 1600;
 
 
 namespace {
@@ -571,6 +573,7 @@ CompiledAggregate::CompiledAggregate(const AggregateDef &def) : def_(def) {
       def_.sum_expr = sum ? nodeToString(sum) : "";
       def_.ns_expr = nsx ? nodeToString(nsx) : "";
     }
+    recheck_citus();
     // aggr_create refuses unlogged tables, but ALTER TABLE ... SET UNLOGGED
     // fires no trigger: reads refuse it (check_logged), writes go on.
     unlogged_ = rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED;
@@ -660,10 +663,37 @@ TreeConfig CompiledAggregate::tree_config() const {
 }
 
 void CompiledAggregate::check_not_stale() const {
+  if (citus_kind_ != CitusTable::None) raise_citus_table();
   if (stale_)
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     "aggregate \"" + def_.name + "\" is stale: a column it reads changed type or was dropped",
                     "Drop and re-create it: SELECT aggr_drop(" + sql_literal(def_.name) + "), then aggr_create(...).");
+}
+
+void CompiledAggregate::recheck_citus() {
+  char trigger[NAMEDATALEN];
+  snprintf(trigger, sizeof(trigger), "aggr_ext_%d", def_.id);
+  citus_kind_ = citus_source_kind(def_.source, trigger);
+}
+
+void CompiledAggregate::raise_citus_table() const {
+  std::string table;
+  pg_guard([&] {
+    const char *n = get_rel_name(def_.source);
+    if (n) table = n;
+  });
+  const bool shard = citus_kind_ == CitusTable::Shard;
+  throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
+                  "table \"" + table + "\" of aggregate \"" + def_.name + "\" became a Citus " +
+                      (shard ? std::string("shard") : citus_table_text(citus_kind_) + std::string(" table")) +
+                      " after the aggregate was created",
+                  "Drop the aggregate: SELECT aggr_drop(" + sql_literal(def_.name) +
+                      "). Drop aggregates before distributing their table (they cannot follow a Citus table), and "
+                      "create them again after undistribute_table.",
+                  shard ? "Citus moved the table into a shard (citus_add_local_table_to_metadata) and renamed the "
+                          "aggregate's triggers on it."
+                        : "Citus writes its rows to shards, which the aggregate's triggers never see: the aggregate no "
+                          "longer follows the table.");
 }
 
 void CompiledAggregate::check_logged() const {
@@ -709,7 +739,8 @@ void CompiledAggregate::check_entry_size(const std::string &key) const {
     throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
                     "key of aggregate \"" + def_.name + "\" is too large (" + std::to_string(key.size()) +
                         " bytes, at most " + std::to_string(limit) + ")",
-                    "Index a prefix or a hash of long values.");
+                    "Index a prefix or a hash of long values, or create the aggregate with a larger "
+                    "aggr_ext.node_bytes (keys may use a quarter of a node minus 64 bytes).");
 }
 
 void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
@@ -871,6 +902,7 @@ struct CacheEntry {
   std::unique_ptr<CompiledAggregate> compiled;
   std::uint64_t used_in = 0;  // transaction serial that last handed it out
   bool invalid = false;       // an invalidation arrived since it was compiled
+  bool citus_current = true;  // no invalidation since its Citus kind was looked up
 };
 std::uint64_t xact_serial = 1;
 
@@ -904,10 +936,23 @@ bool same_version(const AggregateDef &a, const AggregateDef &b) {
 // Invalidation callbacks run outside any C++ frame of ours: they only mark.
 void invalidate_source(Datum, Oid relid) {
   for (auto &[id, e] : cache())
-    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true;
+    if (relid == InvalidOid || e.compiled->def().source == relid) e.invalid = true, e.citus_current = false;
 }
 void invalidate_all(Datum, int, uint32) {
   for (auto &[id, e] : cache()) e.invalid = true;
+}
+
+// An entry handed out again within its transaction. It is never replaced
+// there (callers hold references), but after an invalidation of its table
+// the Citus catalog is looked at again: a create_distributed_table earlier
+// in this transaction has moved the table's rows into shards.
+CompiledAggregate &held_entry(CacheEntry &e) {
+  if (!e.citus_current) {
+    CompiledAggregate *c = e.compiled.get();
+    pg_guard([&] { c->recheck_citus(); });
+    e.citus_current = true;
+  }
+  return *e.compiled;
 }
 }  // namespace
 
@@ -921,7 +966,7 @@ CompiledAggregate *compiled_aggregate(int32 aggr_id) {
   auto it = cache().find(cache_key(aggr_id));
   if (it != cache().end()) {
     CacheEntry &e = it->second;
-    if (e.used_in == xact_serial) return e.compiled.get();
+    if (e.used_in == xact_serial) return &held_entry(e);
     if (!e.invalid && def_is_current(e.compiled->def())) {
       e.used_in = xact_serial;
       return e.compiled.get();
@@ -940,7 +985,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
     // Never replaced within a transaction: callers hold references.
     if (e.used_in == xact_serial || (!e.invalid && same_version(e.compiled->def(), def))) {
       e.used_in = xact_serial;
-      return *e.compiled;
+      return held_entry(e);
     }
   }
   auto compiled = std::make_unique<CompiledAggregate>(def);
@@ -948,6 +993,7 @@ CompiledAggregate &compiled_aggregate(const AggregateDef &def) {
   e.compiled = std::move(compiled);
   e.used_in = xact_serial;
   e.invalid = false;
+  e.citus_current = true;
   return *e.compiled;
 }
 

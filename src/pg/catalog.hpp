@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "citus.hpp"
 #include "keys.hpp"
 #include "storage.hpp"
 
@@ -61,8 +62,11 @@ class CompiledAggregate {
   const AggregateDef &def() const { return def_; }
   // A column it reads changed type or was dropped since it was created.
   bool stale() const { return stale_; }
-  // Throws the error that explains a stale aggregate.
+  // Throws the error that explains an aggregate that no longer follows its
+  // table: stale, or the table became a Citus table after aggr_create.
   void check_not_stale() const;
+  // pg-side: looks at the Citus catalog again (see citus_kind_).
+  void recheck_citus();
   // The source table was made UNLOGGED after aggr_create (ALTER TABLE ...
   // SET UNLOGGED): crash recovery would empty it without triggers.
   bool unlogged() const { return unlogged_; }
@@ -99,6 +103,7 @@ class CompiledAggregate {
 
  private:
   void raise_null_namespace() const;  // pg-side
+  [[noreturn]] void raise_citus_table() const;
   std::string columns_text(std::string_view entry, std::size_t from, std::size_t to) const;
   AggregateDef def_;
   MemoryContext cxt_ = nullptr;
@@ -108,6 +113,12 @@ class CompiledAggregate {
   std::size_t nkey_ = 0;
   bool stale_ = false;
   bool unlogged_ = false;
+  // How Citus manages the source table, looked up when compiled: a table
+  // distributed after aggr_create (create_distributed_table, ...) has its
+  // rows in shards the triggers never see. Citus invalidates the table's
+  // relcache when its pg_dist_partition row changes, which recompiles (or,
+  // within a transaction, rechecks) this: reads pay no lookup.
+  CitusTable citus_kind_ = CitusTable::None;
   std::vector<AttrNumber> pk_attnums_, referenced_;
   Oid pk_index_ = InvalidOid;
   List *key_exprs_ = nullptr;  // planned Expr list

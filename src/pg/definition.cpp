@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "citus.hpp"
 #include "jobs.hpp"
 #include "maintenance.hpp"
 #include "owner_context.hpp"
@@ -32,35 +33,57 @@ Oid installed_extension_schema(const char *name) {
   return schema;
 }
 
-// Citus keeps the rows of a distributed or reference table in shards (on
-// the workers, or in shard tables beside it) and writes them there: the
-// triggers on this table would never see them, and the aggregate would
-// answer from an empty or partial tree. Its catalog is looked at only when
-// the citus extension is installed, so nothing changes without Citus.
-// pg-side.
+// Citus keeps the rows of a distributed, reference or Citus local table in
+// shards (on the workers, or in shard tables beside it) and writes them
+// there: the triggers on this table would never see them, and the aggregate
+// would answer from an empty or partial tree. Nothing is looked up without
+// Citus. pg-side.
 void refuse_citus_table(Relation rel) {
-  Oid schema = installed_extension_schema("citus");
-  if (!OidIsValid(schema)) return;
-  Oid catalog_oid = get_relname_relid("pg_dist_partition", schema);
-  if (!OidIsValid(catalog_oid)) return;
-  AttrNumber relid_att = get_attnum(catalog_oid, "logicalrelid");
-  if (relid_att == InvalidAttrNumber) return;
-  Relation catalog = table_open(catalog_oid, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, relid_att, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(RelationGetRelid(rel)));
-  SysScanDesc scan = systable_beginscan(catalog, InvalidOid, false, NULL, 1, &key);
-  bool listed = HeapTupleIsValid(systable_getnext(scan));
-  systable_endscan(scan);
-  table_close(catalog, AccessShareLock);
-  if (listed)
+  CitusTable kind = citus_table_kind(RelationGetRelid(rel));
+  if (kind != CitusTable::None)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("table \"%s\" is a Citus table", RelationGetRelationName(rel)),
+                    errmsg("table \"%s\" is a Citus %s table", RelationGetRelationName(rel), citus_table_text(kind)),
                     errdetail("Citus writes its rows to shards, where the aggregate's triggers on this table never see them."),
-                    errhint("Aggregates are supported on plain tables that are not distributed, reference or local Citus tables.")));
+                    errhint("Aggregates are supported on plain tables, not on Citus distributed, reference or local tables.")));
 }
 }  // namespace
 
 namespace {
+// DROP TRIGGER IF EXISTS, one statement per SPI call: Citus forwards a
+// utility statement's whole query string to the shards, and refuses one
+// with several commands. pg-side.
+void drop_trigger_if_exists(const char *trigger, Oid table) {
+  char *sql = psprintf("DROP TRIGGER IF EXISTS %s ON %s", quote_identifier(trigger),
+                       quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)), get_rel_name(table)));
+  if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop trigger \"%s\"", trigger);
+}
+
+// Drops the triggers of aggregate `id` from its table. With Citus they may
+// also be on shards (it copies triggers when it distributes a table, as
+// <trigger>_<shard id>): dropped from the Citus table, Citus drops them
+// from its shards too, which it does for distributed and reference tables
+// only under citus.enable_unsafe_triggers (dropping ours is safe). After
+// citus_add_local_table_to_metadata the aggregate's table is itself the
+// shard: they are dropped from its shell table. pg-side.
+void drop_triggers(int32 id, Oid source) {
+  Relation rel = table_open(source, ShareRowExclusiveLock);
+  bool citus = citus_installed();
+  Oid shell = citus ? citus_shell_of_shard(source) : InvalidOid;
+  int level = NewGUCNestLevel();
+  if (citus)
+    (void)set_config_option("citus.enable_unsafe_triggers", "on", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                            false);
+  char *triggers[] = {psprintf("aggr_ext_%d", id), psprintf("aggr_ext_%d_truncate", id)};
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
+  for (char *trigger : triggers) {
+    if (OidIsValid(shell)) drop_trigger_if_exists(trigger, shell);
+    drop_trigger_if_exists(trigger, source);
+  }
+  SPI_finish();
+  AtEOXact_GUC(true, level);
+  table_close(rel, NoLock);
+}
+
 // The checks every source table passes (a leaf partition too). pg-side.
 void check_source_table(Relation rel, bool partitioned_ok) {
   const char *relname = RelationGetRelationName(rel);
@@ -259,22 +282,16 @@ void drop_aggregate(const AggregateDef &given) {
   int32 id = def.id;
   if (!load_aggregate_by_id(id, def))
     throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + def.name + "\" was dropped concurrently");
+  // The partitioned table's own row has no triggers (its parts hold them).
+  bool has_triggers = false;
   pg_guard([&] {
-    Relation rel = try_relation_open(def.source, ShareRowExclusiveLock);
-    if (!rel) return;
-    if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE) {  // its parts hold the triggers
-      relation_close(rel, NoLock);
-      return;
-    }
-    char *qualified =
-        quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
-    char *sql = psprintf("DROP TRIGGER IF EXISTS aggr_ext_%d ON %s; DROP TRIGGER IF EXISTS aggr_ext_%d_truncate ON %s;",
-                         def.id, qualified, def.id, qualified);
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop the triggers of aggregate \"%s\"", def.name.c_str());
-    SPI_finish();
-    relation_close(rel, NoLock);
+    char kind = get_rel_relkind(def.source);
+    has_triggers = kind != '\0' && kind != RELKIND_PARTITIONED_TABLE;
   });
+  if (has_triggers) {
+    Oid source = def.source;
+    pg_guard([&] { drop_triggers(id, source); });
+  }
   discard_job(def);
   drop_generations_except(def, -1, -1);
   delete_aggregate(def);

@@ -330,7 +330,7 @@ class ReadTree {
       row_ = load_tree_row(trees_, r_, t.def.id, t.def.generation, ns, snap_);
     });
     read_latest_if_written_over_unseen(t, ns, query_cid);
-    store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config().sum_kind, snap_, false);
+    store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, t.agg->tree_config(), snap_, false);
     tree_ = std::make_unique<Tree>(*store_, order_, t.agg->tree_config(), row_.exists ? row_.meta : TreeMeta{});
     std::vector<Delta> deltas;
     if (t.def.deferred) deltas = load_deltas(t.def.id, t.def.generation, ns, snap_).deltas;
@@ -1249,6 +1249,7 @@ AGGR_FUNCTION(aggr_create) {
   build_aggregate(def, build == "auto" ? BuildMode::Auto : build == "now" ? BuildMode::Now : BuildMode::Background);
   PG_RETURN_VOID();
 }
+
 
 AGGR_FUNCTION(aggr_drop) {
   require_writable("aggr_drop()");

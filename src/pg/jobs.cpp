@@ -48,10 +48,10 @@ void define_settings() {
                           "Entries below which a positional read across partitions merges instead of selecting (tests).",
                           NULL, &partition_merge_rows, 256, 0, 1 << 20, PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
                           NULL, NULL, NULL);
-  DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on (experiments).",
-                          "Each aggregate keeps the size it was created with; keys may use a quarter of it.",
-                          &new_node_bytes, 3200, 800, 8000, PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL,
-                          NULL);
+  DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on.",
+                          "Each aggregate keeps the size it was created with; keys may use a quarter of it minus 64 "
+                          "bytes. Larger nodes allow longer keys and cost more WAL per change.",
+                          &new_node_bytes, 1600, 800, 6400, PGC_USERSET, 0, NULL, NULL, NULL);
   DefineCustomBoolVariable("aggr_ext.merge_deltas", "Whether the merger folds deferred deltas into the trees.",
                            "Off pauses it (reads stay exact; they add in more deltas); aggr_merge(name) still works.",
                            &merge_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -174,7 +174,7 @@ ApplyStats apply_to_tree(const OpenTrees &o, CompiledAggregate &agg, const Order
                           ops.begin() + static_cast<long>(std::min(ops.size(), begin + kChunk)));
     Snapshot snap = nullptr;
     pg_guard([&] { snap = GetActiveSnapshot(); });
-    PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config().sum_kind, snap, false);
+    PgNodeStore store(o.nodes, o.r.nodes_pkey, row, agg.tree_config(), snap, false);
     Tree tree(store, order, agg.tree_config(), row.meta);
     ApplyStats stats = naming_corruption(agg.def().name, agg.def().state == "ready", [&] { return tree.apply(chunk); });
     store.write_back();
@@ -833,7 +833,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
       current.row.generation = target;
       current.row.ns = entry.ns;
       pg_guard([&] { current.row.tree_id = nextval_internal(o.r.trees_seq, false); });
-      current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config().sum_kind,
+      current.store = std::make_unique<PgNodeStore>(o.nodes, o.r.nodes_pkey, current.row, agg.tree_config(),
                                                     nullptr, true);
       current.builder = std::make_unique<BulkBuilder>(*current.store, order, agg.tree_config());
     }

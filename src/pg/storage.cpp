@@ -8,6 +8,7 @@
 #include "../core/node_codec.hpp"
 
 extern "C" {
+#include "access/heaptoast.h"
 #include "commands/sequence.h"
 }
 
@@ -23,13 +24,28 @@ constexpr uint16 kAggregateLockClass = 0xA662;
 Oid internal_relid(Oid nsp, const char *name) {
   Oid relid = get_relname_relid(name, nsp);
   if (!OidIsValid(relid))
-    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("aggr_ext internal relation %s.%s is missing", kSchema, name),
-                    errhint("Reinstall the extension: DROP EXTENSION aggr_ext; CREATE EXTENSION aggr_ext;")));
+    ereport(ERROR,
+            (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("aggr_ext internal relation %s.%s is missing", kSchema, name),
+             errhint("Reinstall the extension: DROP EXTENSION aggr_ext; "
+                     "CREATE EXTENSION aggr_ext;")));
   return relid;
 }
 
 // Tree row columns, 1-based.
-enum TreeCol { kTreeId = 1, kAggrId, kGeneration, kNs, kRoot, kHeight, kEntries, kNodes, kNextNode, kSum, kDrift, kTreeCols = kDrift };
+enum TreeCol {
+  kTreeId = 1,
+  kAggrId,
+  kGeneration,
+  kNs,
+  kRoot,
+  kHeight,
+  kEntries,
+  kNodes,
+  kNextNode,
+  kSum,
+  kDrift,
+  kTreeCols = kDrift
+};
 
 bytea *make_bytea(const char *data, std::size_t len) {
   bytea *b = static_cast<bytea *>(palloc(len + VARHDRSZ));
@@ -104,8 +120,8 @@ void insert_index_entries(Relation rel, HeapTuple tup) {
     bool isnull[INDEX_MAX_KEYS];
     for (int i = 0; i < info->ii_NumIndexAttrs; ++i)
       values[i] = heap_getattr(tup, info->ii_IndexAttrNumbers[i], RelationGetDescr(rel), &isnull[i]);
-    index_insert(idx, values, isnull, &tup->t_self, rel, idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-                 false, info);
+    index_insert(idx, values, isnull, &tup->t_self, rel,
+                 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
     index_close(idx, RowExclusiveLock);
   }
   list_free(indexes);
@@ -117,7 +133,17 @@ void insert_row(Relation rel, HeapTuple tup) {
   insert_index_entries(rel, tup);
 }
 
+// Old versions of a row updated again and again (a tree's root, its row in
+// trees) are removed from its page before the update needs the room, so the
+// new version fits there (HOT: no index entries, and WAL of only the changed
+// bytes). PostgreSQL does this on reads that go through the heap; our writes
+// find the row through caches and would otherwise leave every page full.
+void prune_page(Relation rel, Buffer buf) { heap_page_prune_opt(rel, buf); }
+
 void update_row(Relation rel, ItemPointer tid, HeapTuple tup) {
+  Buffer buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+  prune_page(rel, buf);
+  ReleaseBuffer(buf);
   simple_heap_update(rel, tid, tup);
   if (!HeapTupleIsHeapOnly(tup)) insert_index_entries(rel, tup);
 }
@@ -139,7 +165,8 @@ void unlock_aggregate(int32 aggr_id, LOCKMODE mode) {
 void lock_tree(int32 aggr_id, int32 generation, const std::string &ns) {
   LOCKTAG tag;
   uint32 h = DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(ns.data()), static_cast<int>(ns.size())));
-  h = hash_combine(h, static_cast<uint32>(generation));  // a job's new generation never waits for live writers
+  h = hash_combine(h,
+                   static_cast<uint32>(generation));  // a job's new generation never waits for live writers
   SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(aggr_id), h, kTreeLockClass);
   (void)LockAcquire(&tag, ExclusiveLock, false, false);
 }
@@ -173,7 +200,8 @@ using TreeKey = std::tuple<int32, int32, std::string>;
 std::map<TreeKey, TreeRow> &tree_rows(Relation trees) {
   static std::map<TreeKey, TreeRow> rows;
   static RelFileNode file{};
-  if (!RelFileNodeEquals(trees->rd_node, file)) {  // another file: its TIDs name other tuples
+  if (!RelFileNodeEquals(trees->rd_node,
+                         file)) {  // another file: its TIDs name other tuples
     rows.clear();
     file = trees->rd_node;
   }
@@ -216,7 +244,8 @@ TreeRow load_tree_row(Relation trees, const Relations &r, int32 aggr_id, int32 g
   return row;
 }
 
-std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r, int32 aggr_id, int32 generation, Snapshot snap) {
+std::vector<TreeRow> list_tree_rows(Relation trees, const Relations &r, int32 aggr_id, int32 generation,
+                                    Snapshot snap) {
   List *tuples = NIL;
   pg_guard([&] {
     ScanKeyData keys[2];
@@ -351,7 +380,8 @@ class NodeCache {
     auto it = entries_.find({s.tree, s.id});
     return it != entries_.end() && it->second.slot == s.slot;
   }
-  void evict(const Slot &s) {  // a slot whose entry was replaced or erased since is skipped
+  void evict(const Slot &s) {  // a slot whose entry was replaced or erased since
+                               // is skipped
     if (live(s)) erase(s.tree, s.id);
   }
   // Nodes rewritten again and again leave a trail of replaced slots.
@@ -382,8 +412,29 @@ bool is_node_row(Relation rel, HeapTuple tup, int64 tree, NodeId id) {
 }
 }  // namespace
 
-PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through)
-    : nodes_(nodes), pkey_(nodes_pkey), tree_(tree), kind_(kind), snap_(snap), write_through_(write_through) {
+namespace {
+// Room a node row may take: a quarter more than the node's size limit (for
+// changes in place, see encode_node_update), within a heap row. Rows over
+// TOAST_TUPLE_THRESHOLD make every update log an extra lock record (heap_update
+// releases the page to try TOAST), so nodes that fit under it stay under it.
+std::size_t max_payload_bytes(const TreeConfig &config) {
+  constexpr std::size_t kRowOverhead = MAXALIGN(SizeofHeapTupleHeader) + 2 * sizeof(int64) + VARHDRSZ + 8;
+  constexpr std::size_t kUntoasted = TOAST_TUPLE_THRESHOLD - kRowOverhead;
+  std::size_t room = config.max_node_bytes + config.max_node_bytes / 4;
+  if (config.max_node_bytes + 64 <= kUntoasted) room = std::min(room, kUntoasted);
+  return std::min<std::size_t>(room, 8000);
+}
+}  // namespace
+
+PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, const TreeConfig &config, Snapshot snap,
+                         bool write_through)
+    : nodes_(nodes),
+      pkey_(nodes_pkey),
+      tree_(tree),
+      kind_(config.sum_kind),
+      max_payload_(max_payload_bytes(config)),
+      snap_(snap),
+      write_through_(write_through) {
   pg_guard([&] { node_cache().bind(nodes); });
 }
 
@@ -490,19 +541,45 @@ void PgNodeStore::remove(NodeId id) {
 
 NodeId PgNodeStore::allocate() { return tree_.next_node++; }
 
+// The payload of the version at `tid` (the one this write replaces; empty if
+// it is gone), read straight from its page, which is pruned on the way.
+std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
+  std::string out;
+  Relation rel = nodes_;
+  pg_guard([&] {
+    HeapTupleData tup;
+    tup.t_self = tid;
+    Buffer buf;
+    if (!heap_fetch(rel, SnapshotAny, &tup, &buf, false)) return;
+    bool isnull;
+    Datum d = heap_getattr(&tup, 3, RelationGetDescr(rel), &isnull);
+    if (!isnull) {
+      bytea *b = DatumGetByteaPP(d);
+      out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+    }
+    prune_page(rel,
+               buf);  // after the copy: pruning moves tuples within the page
+    ReleaseBuffer(buf);
+  });
+  return out;
+}
+
 void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
   ItemPointerData tid{};
   if (!is_new) {
     auto t = tids_.find(id);
     if (t == tids_.end()) {
       TransactionId xmin;
-      (void)fetch_payload(id, &tid, &xmin);  // removed without being read (clear)
+      (void)fetch_payload(id, &tid,
+                          &xmin);  // removed without being read (clear)
     } else {
       tid = t->second;
     }
   }
-  std::string payload = node ? encode_node(*node, kind_) : std::string();
   Relation rel = nodes_;
+  std::string payload;
+  if (node && is_new) payload = encode_new_node(*node, kind_, max_payload_);
+  if (node && !is_new) payload = encode_node_update(current_payload(tid), *node, kind_, max_payload_);
   int64 tree_id = tree_.tree_id;
   ItemPointerData new_tid{};
   TransactionId new_xmin = InvalidTransactionId;

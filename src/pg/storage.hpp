@@ -80,7 +80,8 @@ extern int node_cache_kb;  // GUC aggr_ext.node_cache_size
 
 class PgNodeStore : public NodeStore {
  public:
-  PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, SumKind kind, Snapshot snap, bool write_through);
+  PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, const TreeConfig &config, Snapshot snap,
+              bool write_through);
   NodeRef load(NodeId id) override;
   TreeNode load_for_update(NodeId id) override;
   void save(TreeNode node, bool is_new) override;
@@ -99,11 +100,13 @@ class PgNodeStore : public NodeStore {
   NodePtr cached(NodeId id);
   NodePtr fetch_node(NodeId id);
   void write_node(NodeId id, const NodePtr &node, bool is_new);
+  std::string current_payload(const ItemPointerData &tid);
 
   Relation nodes_;
   Oid pkey_;
   TreeRow &tree_;
   SumKind kind_;
+  std::size_t max_payload_;
   Snapshot snap_;
   bool write_through_;  // bulk build: nodes are written as saved, never reloaded
   std::map<NodeId, Pending> pending_;

@@ -7,6 +7,7 @@
 // (as contrib/tcn and ri_triggers.c check how they are called).
 #include <cstring>
 
+#include "citus.hpp"
 #include "maintenance.hpp"
 
 using namespace aggr;
@@ -38,8 +39,35 @@ int32 parse_aggregate_id(const char *arg, const char *function) {
   return id;
 }
 
+// Citus names the copy of a trigger on a shard <trigger>_<shard id>.
+bool is_shard_copy_name(const char *name, const char *trigger) {
+  std::size_t n = std::strlen(trigger);
+  if (std::strncmp(name, trigger, n) != 0 || name[n] != '_' || name[n + 1] == '\0') return false;
+  for (const char *p = name + n + 1; *p; ++p)
+    if (*p < '0' || *p > '9') return false;
+  return true;
+}
+
+// The trigger fires on a shard: Citus copied it there when the aggregate's
+// table was distributed (create_distributed_table, create_reference_table,
+// citus_add_local_table_to_metadata), with the aggregate id it names. No
+// tree follows the shards, and that id names another aggregate, or none, on
+// this node: the write is refused rather than lost or applied to it.
+[[noreturn]] void refuse_citus_shard(TriggerData *td, const char *function) {
+  ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                  errmsg("%s: table \"%s\" is a Citus shard of a table that had an aggregate when it was distributed",
+                         function, RelationGetRelationName(td->tg_relation)),
+                  errdetail("Citus copied trigger \"%s\" onto the shard; aggr_ext does not maintain aggregates over "
+                            "distributed, reference or Citus local tables.",
+                            td->tg_trigger->tgname),
+                  errhint("On the coordinator, drop the aggregate with aggr_drop (the table's aggr_ext triggers go "
+                          "with it); drop aggregates before distributing their table.")));
+  pg_unreachable();
+}
+
 // Checks everything about the call that does not need the catalog; returns
-// the aggregate id. Reads no byte of the tuples.
+// the aggregate id (0: the copy of a TRUNCATE trigger on a Citus shard,
+// which does nothing). Reads no byte of the tuples.
 int32 checked_trigger_call(FunctionCallInfo fcinfo, TriggerKind kind, const char *function) {
   int32 id = 0;
   pg_guard([&] {
@@ -67,20 +95,43 @@ int32 checked_trigger_call(FunctionCallInfo fcinfo, TriggerKind kind, const char
     id = parse_aggregate_id(trig->tgargs[0], function);
     char expected[NAMEDATALEN];
     snprintf(expected, sizeof(expected), kind == TriggerKind::Row ? "aggr_ext_%d" : "aggr_ext_%d_truncate", id);
-    if (strcmp(trig->tgname, expected) != 0) protocol_violation(function, "trigger name does not match its aggregate");
+    if (strcmp(trig->tgname, expected) != 0) {
+      if (!is_shard_copy_name(trig->tgname, expected) || !citus_installed())
+        protocol_violation(function, "trigger name does not match its aggregate");
+      // Citus never drops the copies of TRUNCATE triggers on shards (it
+      // believes shards have none), so they outlive aggr_drop: one does
+      // nothing, touches no tree, and leaves TRUNCATE of the table working.
+      if (kind == TriggerKind::Truncate) {
+        id = 0;
+        return;
+      }
+      refuse_citus_shard(td, function);
+    }
   });
   return id;
 }
 
 // The aggregate must be defined on the very table the trigger fires on.
+// With Citus installed, a trigger on another table is almost surely one
+// that Citus copied, with the aggregate id it names, onto a shard when the
+// table was distributed: ids are per node, so there it names another
+// table's aggregate, or none. Refused either way, with the Citus remedy.
 void check_fires_on_source(FunctionCallInfo fcinfo, Oid source, const char *function) {
   pg_guard([&] {
     TriggerData *td = (TriggerData *)fcinfo->context;
-    if (RelationGetRelid(td->tg_relation) != source)
-      ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                      errmsg("%s: table \"%s\" is not the source table of the aggregate named by this trigger", function,
-                             RelationGetRelationName(td->tg_relation)),
-                      errhint("The triggers of an aggregate are created by aggr_create; do not attach this function yourself.")));
+    if (RelationGetRelid(td->tg_relation) == source) return;
+    if (citus_installed())
+      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                      errmsg("%s: table \"%s\" is not the source table of aggregate %s on this node", function,
+                             RelationGetRelationName(td->tg_relation), td->tg_trigger->tgargs[0]),
+                      errdetail("Citus copies a table's triggers onto its shards when it distributes the table; an "
+                                "aggregate id names different aggregates on different nodes."),
+                      errhint("Drop the aggregate with aggr_drop on the node where it was created, then distribute "
+                              "or undistribute its table.")));
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("%s: table \"%s\" is not the source table of the aggregate named by this trigger", function,
+                           RelationGetRelationName(td->tg_relation)),
+                    errhint("The triggers of an aggregate are created by aggr_create; do not attach this function yourself.")));
   });
 }
 
@@ -125,6 +176,7 @@ AGGR_FUNCTION(aggr_ext_row_trigger) {
 
 AGGR_FUNCTION(aggr_ext_truncate_trigger) {
   int32 id = checked_trigger_call(fcinfo, TriggerKind::Truncate, "aggr_ext_truncate_trigger");
+  if (id == 0) return PointerGetDatum(nullptr);
   AggregateDef def;
   if (!load_aggregate_by_id(id, def)) return PointerGetDatum(nullptr);
   check_fires_on_source(fcinfo, def.source, "aggr_ext_truncate_trigger");

@@ -190,7 +190,7 @@ class Verifier {
     f_.aggregate_sum += pending_.sum_change();
     if (!row_.exists && pending_.empty()) return;
     if (row_.exists) visited_.insert(row_.tree_id);
-    store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, agg_.tree_config().sum_kind, snap_, false);
+    store_ = std::make_unique<PgNodeStore>(nodes_, r_.nodes_pkey, row_, agg_.tree_config(), snap_, false);
     try {
       tree_ = std::make_unique<Tree>(*store_, order_, agg_.tree_config(), row_.exists ? row_.meta : TreeMeta{});
       tree_->check();

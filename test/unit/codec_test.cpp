@@ -2,6 +2,8 @@
 // bounds (run under AddressSanitizer).
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <map>
 #include <random>
 
 #include "../../src/core/node_codec.hpp"
@@ -86,6 +88,132 @@ TEST(NodeCodec, RejectsTruncatedAndCorruptPayloads) {
   EXPECT_GT(rejected, 0);
   EXPECT_GT(accepted, 0);
   EXPECT_THROW(decode_node(1, std::string("\x01\x01\xff\xff\xff\xff\x0f", 7), SumKind::None), CorruptNode);
+}
+
+std::string format1(const TreeNode &n, SumKind kind) {
+  std::string bytes = encode_node(n, kind);
+  bytes[0] = 1;  // the 1.0 format: the same node bytes, nothing after them
+  return bytes;
+}
+
+bool same_entries(const std::vector<Entry> &a, const std::vector<Entry> &b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i].key != b[i].key || !a[i].value.same_as(b[i].value)) return false;
+  return true;
+}
+
+// Bytes PostgreSQL logs for a same-page update: what lies between the
+// longest common prefix and the longest common suffix (heapam.c,
+// log_heap_update).
+std::size_t logged_bytes(const std::string &before, const std::string &after) {
+  std::size_t prefix = 0, n = std::min(before.size(), after.size());
+  while (prefix < n && before[prefix] == after[prefix]) ++prefix;
+  std::size_t suffix = 0;
+  while (suffix < n - prefix && before[before.size() - 1 - suffix] == after[after.size() - 1 - suffix]) ++suffix;
+  return after.size() - prefix - suffix;
+}
+
+std::string key_of(int k) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08d", k);
+  return buf;
+}
+
+TEST(NodeCodec, ReadsFormatOne) {
+  for (SumKind kind : {SumKind::None, SumKind::Exact, SumKind::Float}) {
+    for (const TreeNode &n : {sample_leaf(), sample_internal()}) {
+      std::string old = format1(n, kind);
+      EXPECT_EQ(encode_node(decode_node(n.id, old, kind), kind), encode_node(n, kind));
+      EXPECT_THROW(decode_node(n.id, old + std::string(1, '\0'), kind),
+                   CorruptNode);  // no padding in format 1
+      std::string upgraded = encode_node_update(old, n, kind, 4000);
+      EXPECT_EQ(upgraded[0], 2);
+      EXPECT_EQ(encode_node(decode_node(n.id, upgraded, kind), kind), encode_node(n, kind));
+    }
+  }
+}
+
+// A leaf changed one entry at a time, against a std::map model: every
+// payload decodes to exactly the model, keeps its length while its journal
+// has room, and most single changes log only the op they append.
+TEST(NodeCodec, JournaledLeafMatchesModel) {
+  for (SumKind kind : {SumKind::None, SumKind::Exact, SumKind::Float}) {
+    std::mt19937 rng(7 + static_cast<int>(kind));
+    std::map<std::string, Sum> model;
+    TreeNode node;
+    node.id = 3;
+    node.leaf = true;
+    for (int k = 0; k < 100; k += 2) model[key_of(k)] = Sum{};
+    auto to_node = [&] {
+      node.entries.clear();
+      for (auto &[k, v] : model) node.entries.push_back(Entry{k, v});
+    };
+    to_node();
+    std::string payload = encode_new_node(node, kind, 4000);
+    std::size_t small = 0, steps = 0, rewrites = 0;
+    for (int step = 0; step < 5000; ++step) {
+      int changes = rng() % 8 == 0 ? 1 + static_cast<int>(rng() % 5) : 1;
+      for (int c = 0; c < changes; ++c) {
+        std::string k = key_of(static_cast<int>(rng() % 200));
+        if (model.count(k) && model.size() > 1 && rng() % 2) {
+          model.erase(k);
+        } else {
+          Sum s;  // without a sum kind the payload holds keys only
+          if (kind == SumKind::Exact) s.exact = static_cast<int128>(rng()) - (1LL << 31);
+          if (kind == SumKind::Float) s.approx = static_cast<double>(rng() % 1000) / 8;
+          model[k] = s;  // a new entry, or another value for this key
+        }
+      }
+      to_node();
+      std::string next = encode_node_update(payload, node, kind, 4000);
+      TreeNode back = decode_node(node.id, next, kind);
+      ASSERT_TRUE(back.leaf);
+      ASSERT_TRUE(same_entries(back.entries, node.entries)) << "step " << step;
+      if (next.size() != payload.size()) ++rewrites;
+      if (changes == 1) {
+        ++steps;
+        if (logged_bytes(payload, next) <= encoded_entry_size(node.entries.front(), kind) + 12) ++small;
+      }
+      payload = std::move(next);
+    }
+    EXPECT_GT(small, steps * 8 / 10) << "single changes logging more than their op";
+    EXPECT_LT(rewrites, 5000u / 10);
+    // Corrupt journals are refused, not misread.
+    std::string bad = payload;
+    std::size_t end = bad.find_last_not_of('\0') + 1;
+    ASSERT_LE(end + 3, bad.size());
+    {
+      bad[end] = 9;  // unknown op
+      EXPECT_THROW(decode_node(node.id, bad, kind), CorruptNode);
+      bad[end] = 2;  // delete past the end
+      bad[end + 1] = static_cast<char>(0xff);
+      bad[end + 2] = 0x7f;
+      EXPECT_THROW(decode_node(node.id, bad, kind), CorruptNode);
+      bad = payload;
+      bad[end + 1] = 5;  // bytes after the end marker
+      EXPECT_THROW(decode_node(node.id, bad, kind), CorruptNode);
+    }
+  }
+}
+
+// A child's count changing by one rewrites the bytes of that count only.
+TEST(NodeCodec, InternalCountChangesInPlace) {
+  for (SumKind kind : {SumKind::None, SumKind::Exact}) {
+    TreeNode n = sample_internal();
+    for (Child &c : n.children) c.count = 1000;
+    std::string payload = encode_new_node(n, kind, 4000);
+    for (int step = 0; step < 200; ++step) {
+      Child &c = n.children[static_cast<std::size_t>(step) % n.children.size()];
+      c.count += step % 2 ? 1 : -1;
+      if (kind == SumKind::Exact) c.sum.exact += 3;
+      std::string next = encode_node_update(payload, n, kind, 4000);
+      ASSERT_EQ(next.size(), payload.size());
+      EXPECT_LE(logged_bytes(payload, next), kind == SumKind::Exact ? 16u : 2u);
+      ASSERT_EQ(encode_node(decode_node(n.id, next, kind), kind), encode_node(n, kind));
+      payload = std::move(next);
+    }
+  }
 }
 
 }  // namespace

@@ -16,12 +16,14 @@ class MemoryStore : public NodeStore {
   // PostgreSQL store does (for writes into corrupt trees, which may reach a
   // node twice). Strict by default, to catch the tree's own mistakes.
   bool lenient = false;
+  std::size_t max_payload = 4000;
   // Hands out the same decoded node until it is saved or removed, as the
   // PostgreSQL store's cache does.
   NodeRef load(NodeId id) override {
     ++loads;
     auto it = nodes_.find(id);
-    // A child id naming no node is corruption (the PostgreSQL store says so too).
+    // A child id naming no node is corruption (the PostgreSQL store says so
+    // too).
     if (it == nodes_.end()) throw CorruptNode("node " + std::to_string(id) + " is missing");
     NodeRef &ref = decoded_[id];
     if (!ref) ref = std::make_shared<const TreeNode>(decode_node(id, it->second, kind_));
@@ -31,7 +33,10 @@ class MemoryStore : public NodeStore {
     ++saves;
     bool exists = nodes_.count(node.id) > 0;
     if (exists == is_new && !lenient) throw std::runtime_error("save: is_new does not match store state");
-    nodes_[node.id] = encode_node(node, kind_);
+    // As the PostgreSQL store writes rows: padded, journaled in place.
+    auto it = nodes_.find(node.id);
+    nodes_[node.id] = it == nodes_.end() ? encode_new_node(node, kind_, max_payload)
+                                         : encode_node_update(it->second, node, kind_, max_payload);
     decoded_.erase(node.id);
   }
   void remove(NodeId id) override {
