@@ -210,6 +210,7 @@ SELECT aggr_count('pt_score') = (SELECT count(*) FROM pt) AS reader_count,
        (SELECT array_agg(ROW(id, region)::text) FROM (SELECT * FROM pt ORDER BY score DESC NULLS FIRST, id, region OFFSET 100 LIMIT 20) x) AS reader_page;
 SELECT count(*) FROM aggr_page_rows('pt_score', 0, 10, NULL::pt);
 SELECT aggr_clear('pt_score');  -- not the owner
+SELECT aggr_count('pt_score:public.pt_1');  -- a part by its own name: SELECT on that partition
 SET ROLE part_owner;
 
 -- Partition DDL.
