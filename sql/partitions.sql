@@ -101,7 +101,16 @@ BEGIN
     got := (SELECT aggr_position('pt_score', ROW(p.id, p.region))::text FROM pt p WHERE p.id = k);
     want := (SELECT pos::text FROM (SELECT id, row_number() OVER (ORDER BY score DESC NULLS FIRST, id, region) - 1 AS pos FROM pt) x WHERE x.id = k);
     IF got IS DISTINCT FROM want THEN what := 'position'; detail := k || ': ' || got || ' <> ' || want; RETURN NEXT; END IF;
+    got := (SELECT aggr_position_of('pt_score', p.score, ROW(p.id, p.region))::text FROM pt p WHERE p.id = k);
+    IF got IS DISTINCT FROM want THEN what := 'position_of'; detail := k || ': ' || got || ' <> ' || want; RETURN NEXT; END IF;
   END LOOP;
+  -- a random entry within bounds is one of them, at its position
+  IF (SELECT count(*) FROM aggr_random('pt_score', lower => 300, upper => 100) r
+       WHERE r.position = (SELECT x.pos FROM (SELECT ROW(id, region)::text AS rid,
+                                                     row_number() OVER (ORDER BY score DESC NULLS FIRST, id, region) - 1 AS pos FROM pt) x
+                            WHERE x.rid = r.id)
+         AND (r.key)::int BETWEEN 100 AND 300) <> 1 AND (SELECT count(*) FROM pt WHERE score BETWEEN 100 AND 300) > 0 THEN
+    what := 'random'; RETURN NEXT; END IF;
   -- the namespaced text key (ICU collation, NULL names first)
   FOR g IN 0..3 LOOP
     IF aggr_count('pt_name', namespace => g) IS DISTINCT FROM (SELECT count(*) FROM pt WHERE grp = g) THEN
