@@ -199,6 +199,7 @@ std::vector<int32> load_parent_ids() {
   });
   ListCell *lc;
   foreach (lc, found) ids.push_back(lfirst_int(lc));
+  std::sort(ids.begin(), ids.end());  // in creation order, whatever the heap order: errors name the same one
   return ids;
 }
 

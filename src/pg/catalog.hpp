@@ -49,7 +49,7 @@ bool catalog_has_parent_column();
 // The parts (one per leaf partition) of a partitioned table's aggregate,
 // as `snap` sees them (nullptr: the latest), in id order.
 std::vector<AggregateDef> load_children(int32 parent, Snapshot snap = nullptr);
-// Aggregates defined on partitioned tables.
+// Aggregates defined on partitioned tables, in id (creation) order.
 std::vector<int32> load_parent_ids();
 void update_aggregate_state(const AggregateDef &def, const char *state);
 void update_aggregate_write_mode(int32 aggr_id, bool deferred);
