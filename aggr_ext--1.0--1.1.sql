@@ -15,7 +15,10 @@
 --  * aggr_aggregates shows each role the aggregates it may read;
 --  * the aggr_progress view shows running backfills and rebuilds;
 --  * DROP TABLE / DROP SCHEMA / DROP OWNED remove the dropped tables'
---    aggregates (sql_drop event trigger).
+--    aggregates (sql_drop event trigger);
+--  * aggregates on partitioned tables: aggr_internal.aggregates gains the
+--    column parent (a leaf partition's part names its partitioned table's
+--    aggregate), and event triggers follow partition DDL.
 -- Functions whose signature changes are dropped and re-created: a view of
 -- yours that calls aggr_at, aggr_page, aggr_page_rows or aggr_job_status must be dropped before the
 -- update and re-created after it (the update fails with a clear dependency
@@ -202,3 +205,18 @@ ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
 -- Node rows leave half of each page for their next versions (HOT updates
 -- that log only the changed bytes); pages written from now on.
 ALTER TABLE aggr_internal.nodes SET (fillfactor = 50);
+
+ALTER TABLE aggr_internal.aggregates ADD COLUMN parent int4;
+
+-- Partition DDL keeps the aggregates of partitioned tables whole: CREATE
+-- TABLE ... PARTITION OF and ATTACH PARTITION give the new leaf partitions
+-- their part (built in the same transaction), DETACH PARTITION removes the
+-- detached table's part; DETACH PARTITION ... CONCURRENTLY is refused.
+CREATE FUNCTION aggr_ext_partition_ddl() RETURNS event_trigger
+    AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE EVENT TRIGGER aggr_ext_partition_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION aggr_ext_partition_ddl();
+CREATE EVENT TRIGGER aggr_ext_partition_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE') EXECUTE FUNCTION aggr_ext_partition_ddl();
+ALTER EVENT TRIGGER aggr_ext_partition_ddl_start ENABLE ALWAYS;
+ALTER EVENT TRIGGER aggr_ext_partition_ddl ENABLE ALWAYS;

@@ -27,7 +27,8 @@ CREATE TABLE aggr_internal.aggregates (
     origin      text NOT NULL,         -- system id and database oid where key_exprs were analyzed
     write_mode  text NOT NULL DEFAULT 'direct'  -- direct: writers update the tree at commit;
                                            -- deferred: writers append deltas, a merger folds them in
-        CHECK (write_mode IN ('direct', 'deferred'))
+        CHECK (write_mode IN ('direct', 'deferred')),
+    parent      int4                   -- a leaf partition's part of the aggregate parent (on the partitioned table)
 );
 
 CREATE TABLE aggr_internal.trees (
@@ -357,3 +358,16 @@ CREATE FUNCTION aggr_ext_sql_drop() RETURNS event_trigger
     AS 'MODULE_PATHNAME' LANGUAGE C;
 CREATE EVENT TRIGGER aggr_ext_sql_drop ON sql_drop EXECUTE FUNCTION aggr_ext_sql_drop();
 ALTER EVENT TRIGGER aggr_ext_sql_drop ENABLE ALWAYS;
+
+-- Partition DDL keeps the aggregates of partitioned tables whole: CREATE
+-- TABLE ... PARTITION OF and ATTACH PARTITION give the new leaf partitions
+-- their part (built in the same transaction), DETACH PARTITION removes the
+-- detached table's part; DETACH PARTITION ... CONCURRENTLY is refused.
+CREATE FUNCTION aggr_ext_partition_ddl() RETURNS event_trigger
+    AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE EVENT TRIGGER aggr_ext_partition_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION aggr_ext_partition_ddl();
+CREATE EVENT TRIGGER aggr_ext_partition_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE FOREIGN TABLE', 'ALTER TABLE') EXECUTE FUNCTION aggr_ext_partition_ddl();
+ALTER EVENT TRIGGER aggr_ext_partition_ddl_start ENABLE ALWAYS;
+ALTER EVENT TRIGGER aggr_ext_partition_ddl ENABLE ALWAYS;

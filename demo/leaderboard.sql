@@ -3,6 +3,9 @@
 \set ON_ERROR_STOP on
 \pset footer off
 SET client_min_messages = warning;
+-- Plain SQL is the oracle here: the planner must not answer it from the
+-- aggregate until the last part of the demo turns it on.
+SET aggr_ext.enable_planner = off;
 \o /dev/null
 DROP TABLE IF EXISTS scores, scores_plain CASCADE;
 SELECT aggr_drop(name) FROM aggr_aggregates;
@@ -106,3 +109,37 @@ SELECT name, state, entries, depth, nodes, pg_size_pretty(bytes) AS size, drift_
 UNION ALL SELECT name, state, entries, depth, nodes, pg_size_pretty(bytes), drift_events FROM aggr_status('per_game');
 SELECT pg_size_pretty(pg_relation_size('scores_score_desc')) AS btree_on_score_id_size;
 SELECT status, table_count, aggregate_count, missing, extra, changed FROM aggr_verify('leaderboard');
+
+\echo
+\echo The same plain SQL, unchanged, answered by the planner from the aggregates
+\echo (aggr_ext.enable_planner on; README: The planner answers plain SQL):
+SET aggr_ext.enable_planner = on;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM scores WHERE score > 500000;
+EXPLAIN (COSTS OFF) SELECT id, score FROM scores ORDER BY score DESC, id OFFSET 500000 LIMIT 20;
+\o /dev/null
+CREATE TEMP TABLE planner_results (step int, query text, answer_on text, answer_off text, on_ms numeric, off_ms numeric);
+CREATE FUNCTION pg_temp.planner_row(step int, q text) RETURNS planner_results LANGUAGE plpgsql AS $$
+DECLARE r planner_results; a text;
+BEGIN
+  r.step := step; r.query := q;
+  SET LOCAL aggr_ext.enable_planner = on;
+  EXECUTE 'SELECT string_agg(t::text, '','') FROM (' || q || ') t' INTO a; r.answer_on := a;
+  r.on_ms := pg_temp.median_ms(q);
+  SET LOCAL aggr_ext.enable_planner = off;
+  EXECUTE 'SELECT string_agg(t::text, '','') FROM (' || q || ') t' INTO a; r.answer_off := a;
+  r.off_ms := pg_temp.median_ms(q);
+  RETURN r;
+END $$;
+INSERT INTO planner_results
+SELECT (pg_temp.planner_row(n, q)).* FROM (VALUES
+  (1, format('SELECT count(*) FROM scores WHERE score > %s', :probe)),
+  (2, 'SELECT sum(points) FROM scores WHERE score BETWEEN 100000 AND 900000'),
+  (3, format('SELECT count(*) FROM scores WHERE game = 7 AND score > %s', :probe)),
+  (4, 'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY score DESC) FROM scores'),
+  (5, 'SELECT min(score), max(score) FROM scores'),
+  (6, format('SELECT id, score FROM scores ORDER BY score DESC, id OFFSET %s LIMIT 20', :mid))) v(n, q);
+\o
+SELECT query, answer_on = answer_off AS same_answer, on_ms, off_ms,
+       round(off_ms / nullif(on_ms, 0), 1) || 'x faster' AS ratio
+  FROM planner_results ORDER BY step;
+RESET aggr_ext.enable_planner;

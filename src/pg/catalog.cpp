@@ -1,5 +1,6 @@
 #include "catalog.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 extern "C" {
@@ -19,7 +20,8 @@ int new_node_bytes = 1600;
 namespace {
 enum AggCol {
   kId = 1, kName, kSource, kKeySpec, kSumSpec, kNsSpec, kKeyExprs, kKeyFlags, kSumExpr, kSumKind, kSumScale,
-  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kWriteMode, kAggCols = kWriteMode
+  kNsExpr, kState, kNodeBytes, kCreated, kGeneration, kBuildGeneration, kColumnsSig, kOrigin, kWriteMode, kParent,
+  kAggCols = kParent
 };
 constexpr int32 kDefaultNodeBytes = 3200;
 
@@ -49,6 +51,9 @@ AggregateDef def_from_tuple(Relation rel, HeapTuple tup) {
   d.columns_sig = text_or_empty(v[kColumnsSig - 1], n[kColumnsSig - 1]);
   d.origin = text_or_empty(v[kOrigin - 1], n[kOrigin - 1]);
   d.deferred = text_or_empty(v[kWriteMode - 1], n[kWriteMode - 1]) == "deferred";
+  // A 1.0 schema not updated yet has no parent column: no partition aggregates.
+  bool has_parent = RelationGetDescr(rel)->natts >= kParent;
+  d.parent = has_parent && !n[kParent - 1] ? DatumGetInt32(v[kParent - 1]) : 0;
   d.tid = tup->t_self;
   d.xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
   return d;
@@ -125,6 +130,78 @@ bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap) {
   return load_aggregate(1, &key, out, snap);
 }
 
+std::vector<AggregateDef> load_aggregates_of(Oid source, Snapshot snap) {
+  // Few rows and no index on source: a scan, done only for queries shaped
+  // like one an aggregate could answer.
+  AggregateDef defs[64];
+  int n = 0;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, kSource, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(source));
+    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snap ? snap : GetLatestSnapshot(), 1, &key);
+    HeapTuple tup;
+    while (n < 64 && HeapTupleIsValid(tup = systable_getnext(scan))) defs[n++] = def_from_tuple(rel, tup);
+    systable_endscan(scan);
+    table_close(rel, AccessShareLock);
+  });
+  return std::vector<AggregateDef>(defs, defs + n);
+}
+
+bool catalog_has_parent_column() {
+  bool has = false;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    has = RelationGetDescr(rel)->natts >= kParent;
+    table_close(rel, AccessShareLock);
+  });
+  return has;
+}
+
+std::vector<AggregateDef> load_children(int32 parent, Snapshot snap) {
+  std::vector<AggregateDef> out;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    if (RelationGetDescr(rel)->natts >= kParent) {
+      ScanKeyData key;
+      ScanKeyInit(&key, kParent, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(parent));
+      SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, snap ? snap : GetLatestSnapshot(), 1, &key);
+      HeapTuple tup;
+      while (HeapTupleIsValid(tup = systable_getnext(scan))) out.push_back(def_from_tuple(rel, tup));
+      systable_endscan(scan);
+    }
+    table_close(rel, AccessShareLock);
+  });
+  // In aggregate id order: a stable order of the parts of combined reads.
+  std::sort(out.begin(), out.end(), [](const AggregateDef &a, const AggregateDef &b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<int32> load_parent_ids() {
+  std::vector<int32> ids;
+  List *found = NIL;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation rel = table_open(r.aggregates, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, GetLatestSnapshot(), 0, NULL);
+    HeapTuple tup;
+    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
+      bool isnull;
+      Oid source = DatumGetObjectId(heap_getattr(tup, kSource, RelationGetDescr(rel), &isnull));
+      if (get_rel_relkind(source) == RELKIND_PARTITIONED_TABLE)
+        found = lappend_int(found, DatumGetInt32(heap_getattr(tup, kId, RelationGetDescr(rel), &isnull)));
+    }
+    systable_endscan(scan);
+    table_close(rel, AccessShareLock);
+  });
+  ListCell *lc;
+  foreach (lc, found) ids.push_back(lfirst_int(lc));
+  return ids;
+}
+
 namespace {
 // Replaces the given columns of an aggregate's catalog row.
 void update_aggregate_columns(int32 id, const Datum *values, const bool *nulls, const bool *replace) {
@@ -173,7 +250,7 @@ void update_aggregate_generations(int32 aggr_id, const char *state, int32 genera
 }
 
 int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
-                       const ParsedDefinition &p) {
+                       const ParsedDefinition &p, int32 parent) {
   int32 id = 0;
   pg_guard([&] {
     Relations r = internal_relations();
@@ -207,6 +284,9 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     relation_close(src, AccessShareLock);
     v[kOrigin - 1] = CStringGetTextDatum(current_origin().c_str());
     v[kWriteMode - 1] = CStringGetTextDatum("direct");
+    v[kParent - 1] = Int32GetDatum(parent);
+    n[kParent - 1] = parent == 0;
+    if (parent != 0 && RelationGetDescr(rel)->natts < kParent) elog(ERROR, "aggr_internal.aggregates has no parent column");
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
     insert_row(rel, tup);
     table_close(rel, RowExclusiveLock);

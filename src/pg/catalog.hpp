@@ -31,6 +31,7 @@ struct AggregateDef {
   std::string columns_sig;
   std::string origin;
   bool deferred = false;  // write_mode 'deferred': writers append deltas (aggr_internal.deltas)
+  int32 parent = 0;       // a leaf partition's part of the aggregate `parent` on its partitioned table
   ItemPointerData tid{};
   TransactionId xmin = InvalidTransactionId;  // with tid: which version of the catalog row this is
   bool namespaced() const { return !ns_expr.empty(); }
@@ -40,6 +41,16 @@ struct AggregateDef {
 // By name: the version `snap` sees (nullptr: the latest committed).
 bool load_aggregate_by_name(const std::string &name, AggregateDef &out, bool missing_ok, Snapshot snap = nullptr);
 bool load_aggregate_by_id(int32 id, AggregateDef &out, Snapshot snap = nullptr);
+// The aggregates of table `source` that `snap` sees (nullptr: the latest).
+std::vector<AggregateDef> load_aggregates_of(Oid source, Snapshot snap = nullptr);
+// Whether aggr_internal.aggregates has the parent column (1.1; a 1.0 schema
+// not updated yet has none, and no partition aggregates).
+bool catalog_has_parent_column();
+// The parts (one per leaf partition) of a partitioned table's aggregate,
+// as `snap` sees them (nullptr: the latest), in id order.
+std::vector<AggregateDef> load_children(int32 parent, Snapshot snap = nullptr);
+// Aggregates defined on partitioned tables.
+std::vector<int32> load_parent_ids();
 void update_aggregate_state(const AggregateDef &def, const char *state);
 void update_aggregate_write_mode(int32 aggr_id, bool deferred);
 // Sets state, live generation and build generation in one update.
@@ -91,6 +102,10 @@ class CompiledAggregate {
   // Columns of the source table the aggregate reveals (key, sum, namespace, primary key).
   const std::vector<AttrNumber> &referenced_columns() const { return referenced_; }
   Oid pk_index() const { return pk_index_; }
+  // The planned expressions over the source row (Vars of range table entry 1).
+  List *key_exprs() const { return key_exprs_; }
+  Expr *sum_expr() const { return sum_expr_; }
+  Expr *ns_expr() const { return ns_expr_; }
 
  private:
   void raise_null_namespace() const;  // pg-side
@@ -171,7 +186,7 @@ std::string current_origin();
 // pg-side: identifies the types of the columns an aggregate reads.
 std::string columns_signature(Relation rel, List *key_exprs, Node *sum_expr, Node *ns_expr);
 int32 insert_aggregate(const std::string &name, Oid source, const char *key, const char *sum, const char *ns,
-                       const ParsedDefinition &parsed);
+                       const ParsedDefinition &parsed, int32 parent = 0);
 void delete_aggregate(const AggregateDef &def);
 
 }  // namespace aggr::pg

@@ -1,16 +1,21 @@
 // SQL-callable functions: definition, queries, operations.
+#include <cmath>
 #include <memory>
 #include <set>
 
-#include "citus.hpp"
+#include "definition.hpp"
 #include "jobs.hpp"
 #include "deltas.hpp"
 #include "maintenance.hpp"
 #include "owner_context.hpp"
+#include "reads.hpp"
 #include "result_row.hpp"
 
 extern "C" {
+#include "access/tupconvert.h"
 #include "utils/float.h"
+#include "storage/predicate.h"
+#include "utils/rls.h"
 }
 
 using namespace aggr;
@@ -20,9 +25,6 @@ namespace {
 
 enum class Access { Read, Own };
 
-// aggr_create(build => 'auto') builds in the background from this many rows.
-constexpr double kBackgroundBuildRows = 100000;
-constexpr int32 kDefaultBatchRows = 50000;
 
 std::string text_arg(FunctionCallInfo fcinfo, int argno, const char *what) {
   if (PG_ARGISNULL(argno)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string(what) + " must not be NULL");
@@ -77,6 +79,10 @@ struct Target {
   AggregateDef def;
   CompiledAggregate *agg = nullptr;
   Snapshot snapshot = nullptr;  // reads: the query's snapshot; the definition is the one it sees
+  // The aggregate of a partitioned table: its parts (one per leaf
+  // partition, each with its own trees), as the read's snapshot sees them.
+  bool partitioned = false;
+  std::vector<Target> parts;
 };
 
 // Compile::Never: the caller needs only the catalog row (a cancel, a
@@ -94,6 +100,39 @@ bool whole_table_readable(const AggregateDef &def) {
                pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
   });
   return readable;
+}
+
+void check_ready(const AggregateDef &def) {
+  if (def.state == "ready") return;
+  ensure_job_worker(def.id);  // after a restart, resume the job
+  JobRow job = load_job(def.id);
+  std::string detail = job.exists ? "; " + job_progress_text(job) : "";
+  throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "aggregate \"" + def.name + "\" is not ready (state: " + def.state + detail + ")",
+                  job.exists && !job.cancelled ? "Wait for the job: CALL aggr_wait(" + sql_literal(def.name) + ")."
+                                               : "Fill it with CALL aggr_backfill(" + sql_literal(def.name) + ").");
+}
+
+// The parts of a partitioned table's aggregate, for a read by its name:
+// the parent's privileges were checked (SELECT on the partitioned table
+// reads every partition through it, as a query would); each part is
+// compiled as its own table's owner and must be ready.
+void open_parts(Target &t, bool require_ready) {
+  Oid user = InvalidOid;
+  pg_guard([&] { user = GetUserId(); });
+  for (const AggregateDef &def : load_children(t.def.id, t.snapshot)) {
+    Target part;
+    part.def = def;
+    part.snapshot = t.snapshot;
+    if (user == table_owner(def.source))  // the owner's own read: nothing to switch (reads are hot)
+      part.agg = &compiled_aggregate(part.def);
+    else
+      run_as_table_owner(def.source, [&] { part.agg = &compiled_aggregate(part.def); });
+    part.agg->check_not_stale();
+    part.agg->check_logged();
+    if (require_ready) check_ready(part.def);
+    t.parts.push_back(std::move(part));
+  }
 }
 
 // Both compile as the table owner: compiling folds constants, which runs
@@ -142,16 +181,17 @@ Target open_aggregate(FunctionCallInfo fcinfo, Access access, bool require_ready
     t.agg->check_logged();
     check_access(t.def, t.agg, access);
   }
-  if (require_ready && t.def.state != "ready") {
-    ensure_job_worker(t.def.id);  // after a restart, resume the job
-    JobRow job = load_job(t.def.id);
-    std::string detail = job.exists ? "; " + job_progress_text(job) : "";
-    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "aggregate \"" + t.def.name + "\" is not ready (state: " + t.def.state + detail + ")",
-                    job.exists && !job.cancelled ? "Wait for the job: CALL aggr_wait(" + sql_literal(t.def.name) + ")."
-                                                 : "Fill it with CALL aggr_backfill(" + sql_literal(t.def.name) + ").");
-  }
+  if (require_ready) check_ready(t.def);
+  t.partitioned = is_partitioned_aggregate(t.def);
+  if (t.partitioned && access == Access::Read && compile == Compile::Always) open_parts(t, require_ready);
   return t;
+}
+
+// The aggregates a maintenance call acts on: the aggregate itself, or, for
+// the aggregate of a partitioned table, each of its parts (latest versions).
+std::vector<AggregateDef> acted_on(const Target &t) {
+  if (!t.partitioned) return {t.def};
+  return load_children(t.def.id);
 }
 
 // The encoded namespace named by argument `argno` ("" when not namespaced).
@@ -439,7 +479,189 @@ class ReadTree {
   PendingChanges pending_;
 };
 
-Prefix range_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt) {
+// Before (or after) exactly one entry, given encoded: where a row read
+// from the table sorts.
+class EncodedEntryProbe : public Probe {
+ public:
+  EncodedEntryProbe(const Ordering &order, std::string_view key) : order_(order), key_(key) {}
+  int compare_to(std::string_view entry) const override { return order_.compare(key_, entry); }
+
+ private:
+  const Ordering &order_;
+  std::string_view key_;
+};
+
+// A read of an aggregate: its one tree per namespace, or, for the
+// aggregate of a partitioned table, one tree per part (leaf partition)
+// read with the same snapshot and combined. Positions are positions in
+// the combined order (key, then primary key: what ORDER BY gives over the
+// partitioned table). Counts and sums add up; the entry at a position is
+// found by a selection over the parts' trees by key (split), never by
+// walking entries.
+class Reader {
+ public:
+  Reader(const Target &t, const std::string &ns) : order_(t.agg->layout()) {
+    if (!t.partitioned) {
+      parts_.push_back(std::make_unique<ReadTree>(t, ns));
+      return;
+    }
+    for (const Target &part : t.parts) parts_.push_back(std::make_unique<ReadTree>(part, ns));
+  }
+  void close() {
+    for (auto &p : parts_) p->close();
+  }
+  std::size_t parts() const { return parts_.size(); }
+  ReadTree &part(std::size_t i) { return *parts_[i]; }
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (const auto &p : parts_) n += p->count();
+    return n;
+  }
+  Prefix before(const Probe &probe) const {
+    Prefix total;
+    for (const auto &p : parts_) add(total, p->before(probe));
+    return total;
+  }
+  Prefix range(const Probe *lower, const Probe *upper) const {
+    Prefix total;
+    for (const auto &p : parts_) add(total, p->range(lower, upper));
+    return total;
+  }
+  // Visits the entries at positions [from, to) in order: visit(position,
+  // entry, part). Each part's cursor starts where split() puts it; only
+  // the visited entries are walked.
+  template <typename Visit>
+  void forward(std::uint64_t from, std::uint64_t to, Visit &&visit) {
+    if (to <= from) return;
+    if (parts_.size() == 1) {
+      std::uint64_t pos = from;
+      for (MergedCursor c = parts_[0]->cursor(from); c.valid() && pos < to; c.next(), ++pos) visit(pos, c.entry(), 0);
+      return;
+    }
+    std::vector<std::uint64_t> starts = split(from);
+    std::vector<std::unique_ptr<MergedCursor>> cursors;
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      cursors.push_back(std::make_unique<MergedCursor>(parts_[i]->cursor(starts[i])));
+    for (std::uint64_t pos = from; pos < to; ++pos) {
+      std::size_t best = parts_.size();
+      for (std::size_t i = 0; i < cursors.size(); ++i)
+        if (cursors[i]->valid() && (best == parts_.size() || order_.compare(cursors[i]->entry().key, cursors[best]->entry().key) < 0))
+          best = i;
+      if (best == parts_.size()) return;
+      visit(pos, cursors[best]->entry(), best);
+      cursors[best]->next();
+    }
+  }
+
+ private:
+  static void add(Prefix &total, const Prefix &p) {
+    total.count += p.count;
+    total.sum += p.sum;
+  }
+  struct Candidate {
+    std::size_t part;
+    std::uint64_t pos, weight;
+    Entry entry;
+  };
+  Candidate candidate_at(std::size_t part, std::uint64_t pos, std::uint64_t weight) {
+    MergedCursor c = parts_[part]->cursor(pos);
+    if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+    return Candidate{part, pos, weight, c.entry()};
+  }
+  // The weighted median of the middle entries of the parts' ranges: at
+  // least a quarter of the remaining entries lie on each side of it.
+  Candidate median_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
+                             std::uint64_t weight) {
+    std::vector<Candidate> cands;
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      if (hi[i] > lo[i]) cands.push_back(candidate_at(i, lo[i] + (hi[i] - lo[i]) / 2, hi[i] - lo[i]));
+    std::sort(cands.begin(), cands.end(),
+              [&](const Candidate &a, const Candidate &b) { return order_.compare(a.entry.key, b.entry.key) < 0; });
+    std::size_t m = 0;
+    for (std::uint64_t acc = 0; m + 1 < cands.size(); ++m)
+      if ((acc += cands[m].weight) * 2 >= weight) break;
+    return cands[m];
+  }
+  // The entry of the largest remaining range at the wanted entry's
+  // proportional place in it: where it is when the parts hold alike
+  // distributed keys (hash partitions), so the next rounds close in fast.
+  Candidate interpolated_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
+                                   std::uint64_t weight, std::uint64_t k) {
+    std::size_t m = 0;
+    for (std::size_t i = 1; i < parts_.size(); ++i)
+      if (hi[i] - lo[i] > hi[m] - lo[m]) m = i;
+    std::uint64_t w = hi[m] - lo[m];
+    auto offset = static_cast<std::uint64_t>(static_cast<long double>(k) * w / weight);
+    return candidate_at(m, lo[m] + std::min(offset, w - 1), w);
+  }
+
+  // Few entries left (aggr_ext.partition_merge_rows): the k-th of them by
+  // merging the parts' ranges (one descent per part, then that many steps
+  // at most).
+  std::vector<std::uint64_t> merge_to(std::vector<std::uint64_t> lo, const std::vector<std::uint64_t> &hi,
+                                      std::uint64_t k) {
+    std::vector<std::unique_ptr<MergedCursor>> cursors(parts_.size());
+    for (std::size_t i = 0; i < parts_.size(); ++i)
+      if (hi[i] > lo[i]) cursors[i] = std::make_unique<MergedCursor>(parts_[i]->cursor(lo[i]));
+    for (;; --k) {
+      std::size_t best = parts_.size();
+      for (std::size_t i = 0; i < parts_.size(); ++i)
+        if (cursors[i] && lo[i] < hi[i] && cursors[i]->valid() &&
+            (best == parts_.size() || order_.compare(cursors[i]->entry().key, cursors[best]->entry().key) < 0))
+          best = i;
+      if (best == parts_.size()) throw CorruptNode("the tree holds fewer entries than its count");
+      if (k == 0) return lo;
+      ++lo[best];
+      cursors[best]->next();
+    }
+  }
+
+  // How many entries of each part come before the entry at combined
+  // position g (every part's count when g is past the end), found by key:
+  // each round ranks one candidate entry in every part (one O(log n)
+  // descent each) and keeps, per part, only the positions on the wanted
+  // entry's side of it. Every fourth round takes the weighted median of the
+  // parts' middle entries (it drops at least a quarter of what remains: at
+  // most O(log N) such rounds); the others an interpolated guess, which
+  // closes in within a few rounds when the parts' keys are alike
+  // distributed.
+  std::vector<std::uint64_t> split(std::uint64_t g) {
+    std::size_t np = parts_.size();
+    std::vector<std::uint64_t> lo(np, 0), hi(np);
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < np; ++i) total += hi[i] = parts_[i]->count();
+    if (g >= total) return hi;
+    std::uint64_t k = g;  // rank of the wanted entry among the remaining ones
+    for (int round = 0;; ++round) {
+      if (round > 4 * (256 + static_cast<int>(np)))
+        throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
+      std::uint64_t weight = 0;
+      for (std::size_t i = 0; i < np; ++i) weight += hi[i] - lo[i];
+      if (weight <= static_cast<std::uint64_t>(partition_merge_rows)) return merge_to(lo, hi, k);
+      Candidate c = round % 4 != 3 ? interpolated_candidate(lo, hi, weight, k) : median_candidate(lo, hi, weight);
+      EncodedEntryProbe probe(order_, c.entry.key);
+      std::vector<std::uint64_t> b(np);
+      std::uint64_t r = 0;
+      for (std::size_t i = 0; i < np; ++i) {
+        b[i] = i == c.part ? c.pos : hi[i] == lo[i] ? lo[i] : std::clamp(parts_[i]->before(probe).count, lo[i], hi[i]);
+        r += b[i] - lo[i];
+      }
+      if (r == k) return b;
+      if (r > k) {
+        hi = b;
+      } else {
+        k -= r + 1;
+        lo = b;
+        lo[c.part] = c.pos + 1;
+      }
+    }
+  }
+
+  EntryOrdering order_;
+  std::vector<std::unique_ptr<ReadTree>> parts_;
+};
+
+Prefix range_of(FunctionCallInfo fcinfo, const Target &t, Reader &rt) {
   std::vector<KeyValue> lv, uv;
   bool has_lower = key_arg(fcinfo, 2, t, lv);
   bool has_upper = key_arg(fcinfo, 3, t, uv);
@@ -474,7 +696,7 @@ struct Span {
 // The span within the bounds at arguments first (lower), first + 1 (upper),
 // first + 2 and first + 3 (lower_inclusive, upper_inclusive), as aggr_count
 // reads them; absent bounds leave that end open.
-Span span_of(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int first) {
+Span span_of(FunctionCallInfo fcinfo, const Target &t, Reader &rt, int first) {
   Span s;
   s.hi = rt.count();
   std::vector<KeyValue> v;
@@ -502,19 +724,22 @@ struct Window {
 constexpr std::uint64_t kReverseChunk = 1000;
 
 template <typename Visit>
-void visit_window(ReadTree &rt, const Window &w, Visit &&visit) {
+void visit_window(Reader &rt, const Window &w, Visit &&visit) {
   if (w.to <= w.from) return;
   if (!w.reverse) {
-    std::uint64_t pos = w.from;
-    for (MergedCursor c = rt.cursor(w.from); c.valid() && pos < w.to; c.next(), ++pos) visit(pos, c.entry());
+    rt.forward(w.from, w.to, visit);
     return;
   }
-  std::vector<Entry> chunk;
+  struct Visited {
+    Entry entry;
+    std::size_t part;
+  };
+  std::vector<Visited> chunk;
   for (std::uint64_t end = w.to; end > w.from;) {
-    std::uint64_t begin = end - std::min(kReverseChunk, end - w.from), pos = begin;
+    std::uint64_t begin = end - std::min(kReverseChunk, end - w.from);
     chunk.clear();
-    for (MergedCursor c = rt.cursor(begin); c.valid() && pos < end; c.next(), ++pos) chunk.push_back(c.entry());
-    for (std::size_t i = chunk.size(); i-- > 0;) visit(begin + i, chunk[i]);
+    rt.forward(begin, end, [&](std::uint64_t, const Entry &e, std::size_t part) { chunk.push_back(Visited{e, part}); });
+    for (std::size_t i = chunk.size(); i-- > 0;) visit(begin + i, chunk[i].entry, chunk[i].part);
     end = begin;
   }
 }
@@ -622,8 +847,15 @@ class RowFetcher {
   template <typename F>
   bool fetch(const Datum *values, F &&found) {
     std::size_t npk = t_.agg->pk_attnums().size();
-    for (std::size_t i = 0; i < npk; ++i) keys_[i].sk_argument = values[i];
-    SysScanDesc scan = systable_beginscan(rel_, t_.agg->pk_index(), true, snapshot_, static_cast<int>(npk), keys_);
+    // systable_beginscan turns each key's heap attribute number into its
+    // index column number in place: set both again for every fetch (a
+    // primary key that is not on the leading columns failed on the second).
+    ScanKeyData keys[INDEX_MAX_KEYS];
+    for (std::size_t i = 0; i < npk; ++i) {
+      keys[i] = keys_[i];
+      keys[i].sk_argument = values[i];
+    }
+    SysScanDesc scan = systable_beginscan(rel_, t_.agg->pk_index(), true, snapshot_, static_cast<int>(npk), keys);
     HeapTuple tup = systable_getnext(scan);
     bool exists = HeapTupleIsValid(tup);
     if (exists) found(tup);
@@ -654,46 +886,60 @@ void put_whole_row(ReturnSetInfo *rsinfo, TupleDesc table, HeapTuple tup) {
   heap_freetuple(expanded);
 }
 
-// Emits the source rows of a window's entries (whole rows, in window order).
-void emit_rows(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, const Window &w) {
+// Emits the source rows of a window's entries (whole rows, in window
+// order), each fetched from the table whose tree holds it with that
+// tree's snapshot; a partition's row is converted to the partitioned
+// table's row type (its columns may be in another order).
+void emit_rows(FunctionCallInfo fcinfo, const Target &t, Reader &rt, const Window &w) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
   pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
-  RowFetcher rows(t, rt.query_snapshot());
-  visit_window(rt, w, [&](std::uint64_t, const Entry &e) {
+  std::vector<std::unique_ptr<RowFetcher>> fetchers(rt.parts());
+  std::vector<TupleConversionMap *> maps(rt.parts(), nullptr);
+  TupleDesc result_desc = rsinfo->setDesc;
+  visit_window(rt, w, [&](std::uint64_t, const Entry &e, std::size_t part) {
+    const Target &pt = t.partitioned ? t.parts[part] : t;
+    if (!fetchers[part]) {
+      fetchers[part] = std::make_unique<RowFetcher>(pt, rt.part(part).query_snapshot());
+      if (t.partitioned)
+        pg_guard([&] { maps[part] = convert_tuples_by_name(RelationGetDescr(fetchers[part]->relation()), result_desc); });
+    }
+    RowFetcher &rows = *fetchers[part];
+    TupleConversionMap *map = maps[part];
     pg_guard([&] {
       Datum values[INDEX_MAX_KEYS];
       bool nulls[INDEX_MAX_KEYS];
-      t.agg->id_values(e.key, values, nulls);
-      if (!rows.fetch(values, [&](HeapTuple tup) { put_whole_row(rsinfo, RelationGetDescr(rows.relation()), tup); }))
+      pt.agg->id_values(e.key, values, nulls);
+      if (!rows.fetch(values, [&](HeapTuple tup) {
+            if (!map) {
+              put_whole_row(rsinfo, RelationGetDescr(rows.relation()), tup);
+              return;
+            }
+            HeapTuple converted = execute_attr_map_tuple(tup, map);
+            tuplestore_puttuple(rsinfo->setResult, converted);
+            heap_freetuple(converted);
+          }))
         ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-                        errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
-                               get_rel_name(t.def.source)),
+                        errmsg("aggregate \"%s\" has an entry for a row that is not in %s", pt.def.name.c_str(),
+                               get_rel_name(pt.def.source)),
                         errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
     });
   });
 }
 
-// Before (or after) exactly one entry, given encoded: where a row read
-// from the table sorts.
-class EncodedEntryProbe : public Probe {
- public:
-  EncodedEntryProbe(const Ordering &order, std::string_view key) : order_(order), key_(key) {}
-  int compare_to(std::string_view entry) const override { return order_.compare(key_, entry); }
-
- private:
-  const Ordering &order_;
-  std::string_view key_;
-};
 
 Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
-  ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+  Reader rt(t, namespace_arg(fcinfo, 1, t));
   std::uint64_t count = rt.count();
   Entry e;
+  bool found = false;
   if (count > 0) {
-    MergedCursor c = rt.cursor(last ? count - 1 : 0);
-    if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
-    e = c.entry();
+    std::uint64_t at = last ? count - 1 : 0;
+    rt.forward(at, at + 1, [&](std::uint64_t, const Entry &entry, std::size_t) {
+      e = entry;
+      found = true;
+    });
+    if (!found) throw CorruptNode("the tree holds fewer entries than its count");
   }
   rt.close();
   if (count == 0 || (t.agg->key_columns() == 1 && e.key[0] == 0)) PG_RETURN_NULL();
@@ -710,7 +956,7 @@ Datum key_at_end(FunctionCallInfo fcinfo, const Target &t, bool last) {
 AGGR_FUNCTION(aggr_count) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Reader rt(t, namespace_arg(fcinfo, 1, t));
     int64 count = static_cast<int64>(range_of(fcinfo, t, rt).count);
     rt.close();
     return Int64GetDatum(count);
@@ -723,7 +969,7 @@ AGGR_FUNCTION(aggr_sum) {
     throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "aggregate \"" + t.def.name + "\" has no sum_value",
                     "Create it with aggr_create(..., sum_value => 'column').");
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Reader rt(t, namespace_arg(fcinfo, 1, t));
     Sum s = range_of(fcinfo, t, rt).sum;
     rt.close();
     Datum result = 0;
@@ -735,7 +981,7 @@ AGGR_FUNCTION(aggr_sum) {
 AGGR_FUNCTION(aggr_rank) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    Reader rt(t, namespace_arg(fcinfo, 2, t));
     std::vector<KeyValue> v;
     if (!key_arg(fcinfo, 1, t, v)) {
       rt.close();
@@ -753,12 +999,12 @@ AGGR_FUNCTION(aggr_rank) {
 AGGR_FUNCTION(aggr_at) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    Reader rt(t, namespace_arg(fcinfo, 2, t));
     if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset must not be NULL");
     Span span = span_of(fcinfo, t, rt, 3);
     Window w = offset_window(t, span, PG_GETARG_INT64(1), 1, bool_arg(fcinfo, 7, false), false);
     EntryRows out(fcinfo, t);
-    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
+    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e, std::size_t) { out.put(pos, e); });
     rt.close();
     return (Datum)0;
   });
@@ -777,7 +1023,7 @@ int64 limit_arg(FunctionCallInfo fcinfo, int argno) {
 namespace {
 // The window of aggr_page / aggr_page_rows: offset and limit at arguments
 // 1 and 2, bounds from `bounds` on, descending after them.
-Window page_window(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int bounds) {
+Window page_window(FunctionCallInfo fcinfo, const Target &t, Reader &rt, int bounds) {
   if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
     throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "offset and limit must not be NULL");
   int64 limit = limit_arg(fcinfo, 2);
@@ -806,10 +1052,10 @@ void check_row_type(FunctionCallInfo fcinfo, const Target &t, int argno) {
 AGGR_FUNCTION(aggr_page) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+    Reader rt(t, namespace_arg(fcinfo, 3, t));
     Window w = page_window(fcinfo, t, rt, 4);
     EntryRows out(fcinfo, t);
-    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
+    visit_window(rt, w, [&](std::uint64_t pos, const Entry &e, std::size_t) { out.put(pos, e); });
     rt.close();
     return (Datum)0;
   });
@@ -821,7 +1067,7 @@ AGGR_FUNCTION(aggr_page_rows) {
   Target t = open_aggregate(fcinfo, Access::Read);
   check_row_type(fcinfo, t, 3);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 4, t));
+    Reader rt(t, namespace_arg(fcinfo, 4, t));
     emit_rows(fcinfo, t, rt, page_window(fcinfo, t, rt, 5));
     rt.close();
     return (Datum)0;
@@ -850,16 +1096,22 @@ AGGR_FUNCTION(aggr_position) {
     if (!id_arg(fcinfo, 1, t, id)) PG_RETURN_NULL();
     CompiledAggregate::RowEntry entry;
     bool exists = false;
-    {
-      RowFetcher rows(t, t.snapshot);
+    // A partitioned table's row is looked up in each leaf partition's
+    // primary key (the partitioned index cannot be scanned).
+    std::vector<const Target *> tables;
+    if (!t.partitioned) tables.push_back(&t);
+    for (const Target &part : t.parts) tables.push_back(&part);
+    for (const Target *table : tables) {
+      if (exists) break;
+      RowFetcher rows(*table, t.snapshot);
       pg_guard([&] {
         Datum values[INDEX_MAX_KEYS];
-        pk_datums(t, id, values);
-        exists = rows.fetch(values, [&](HeapTuple tup) { t.agg->evaluate(tup, entry); });
+        pk_datums(*table, id, values);
+        exists = rows.fetch(values, [&](HeapTuple tup) { table->agg->evaluate(tup, entry); });
       });
     }
     if (!exists) PG_RETURN_NULL();
-    ReadTree rt(t, entry.ns);
+    Reader rt(t, entry.ns);
     EntryOrdering order(t.agg->layout());
     EncodedEntryProbe probe(order, entry.key);
     int64 before = static_cast<int64>(rt.before(probe).count);
@@ -873,7 +1125,7 @@ AGGR_FUNCTION(aggr_position) {
 AGGR_FUNCTION(aggr_position_of) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&]() -> Datum {
-    ReadTree rt(t, namespace_arg(fcinfo, 3, t));
+    Reader rt(t, namespace_arg(fcinfo, 3, t));
     std::vector<KeyValue> key, id;
     whole_key_arg(fcinfo, 1, t, "key", key);
     if (!id_arg(fcinfo, 2, t, id)) PG_RETURN_NULL();
@@ -892,7 +1144,7 @@ AGGR_FUNCTION(aggr_position_of) {
 AGGR_FUNCTION(aggr_random) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Reader rt(t, namespace_arg(fcinfo, 1, t));
     Span span = span_of(fcinfo, t, rt, 2);
     EntryRows out(fcinfo, t);
     if (span.size() == 0) {
@@ -902,7 +1154,7 @@ AGGR_FUNCTION(aggr_random) {
     double r = 0;
     pg_guard([&] { r = DatumGetFloat8(OidFunctionCall0(F_RANDOM)); });
     std::uint64_t k = std::min(span.size() - 1, static_cast<std::uint64_t>(r * static_cast<double>(span.size())));
-    visit_window(rt, Window{span.lo + k, span.lo + k + 1, false}, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e); });
+    visit_window(rt, Window{span.lo + k, span.lo + k + 1, false}, [&](std::uint64_t pos, const Entry &e, std::size_t) { out.put(pos, e); });
     rt.close();
     return (Datum)0;
   });
@@ -919,7 +1171,7 @@ struct KeysetPage {
   bool is_last = true;
 };
 
-KeysetPage keyset_page(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, int first) {
+KeysetPage keyset_page(FunctionCallInfo fcinfo, const Target &t, Reader &rt, int first) {
   Span span = span_of(fcinfo, t, rt, first + 1);
   int64 limit = limit_arg(fcinfo, first + 7);
   bool descending = bool_arg(fcinfo, first + 8, false);
@@ -954,10 +1206,10 @@ KeysetPage keyset_page(FunctionCallInfo fcinfo, const Target &t, ReadTree &rt, i
 AGGR_FUNCTION(aggr_paginate) {
   Target t = open_aggregate(fcinfo, Access::Read);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 1, t));
+    Reader rt(t, namespace_arg(fcinfo, 1, t));
     KeysetPage page = keyset_page(fcinfo, t, rt, 1);
     EntryRows out(fcinfo, t);
-    visit_window(rt, page.window, [&](std::uint64_t pos, const Entry &e) { out.put(pos, e, page.is_last); });
+    visit_window(rt, page.window, [&](std::uint64_t pos, const Entry &e, std::size_t) { out.put(pos, e, page.is_last); });
     rt.close();
     return (Datum)0;
   });
@@ -967,7 +1219,7 @@ AGGR_FUNCTION(aggr_paginate_rows) {
   Target t = open_aggregate(fcinfo, Access::Read);
   check_row_type(fcinfo, t, 1);
   return read_trees(t, [&] {
-    ReadTree rt(t, namespace_arg(fcinfo, 2, t));
+    Reader rt(t, namespace_arg(fcinfo, 2, t));
     emit_rows(fcinfo, t, rt, keyset_page(fcinfo, t, rt, 2).window);
     rt.close();
     return (Datum)0;
@@ -983,23 +1235,249 @@ AGGR_FUNCTION(aggr_max) {
   return read_trees(t, [&] { return key_at_end(fcinfo, t, true); });
 }
 
-// ---------------------------------------------------------------- definition
+// ---------------------------------------------------------------- the planner's reads
 
 namespace {
-// Citus keeps the rows of a distributed, reference or Citus local table in
-// shards (on the workers, or in shard tables beside it) and writes them
-// there: the triggers on this table would never see them, and the aggregate
-// would answer from an empty or partial tree. Nothing is looked up without
-// Citus. pg-side.
-void refuse_citus_table(Relation rel) {
-  CitusTable kind = citus_table_kind(RelationGetRelid(rel));
-  if (kind != CitusTable::None)
-    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                    errmsg("table \"%s\" is a Citus %s table", RelationGetRelationName(rel), citus_table_text(kind)),
-                    errdetail("Citus writes its rows to shards, where the aggregate's triggers on this table never see them."),
-                    errhint("Aggregates are supported on plain tables, not on Citus distributed, reference or local tables.")));
+bool same_definition(const AggregateDef &def, const PlannedAggregate &p) {
+  return def.source == p.source && def.key_exprs == p.key_exprs && def.key_flags == p.key_flags &&
+         def.sum_expr == p.sum_expr && def.ns_expr == p.ns_expr;
+}
+
+// What open_aggregate checks for a read, as a yes / no: the normal plan
+// answers whenever this says no (the executor has already checked the
+// query's own privileges on the table).
+bool open_for_query(const PlannedAggregate &p, const RangeQuery &q, Target &t) {
+  pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
+  if (!load_aggregate_by_name(p.name, t.def, true, t.snapshot)) return false;
+  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def)) return false;
+  bool rls = false;
+  pg_guard([&] { rls = check_enable_rls(t.def.source, InvalidOid, true) == RLS_ENABLED; });
+  if (rls) return false;
+  Oid user = InvalidOid;
+  pg_guard([&] { user = GetUserId(); });
+  if (user == table_owner(t.def.source))
+    t.agg = &compiled_aggregate(t.def);
+  else
+    run_as_table_owner(t.def.source, [&] { t.agg = &compiled_aggregate(t.def); });
+  if (t.agg->stale() || t.agg->unlogged()) return false;
+  if (q.has_ns && (!t.def.namespaced() || t.agg->ns_type() != q.ns.type)) return false;
+  return true;
+}
+
+// Positions [lo, hi) in aggregate order, with the sums before them.
+struct PrefixSpan {
+  Prefix lo, hi;
+  std::uint64_t size() const { return hi.count > lo.count ? hi.count - lo.count : 0; }
+  void raise_lo(const Prefix &p) {
+    if (p.count > lo.count) lo = p;
+  }
+  void lower_hi(const Prefix &p) {
+    if (p.count < hi.count) hi = p;
+  }
+};
+
+class LeadingKeyProbes {
+ public:
+  LeadingKeyProbes(const Target &t, ReadTree &rt) : layout_(t.agg->layout()), rt_(rt) {}
+  // Entries before (after = false) or up to and including (true) those whose leading key is v.
+  Prefix at(const KeyValue &v, bool after) {
+    KeyProbe probe(layout_, std::vector<KeyValue>{v}, after);
+    return rt_.before(probe);
+  }
+  Prefix at_null(bool after) { return at(KeyValue{(Datum)0, true, layout_.column(0).type}, after); }
+  // Leaves out the entries whose leading key is NULL (all at one end).
+  void drop_nulls(PrefixSpan &s) {
+    if (layout_.column(0).nulls_first)
+      s.raise_lo(at_null(true));
+    else
+      s.lower_hi(at_null(false));
+  }
+  // Narrows s to the entries whose leading key satisfies b; false when none can.
+  bool apply(const QueryBound &b, PrefixSpan &s) {
+    if (b.op == BoundOp::IsNull) {
+      s.raise_lo(at_null(false));
+      s.lower_hi(at_null(true));
+      return true;
+    }
+    drop_nulls(s);  // every other condition is false or NULL for a NULL key
+    if (b.op == BoundOp::IsNotNull) return true;
+    if (b.value.isnull) return false;  // key < NULL is never true
+    bool desc = layout_.column(0).desc;
+    switch (b.op) {
+      case BoundOp::Eq:
+        s.raise_lo(at(b.value, false));
+        s.lower_hi(at(b.value, true));
+        break;
+      case BoundOp::Lt:
+        desc ? s.raise_lo(at(b.value, true)) : s.lower_hi(at(b.value, false));
+        break;
+      case BoundOp::Le:
+        desc ? s.raise_lo(at(b.value, false)) : s.lower_hi(at(b.value, true));
+        break;
+      case BoundOp::Gt:
+        desc ? s.lower_hi(at(b.value, false)) : s.raise_lo(at(b.value, true));
+        break;
+      case BoundOp::Ge:
+        desc ? s.lower_hi(at(b.value, true)) : s.raise_lo(at(b.value, false));
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+
+ private:
+  const KeyLayout &layout_;
+  ReadTree &rt_;
+};
+
+// The leading key value of the entry at `pos`, copied into the current context.
+Datum leading_key_at(const Target &t, ReadTree &rt, std::uint64_t pos) {
+  MergedCursor c = rt.cursor(pos);
+  if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+  Entry e = c.entry();
+  const KeyLayout &layout = t.agg->layout();
+  Datum out = 0;
+  pg_guard([&] {
+    std::size_t p = 0;
+    bool isnull = false;
+    Datum d = layout.decode(e.key, p, 0, isnull);
+    out = isnull ? (Datum)0 : datumCopy(d, layout.column(0).typbyval, layout.column(0).typlen);
+  });
+  return out;
+}
+
+// percentile_disc over s, NULL keys left out: the K-th value in the
+// WITHIN GROUP order, K = ceil(fraction * N) (at least 1), computed as
+// PostgreSQL's percentile_disc_final computes it.
+void percentiles_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
+                    RangeAnswer &out) {
+  probes.drop_nulls(s);
+  std::uint64_t n = s.size();
+  bool key_desc = t.agg->layout().column(0).desc;
+  for (std::size_t i = 0; i < q.percentiles.size(); ++i) {
+    const Percentile &p = q.percentiles[i];
+    if (p.fraction_null || n == 0) continue;  // NULL
+    int64 k = static_cast<int64>(std::ceil(p.fraction * static_cast<double>(static_cast<int64>(n))));
+    std::uint64_t skip = static_cast<std::uint64_t>(std::max<int64>(k, 1) - 1);
+    bool from_end = key_desc != p.descending;  // the WITHIN GROUP order runs against the aggregate's
+    out.percentile[i] = leading_key_at(t, rt, from_end ? s.hi.count - 1 - skip : s.lo.count + skip);
+    out.percentile_null[i] = false;
+  }
+}
+
+// min / max of the leading key over s, NULL keys left out.
+void min_max_of(const Target &t, ReadTree &rt, LeadingKeyProbes &probes, PrefixSpan s, const RangeQuery &q,
+                RangeAnswer &out) {
+  probes.drop_nulls(s);
+  if (s.size() == 0) return;
+  bool desc = t.agg->layout().column(0).desc;
+  std::uint64_t first = s.lo.count, last = s.hi.count - 1;
+  if (q.want_min) {
+    out.min = leading_key_at(t, rt, desc ? last : first);
+    out.min_null = false;
+  }
+  if (q.want_max) {
+    out.max = leading_key_at(t, rt, desc ? first : last);
+    out.max_null = false;
+  }
 }
 }  // namespace
+
+namespace {
+// SERIALIZABLE: the normal plan's scan predicate-locks the whole table;
+// so does a read in its place.
+void lock_as_a_scan(const Target &t) {
+  pg_guard([&] {
+    if (!IsolationIsSerializable()) return;
+    Relation rel = table_open(t.def.source, AccessShareLock);
+    PredicateLockRelation(rel, t.snapshot);
+    table_close(rel, AccessShareLock);
+  });
+}
+
+// The encoded namespace of a query ("" when not namespaced); false for ns = NULL.
+bool query_namespace(const Target &t, const RangeQuery &q, std::string &ns) {
+  if (!q.has_ns) return true;
+  if (q.ns.isnull) return false;
+  pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
+  return true;
+}
+}  // namespace
+
+bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, Tuplestorestate *rows) {
+  Target t;
+  if (!open_for_query(planned, q.range, t)) return false;
+  lock_as_a_scan(t);
+  const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
+  (void)read_trees(t, [&] {
+    std::string ns;
+    if (!query_namespace(t, q.range, ns)) return (Datum)0;
+    ReadTree rt(t, ns);
+    LeadingKeyProbes probes(t, rt);
+    PrefixSpan s;
+    s.hi = rt.range(nullptr, nullptr);
+    bool possible = true;
+    for (const QueryBound &b : q.range.bounds) possible = probes.apply(b, s) && possible;
+    std::uint64_t size = possible ? s.size() : 0;
+    std::uint64_t skip = std::min(size, static_cast<std::uint64_t>(q.offset));
+    std::uint64_t take = q.limit < 0 ? size - skip : std::min(size - skip, static_cast<std::uint64_t>(q.limit));
+    Window w;
+    w.reverse = q.reverse;
+    w.from = q.reverse ? s.hi.count - skip - take : s.lo.count + skip;
+    w.to = w.from + take;
+    RowFetcher fetcher(t, rt.query_snapshot());
+    Reader window_reader(t, ns);  // the planner matches plain tables only: one part, read as rt reads it
+    visit_window(window_reader, w, [&](std::uint64_t, const Entry &e, std::size_t) {
+      pg_guard([&] {
+        Datum values[INDEX_MAX_KEYS];
+        bool nulls[INDEX_MAX_KEYS];
+        t.agg->id_values(e.key, values, nulls);
+        if (!fetcher.fetch(values, [&](HeapTuple tup) { tuplestore_puttuple(rows, tup); }))
+          ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+                          errmsg("aggregate \"%s\" has an entry for a row that is not in %s", t.def.name.c_str(),
+                                 get_rel_name(t.def.source)),
+                          errhint("Check it with SELECT * FROM aggr_verify(%s).", name_literal.c_str())));
+      });
+    });
+    window_reader.close();
+    rt.close();
+    return (Datum)0;
+  });
+  return true;
+}
+
+bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
+  Target t;
+  if (!open_for_query(planned, q, t)) return false;
+  lock_as_a_scan(t);
+  out.percentile.assign(q.percentiles.size(), (Datum)0);  // NULL unless found
+  out.percentile_null.assign(q.percentiles.size(), true);
+  (void)read_trees(t, [&] {
+    std::string ns;
+    if (!query_namespace(t, q, ns)) return (Datum)0;  // ns = NULL: no row
+    ReadTree rt(t, ns);
+    LeadingKeyProbes probes(t, rt);
+    PrefixSpan s;
+    s.hi = rt.range(nullptr, nullptr);
+    bool possible = true;
+    for (const QueryBound &b : q.bounds) possible = probes.apply(b, s) && possible;
+    if (possible) {
+      out.count = s.size();
+      if (q.want_sum && out.count > 0) {
+        Sum sum = s.hi.sum - s.lo.sum;
+        pg_guard([&] { out.sum = t.agg->sum().to_numeric(sum); });
+      }
+      if (q.want_min || q.want_max) min_max_of(t, rt, probes, s, q, out);
+      percentiles_of(t, rt, probes, s, q, out);
+    }
+    rt.close();
+    return (Datum)0;
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------- definition
 
 AGGR_FUNCTION(aggr_create) {
   require_writable("aggr_create()");
@@ -1007,146 +1485,28 @@ AGGR_FUNCTION(aggr_create) {
   if (PG_ARGISNULL(1)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "source must not be NULL");
   std::string key = text_arg(fcinfo, 2, "key");
   if (name.empty()) throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "aggregate name must not be empty");
-  AggregateDef existing;
-  if (load_aggregate_by_name(name, existing, true))
-    throw UserError(ERRCODE_DUPLICATE_OBJECT, "aggregate \"" + name + "\" already exists");
-  Oid source = PG_GETARG_OID(1);
-  int32 id = 0;
-  pg_guard([&] {
-    // Ownership first, without a lock: a stranger's SHARE ROW EXCLUSIVE
-    // request queued behind a writer would block every later writer (as
-    // CREATE INDEX checks in RangeVarGetRelidExtended's callback).
-    if (!pg_class_ownercheck(source, GetUserId())) {
-      const char *name_now = get_rel_name(source);
-      aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, name_now ? name_now : "?");
-    }
-    Relation rel = table_open(source, ShareRowExclusiveLock);  // as CREATE TRIGGER: no writes while we build
-    const char *relname = RelationGetRelationName(rel);
-    // Again under the lock: the owner may have changed while we waited.
-    if (!pg_class_ownercheck(source, GetUserId())) aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
-    if (rel->rd_rel->relkind != RELKIND_RELATION)
-      ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE), errmsg("\"%s\" is not a table", relname),
-                      errhint("Aggregates are supported on plain tables (not partitioned tables, views or foreign tables).")));
-    refuse_citus_table(rel);
-    // A temporary table's rows are this session's only: background jobs and
-    // the merger cannot read it, and its end fires no sql_drop trigger.
-    if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("table \"%s\" is temporary", relname),
-                      errdetail("Other sessions (background jobs, the merger) cannot read it, and the aggregate would "
-                                "outlive it."),
-                      errhint("Use a regular table.")));
-    // Crash recovery empties an unlogged table without firing a trigger;
-    // the WAL-logged trees would keep every row.
-    if (rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("table \"%s\" is unlogged", relname),
-                      errdetail("After a crash the table is emptied without firing triggers; the aggregate would keep its rows."),
-                      errhint("ALTER TABLE ... SET LOGGED first.")));
-    if (rel->rd_rel->relrowsecurity)
-      ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                      errmsg("table \"%s\" has row-level security enabled", relname),
-                      errdetail("An aggregate would count rows that some readers may not see.")));
-    if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
-      ereport(ERROR, (errcode(ERRCODE_INVALID_TABLE_DEFINITION), errmsg("table \"%s\" has no primary key", relname),
-                      errhint("Aggregate entries are identified by the primary key: ALTER TABLE %s ADD PRIMARY KEY (...).",
-                              quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname))));
-    const char *sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
-    const char *ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
-    ParsedDefinition parsed = parse_definition(rel, key.c_str(), sum, ns);
-    const char *key_text = key.c_str();
-    self_contained_specs(rel, parsed, &key_text, &sum, &ns);
-    id = insert_aggregate(name, source, key_text, sum, ns, parsed);
-
-    // Maintenance triggers fire ALWAYS: also under session_replication_role = replica.
-    char *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), relname);
-    table_close(rel, NoLock);  // ALTER TABLE below refuses a relation this function still holds open
-    const char *fnschema = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
-    char *row_trigger = psprintf("aggr_ext_%d", id);
-    char *truncate_trigger = psprintf("aggr_ext_%d_truncate", id);
-    char *sql = psprintf(
-        "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s.aggr_ext_row_trigger('%d');"
-        "CREATE TRIGGER %s AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s.aggr_ext_truncate_trigger('%d');"
-        "ALTER TABLE %s ENABLE ALWAYS TRIGGER %s, ENABLE ALWAYS TRIGGER %s;",
-        row_trigger, qualified, fnschema, id, truncate_trigger, qualified, fnschema, id, qualified, row_trigger,
-        truncate_trigger);
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-    if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not create the triggers of aggregate \"%s\"", name.c_str());
-    SPI_finish();
-    // DROP EXTENSION removes the triggers with it.
-    Oid ext = get_extension_oid("aggr_ext", true);
-    if (OidIsValid(ext)) {
-      ObjectAddress extaddr, trigaddr;
-      ObjectAddressSet(extaddr, ExtensionRelationId, ext);
-      for (char *trig : {row_trigger, truncate_trigger}) {
-        ObjectAddressSet(trigaddr, TriggerRelationId, get_trigger_oid(source, trig, false));
-        recordDependencyOn(&trigaddr, &extaddr, DEPENDENCY_AUTO);
-      }
-    }
-    CommandCounterIncrement();
-  });
-  AggregateDef def;
-  if (!load_aggregate_by_id(id, def)) throw std::logic_error("aggregate vanished while being created");
   std::string build = PG_NARGS() > 5 && !PG_ARGISNULL(5) ? text_arg(fcinfo, 5, "build") : "auto";
   if (build != "auto" && build != "now" && build != "background")
     throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "build must be 'auto', 'now' or 'background', not '" + build + "'");
-  bool background = build == "background";
-  if (build == "auto") {
-    double estimate = 0;
-    pg_guard([&] {
-      Relation rel = table_open(source, AccessShareLock);
-      estimate = rel->rd_rel->reltuples >= 0 ? rel->rd_rel->reltuples : RelationGetNumberOfBlocks(rel) * 100.0;
-      table_close(rel, AccessShareLock);
-    });
-    background = estimate >= kBackgroundBuildRows;
-  }
+  const char *sum = nullptr, *ns = nullptr;
+  pg_guard([&] {
+    sum = PG_ARGISNULL(3) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(3));
+    ns = PG_ARGISNULL(4) ? nullptr : TextDatumGetCString(PG_GETARG_DATUM(4));
+  });
+  int32 id = define_aggregate(name, PG_GETARG_OID(1), key.c_str(), sum, ns, 0);
+  AggregateDef def;
+  if (!load_aggregate_by_id(id, def)) throw std::logic_error("aggregate vanished while being created");
   op_buffer().flush();  // the caller's own changes, as the caller
-  if (background)
-    start_job(def, "backfill", kDefaultBatchRows, true);
-  else
-    run_as_table_owner(def.source, [&] { build_trees(def, "aggr_create"); });
+  build_aggregate(def, build == "auto" ? BuildMode::Auto : build == "now" ? BuildMode::Now : BuildMode::Background);
   PG_RETURN_VOID();
 }
 
-namespace {
-// DROP TRIGGER IF EXISTS, one statement per SPI call: Citus forwards a
-// utility statement's whole query string to the shards, and refuses one
-// with several commands. pg-side.
-void drop_trigger_if_exists(const char *trigger, Oid table) {
-  char *sql = psprintf("DROP TRIGGER IF EXISTS %s ON %s", quote_identifier(trigger),
-                       quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)), get_rel_name(table)));
-  if (SPI_execute(sql, false, 0) < 0) elog(ERROR, "could not drop trigger \"%s\"", trigger);
-}
-
-// Drops the triggers of aggregate `id` from its table. With Citus they may
-// also be on shards (it copies triggers when it distributes a table, as
-// <trigger>_<shard id>): dropped from the Citus table, Citus drops them
-// from its shards too, which it does for distributed and reference tables
-// only under citus.enable_unsafe_triggers (dropping ours is safe). After
-// citus_add_local_table_to_metadata the aggregate's table is itself the
-// shard: they are dropped from its shell table. pg-side.
-void drop_triggers(int32 id, Oid source) {
-  Relation rel = table_open(source, ShareRowExclusiveLock);
-  bool citus = citus_installed();
-  Oid shell = citus ? citus_shell_of_shard(source) : InvalidOid;
-  int level = NewGUCNestLevel();
-  if (citus)
-    (void)set_config_option("citus.enable_unsafe_triggers", "on", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
-                            false);
-  char *triggers[] = {psprintf("aggr_ext_%d", id), psprintf("aggr_ext_%d_truncate", id)};
-  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
-  for (char *trigger : triggers) {
-    if (OidIsValid(shell)) drop_trigger_if_exists(trigger, shell);
-    drop_trigger_if_exists(trigger, source);
-  }
-  SPI_finish();
-  AtEOXact_GUC(true, level);
-  table_close(rel, NoLock);
-}
-}  // namespace
 
 AGGR_FUNCTION(aggr_drop) {
   require_writable("aggr_drop()");
   AggregateDef def;
   load_aggregate_by_name(text_arg(fcinfo, 0, "aggregate name"), def, false);
+  refuse_part(def, "dropped");
   bool table_exists = false;
   const std::string name_literal = sql_literal(def.name);  // for a hint inside pg_guard
   pg_guard([&] {
@@ -1163,21 +1523,9 @@ AGGR_FUNCTION(aggr_drop) {
                              def.name.c_str()),
                       errhint("Ask the database owner or a superuser to run SELECT aggr_drop(%s).", name_literal.c_str())));
   });
-  lock_job_steps(def.id);  // before the aggregate lock: a swap step takes them in this order
-  pg_guard([&] { lock_aggregate(def.id, AccessExclusiveLock); });
-  // Again under the lock: a rebuild's swap may have committed a new version
-  // of the definition while we waited.
-  int32 id = def.id;
-  if (!load_aggregate_by_id(id, def))
-    throw UserError(ERRCODE_UNDEFINED_OBJECT, "aggregate \"" + def.name + "\" was dropped concurrently");
   op_buffer().flush();
-  if (table_exists) {
-    Oid source = def.source;
-    pg_guard([&] { drop_triggers(id, source); });
-  }
-  discard_job(def);
-  drop_generations_except(def, -1, -1);
-  delete_aggregate(def);
+  for (const AggregateDef &part : load_children(def.id)) drop_aggregate(part);
+  drop_aggregate(def);
   PG_RETURN_VOID();
 }
 
@@ -1185,17 +1533,17 @@ AGGR_FUNCTION(aggr_clear) {
   require_writable("aggr_clear()");
   Target t = open_aggregate(fcinfo, Access::Own, false);
   op_buffer().flush();
-  if (t.def.build_generation != 0)
-    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + t.def.name + "\" is running",
-                    "Cancel it first with SELECT aggr_backfill_cancel(" + sql_literal(t.def.name) + ").");
   bool one = PG_NARGS() > 1 && !PG_ARGISNULL(1);
-  if (one) {
-    std::string ns = namespace_arg(fcinfo, 1, t);
-    clear_trees(t.def, t.def.generation, &ns);
-  } else {
-    clear_trees(t.def, t.def.generation, nullptr);
+  std::string ns = one ? namespace_arg(fcinfo, 1, t) : std::string();
+  std::vector<AggregateDef> defs = acted_on(t);
+  for (const AggregateDef &def : defs)
+    if (def.build_generation != 0)
+      throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running",
+                      "Cancel it first with SELECT aggr_backfill_cancel(" + sql_literal(t.def.name) + ").");
+  for (const AggregateDef &def : defs) {
+    clear_trees(def, def.generation, one ? &ns : nullptr);
+    update_aggregate_state(def, "needs_backfill");
   }
-  update_aggregate_state(t.def, "needs_backfill");
   PG_RETURN_VOID();
 }
 
@@ -1211,15 +1559,19 @@ AGGR_FUNCTION(aggr_set_write_mode) {
     throw UserError(ERRCODE_FEATURE_NOT_SUPPORTED,
                     "aggregate \"" + t.def.name + "\" sums floating-point values: it must stay in direct mode",
                     "Pending deltas are added in by subtraction, which is not exact for floats (Infinity - Infinity).");
-  if (t.def.deferred) require_read_committed("switching a deferred aggregate's write mode");
+  std::vector<AggregateDef> defs = acted_on(t);
+  for (const AggregateDef &def : defs)
+    if (def.deferred) require_read_committed("switching a deferred aggregate's write mode");
   op_buffer().flush();
-  int32 id = t.def.id;
-  // Writers hold the aggregate lock from flush to commit: with it, no delta
-  // and no direct tree write is in flight while the mode changes.
-  pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
-  while (merge_deltas_as_owner(id) > 0) {  // a direct aggregate has no pending deltas
+  for (const AggregateDef &def : defs) {
+    int32 id = def.id;
+    // Writers hold the aggregate lock from flush to commit: with it, no delta
+    // and no direct tree write is in flight while the mode changes.
+    pg_guard([&] { lock_aggregate(id, AccessExclusiveLock); });
+    while (merge_deltas_as_owner(id) > 0) {  // a direct aggregate has no pending deltas
+    }
+    update_aggregate_write_mode(id, mode == "deferred");
   }
-  update_aggregate_write_mode(id, mode == "deferred");
   PG_RETURN_VOID();
 }
 
@@ -1228,7 +1580,9 @@ AGGR_FUNCTION(aggr_merge) {
   Target t = open_aggregate(fcinfo, Access::Own, false);
   require_read_committed("aggr_merge");
   op_buffer().flush();
-  return Int64GetDatum(merge_deltas_as_owner(t.def.id));
+  int64 merged = 0;
+  for (const AggregateDef &def : acted_on(t)) merged += merge_deltas_as_owner(def.id);
+  return Int64GetDatum(merged);
 }
 
 AGGR_FUNCTION(aggr_job_start) {
@@ -1239,7 +1593,9 @@ AGGR_FUNCTION(aggr_job_start) {
   if (kind != "backfill" && kind != "rebuild") throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "unknown job kind " + kind);
   if (PG_ARGISNULL(2) || PG_ARGISNULL(3)) throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "batch_size and background must not be NULL");
   op_buffer().flush();
-  start_job(t.def, kind, PG_GETARG_INT32(2), PG_GETARG_BOOL(3));
+  // A partitioned table's aggregate: one job per part (each its own
+  // generation, log and progress); aggr_wait and aggr_job_step follow them.
+  for (const AggregateDef &def : acted_on(t)) start_job(def, kind, PG_GETARG_INT32(2), PG_GETARG_BOOL(3));
   PG_RETURN_VOID();
 }
 
@@ -1252,13 +1608,34 @@ AGGR_FUNCTION(aggr_job_step) {
   // flushed at commit, to the new generation on top of a scan that already
   // holds their intermediate state (an entry inserted then deleted stayed).
   op_buffer().flush();
-  return BoolGetDatum(job_step_as_owner(t.def.id));
+  if (!t.partitioned) return BoolGetDatum(job_step_as_owner(t.def.id));
+  // One step of the first part whose job can go on: true while one may
+  // remain (a finished step's part is skipped by the next call).
+  for (const AggregateDef &def : acted_on(t)) {
+    JobRow job = load_job(def.id);
+    if (!job.exists || job.cancelled || !job.error.empty()) continue;
+    (void)job_step_as_owner(def.id);
+    return BoolGetDatum(true);
+  }
+  return BoolGetDatum(false);
 }
 
 AGGR_FUNCTION(aggr_backfill_cancel) {
   require_writable("aggr_backfill_cancel()");
   Target t = open_aggregate(fcinfo, Access::Own, false, Compile::Never);
-  cancel_job(t.def);
+  if (!t.partitioned) {
+    cancel_job(t.def);
+    PG_RETURN_VOID();
+  }
+  bool any = false;  // the parts' running jobs; as for one aggregate, none is an error
+  for (const AggregateDef &def : acted_on(t)) {
+    JobRow job = load_job(def.id);
+    if (!job.exists || job.cancelled) continue;
+    cancel_job(def);
+    any = true;
+  }
+  if (!any)
+    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "no backfill or rebuild of aggregate \"" + t.def.name + "\" is running");
   PG_RETURN_VOID();
 }
 
@@ -1266,9 +1643,18 @@ AGGR_FUNCTION(aggr_backfill_cancel) {
 // running job, for aggr_wait (which cannot read aggr_internal as a non-superuser).
 AGGR_FUNCTION(aggr_job_status) {
   Target t = open_aggregate(fcinfo, Access::Read, false, Compile::Never);
-  ensure_job_worker(t.def.id);
-  JobRow job = load_job(t.def.id);
-  std::string text = job_progress_text(job);
+  JobRow job;
+  std::string text;
+  // A partitioned table's aggregate: the first part's job that is not done.
+  for (const AggregateDef &def : acted_on(t)) {
+    ensure_job_worker(def.id);
+    job = load_job(def.id);
+    text = job_progress_text(job);
+    if (job.exists) {
+      if (t.partitioned) text = def.name + ": " + text;
+      break;
+    }
+  }
   Datum result = 0;
   pg_guard([&] {
     Datum v[7];
@@ -1307,52 +1693,68 @@ AGGR_FUNCTION(aggr_status) {
   std::string state = stale ? "stale" : t.def.state;
   SumSpec sum = sum_spec_of(t.def);
   op_buffer().flush();
-  ensure_job_worker(t.def.id);
-  JobRow job = load_job(t.def.id);
-  std::string job_text = job_progress_text(job);
-  int32 generation = t.def.generation;
+  // A partitioned table's aggregate reports its parts together: the first
+  // part that is not ready (or stale) gives the state, the first job the
+  // job, and the figures add up (namespaces: trees).
+  std::vector<AggregateDef> defs = acted_on(t);
+  JobRow job;
+  std::string job_text;
+  for (const AggregateDef &def : defs) {
+    if (t.partitioned && state == "ready")
+      state = definition_stale(def) ? "stale" : def.state;
+    ensure_job_worker(def.id);
+    if (job.exists) continue;
+    job = load_job(def.id);
+    job_text = job_progress_text(job);
+    if (job.exists && t.partitioned) job_text = def.name + ": " + job_text;
+  }
   int64 namespaces = 0, entries = 0, nodes = 0, bytes = 0, drift = 0;
   int32 depth = 0;
   Sum total;
-  pg_guard([&] {
-    Relations r = internal_relations();
-    Relation trees = table_open(r.trees, AccessShareLock);
-    Relation nodes_rel = table_open(r.nodes, AccessShareLock);
-    PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
-    UpdateActiveSnapshotCommandId();
-    Snapshot snap = GetActiveSnapshot();
-    ScanKeyData key[2];
-    ScanKeyInit(&key[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(t.def.id));
-    ScanKeyInit(&key[1], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
-    SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, key);
-    HeapTuple tup;
-    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
-      TreeRow row = tree_row_from_tuple(trees, tup);
-      ++namespaces;
-      entries += static_cast<int64>(row.meta.count);
-      nodes += static_cast<int64>(row.meta.nodes);
-      drift += row.drift;
-      depth = std::max(depth, static_cast<int32>(row.meta.height));
-      total += row.meta.sum;
-      ScanKeyData nk;
-      ScanKeyInit(&nk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(row.tree_id));
-      SysScanDesc ns = systable_beginscan(nodes_rel, r.nodes_pkey, true, snap, 1, &nk);
-      HeapTuple n;
-      while (HeapTupleIsValid(n = systable_getnext(ns))) bytes += n->t_len;
-      systable_endscan(ns);
+  for (const AggregateDef &def : defs) {
+    const int32 aggr_id = def.id, generation = def.generation;
+    pg_guard([&] {
+      Relations r = internal_relations();
+      Relation trees = table_open(r.trees, AccessShareLock);
+      Relation nodes_rel = table_open(r.nodes, AccessShareLock);
+      PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+      UpdateActiveSnapshotCommandId();
+      Snapshot snap = GetActiveSnapshot();
+      ScanKeyData key[2];
+      ScanKeyInit(&key[0], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggr_id));
+      ScanKeyInit(&key[1], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(generation));
+      SysScanDesc scan = systable_beginscan(trees, r.trees_aggr_ns_key, true, snap, 2, key);
+      HeapTuple tup;
+      while (HeapTupleIsValid(tup = systable_getnext(scan))) {
+        TreeRow row = tree_row_from_tuple(trees, tup);
+        ++namespaces;
+        entries += static_cast<int64>(row.meta.count);
+        nodes += static_cast<int64>(row.meta.nodes);
+        drift += row.drift;
+        depth = std::max(depth, static_cast<int32>(row.meta.height));
+        total += row.meta.sum;
+        ScanKeyData nk;
+        ScanKeyInit(&nk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(row.tree_id));
+        SysScanDesc ns = systable_beginscan(nodes_rel, r.nodes_pkey, true, snap, 1, &nk);
+        HeapTuple n;
+        while (HeapTupleIsValid(n = systable_getnext(ns))) bytes += n->t_len;
+        systable_endscan(ns);
+      }
+      systable_endscan(scan);
+      PopActiveSnapshot();
+      table_close(nodes_rel, AccessShareLock);
+      table_close(trees, AccessShareLock);
+    });
+    if (def.deferred && generation != 0 && state != "stale") {  // entries counts the pending deltas too
+      CompiledAggregate *agg = t.agg;
+      if (!agg && !t.partitioned) agg = &compiled_aggregate(def);  // as the reader, as a read would
+      if (t.partitioned) run_as_table_owner(def.source, [&] { agg = &compiled_aggregate(def); });  // as reads of parts do
+      EntryOrdering order(agg->layout());
+      Snapshot snap = nullptr;
+      pg_guard([&] { snap = GetTransactionSnapshot(); });
+      for (const std::string &ns : pending_namespaces(def.id, generation, snap))
+        entries += pending_changes(def, ns, order, snap).count_change();
     }
-    systable_endscan(scan);
-    PopActiveSnapshot();
-    table_close(nodes_rel, AccessShareLock);
-    table_close(trees, AccessShareLock);
-  });
-  if (t.def.deferred && generation != 0 && !stale) {  // entries counts the pending deltas too
-    if (!t.agg) t.agg = &compiled_aggregate(t.def);   // as the reader, as a read would
-    EntryOrdering order(t.agg->layout());
-    Snapshot snap = nullptr;
-    pg_guard([&] { snap = GetTransactionSnapshot(); });
-    for (const std::string &ns : pending_namespaces(t.def.id, generation, snap))
-      entries += pending_changes(t.def, ns, order, snap).count_change();
   }
   Datum result = 0;
   pg_guard([&] {

@@ -1,5 +1,7 @@
 #include "jobs.hpp"
 
+#include "definition.hpp"
+
 #include "deltas.hpp"
 
 #include <algorithm>
@@ -42,6 +44,10 @@ void define_settings() {
                           "Beyond it, a large transaction's changes are kept as sorted runs in temporary files and "
                           "applied in one merge (before a read of the aggregate, or at commit).",
                           &write_buffer_kb, 64 * 1024, 64, 2 * 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.partition_merge_rows",
+                          "Entries below which a positional read across partitions merges instead of selecting (tests).",
+                          NULL, &partition_merge_rows, 256, 0, 1 << 20, PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+                          NULL, NULL, NULL);
   DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on.",
                           "Each aggregate keeps the size it was created with; keys may use a quarter of it minus 64 "
                           "bytes. Larger nodes allow longer keys and cost more WAL per change.",

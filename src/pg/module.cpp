@@ -6,6 +6,7 @@
 
 namespace aggr::pg {
 void register_parameter_typing();  // params.cpp
+void register_planner();           // planner.cpp
 }
 
 extern "C" {
@@ -18,5 +19,6 @@ void _PG_init(void) {
   aggr::pg::register_catalog_invalidation();
   aggr::pg::define_settings();
   aggr::pg::register_parameter_typing();
+  aggr::pg::register_planner();
   aggr::interrupt_check = aggr::pg::check_interrupts_in_walk;
 }

@@ -134,15 +134,22 @@ void insert_row(Relation rel, HeapTuple tup) {
 }
 
 // Old versions of a row updated again and again (a tree's root, its row in
-// trees) are removed from its page before the update needs the room, so the
-// new version fits there (HOT: no index entries, and WAL of only the changed
-// bytes). PostgreSQL does this on reads that go through the heap; our writes
-// find the row through caches and would otherwise leave every page full.
-void prune_page(Relation rel, Buffer buf) { heap_page_prune_opt(rel, buf); }
+// trees) are removed from its page when the next version would not fit
+// there otherwise, so that it does (HOT: no index entries, and WAL of only
+// the changed bytes). PostgreSQL prunes on reads that go through the heap;
+// our writes find the row through caches and would otherwise leave every
+// page full. Pruning only when needed lets a page gather a few versions per
+// prune (each prune is a WAL record of its own).
+void make_room(Relation rel, Buffer buf, Size row_bytes) {
+  LockBuffer(buf, BUFFER_LOCK_SHARE);
+  Size free = PageGetHeapFreeSpace(BufferGetPage(buf));
+  LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+  if (free < MAXALIGN(row_bytes) + sizeof(ItemIdData)) heap_page_prune_opt(rel, buf);
+}
 
 void update_row(Relation rel, ItemPointer tid, HeapTuple tup) {
   Buffer buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
-  prune_page(rel, buf);
+  make_room(rel, buf, tup->t_len);
   ReleaseBuffer(buf);
   simple_heap_update(rel, tid, tup);
   if (!HeapTupleIsHeapOnly(tup)) insert_index_entries(rel, tup);
@@ -542,7 +549,8 @@ void PgNodeStore::remove(NodeId id) {
 NodeId PgNodeStore::allocate() { return tree_.next_node++; }
 
 // The payload of the version at `tid` (the one this write replaces; empty if
-// it is gone), read straight from its page, which is pruned on the way.
+// it is gone), read straight from its page, which is pruned on the way if
+// the new version would not fit.
 std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
   std::string out;
   Relation rel = nodes_;
@@ -557,8 +565,7 @@ std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
       bytea *b = DatumGetByteaPP(d);
       out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
     }
-    prune_page(rel,
-               buf);  // after the copy: pruning moves tuples within the page
+    make_room(rel, buf, tup.t_len);  // after the copy: pruning moves tuples within the page
     ReleaseBuffer(buf);
   });
   return out;

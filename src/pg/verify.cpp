@@ -1,10 +1,12 @@
 // aggr_verify: a streaming merge of the table (ordered scan) against each
 // tree (in-order cursor), plus each tree's own invariants. Memory stays
 // bounded: ids of differing entries go to tuplesorts, which spill to disk.
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
 
+#include "definition.hpp"
 #include "jobs.hpp"
 #include "deltas.hpp"
 #include "maintenance.hpp"
@@ -250,15 +252,13 @@ void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def);
 // Verify, diff and repair evaluate the owner's expressions over the whole
 // table: as REINDEX does, they run as the table owner (owner_context.hpp),
 // whoever calls them, and compile the aggregate there.
-AGGR_FUNCTION(aggr_verify) {
-  AggregateDef def = owned_aggregate(fcinfo);
-  op_buffer().flush();
+namespace {
+// Verifies one aggregate on a plain table (or a leaf partition), as its owner.
+Figures verify_figures(const AggregateDef &def) {
   Figures f;
-  CompiledAggregate *compiled = nullptr;
   run_as_table_owner(def.source, [&] {
     CompiledAggregate &agg = compiled_aggregate(def);
     agg.check_not_stale();
-    compiled = &agg;
     f = naming_corruption(def.name, def.state == "ready", [&] {
       Verifier v(agg);
       scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
@@ -268,9 +268,54 @@ AGGR_FUNCTION(aggr_verify) {
       return figures;
     });
   });
+  if (def.state != "ready" && f.detail.empty()) f.detail = "aggregate state is " + def.state;
+  return f;
+}
+
+void append_detail(std::string &detail, const std::string &more) {
+  if (more.empty()) return;
+  if (!detail.empty()) detail += "; ";
+  detail += more;
+}
+
+// The aggregate of a partitioned table: each part verified against its
+// partition, the figures added up, and every leaf partition must have
+// exactly one part.
+Figures verify_parts(const AggregateDef &parent) {
+  Figures total;
+  std::vector<Oid> leaves = leaf_partitions(parent.source, AccessShareLock);
+  std::vector<AggregateDef> parts = load_children(parent.id);
+  for (Oid leaf : leaves)
+    if (std::none_of(parts.begin(), parts.end(), [&](const AggregateDef &p) { return p.source == leaf; })) {
+      std::string name;
+      pg_guard([&] { name = get_rel_name(leaf); });
+      append_detail(total.detail, "partition " + name + " has no part");
+    }
+  for (const AggregateDef &part : parts) {
+    if (std::find(leaves.begin(), leaves.end(), part.source) == leaves.end())
+      append_detail(total.detail, "part " + part.name + " is not on a leaf partition");
+    Figures f = verify_figures(part);
+    total.table_count += f.table_count;
+    total.aggregate_count += f.aggregate_count;
+    total.missing += f.missing;
+    total.extra += f.extra;
+    total.changed += f.changed;
+    total.table_sum += f.table_sum;
+    total.aggregate_sum += f.aggregate_sum;
+    if (!f.detail.empty()) append_detail(total.detail, part.name + ": " + f.detail);
+  }
+  return total;
+}
+}  // namespace
+
+AGGR_FUNCTION(aggr_verify) {
+  AggregateDef def = owned_aggregate(fcinfo);
+  op_buffer().flush();
+  CompiledAggregate *compiled = nullptr;
+  run_as_table_owner(def.source, [&] { compiled = &compiled_aggregate(def); });
+  Figures f = is_partitioned_aggregate(def) ? verify_parts(def) : verify_figures(def);
   CompiledAggregate &agg = *compiled;  // valid to the end of the transaction
   bool ok = f.missing == 0 && f.extra == 0 && f.changed == 0 && f.detail.empty() && f.table_count == f.aggregate_count;
-  if (def.state != "ready" && f.detail.empty()) f.detail = "aggregate state is " + def.state;
   Datum result = 0;
   pg_guard([&] {
     Datum v[9];
@@ -377,7 +422,10 @@ Datum ns_datum(CompiledAggregate &agg, const std::string &ns, bool *isnull) {
 AGGR_FUNCTION(aggr_diff) {
   AggregateDef def = owned_aggregate(fcinfo);
   op_buffer().flush();
-  run_as_table_owner(def.source, [&] { diff_as_owner(fcinfo, def); });
+  std::vector<AggregateDef> defs{def};
+  if (is_partitioned_aggregate(def)) defs = load_children(def.id);
+  for (const AggregateDef &one : defs) run_as_table_owner(one.source, [&] { diff_as_owner(fcinfo, one); });
+  if (defs.empty()) pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
   return (Datum)0;
 }
 
@@ -394,7 +442,7 @@ void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def) {
     v.close();
   });
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
-  pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });
+  if (!rsinfo->setResult) pg_guard([&] { InitMaterializedSRF(fcinfo, 0); });  // the parts of a partitioned table's: one result
   bool has_sum = agg.sum().kind != SumKind::None;
   auto emit = [&](const char *kind, const std::string &ns, const Entry *table, const Entry *tree) {
     const Entry &any = table ? *table : *tree;
@@ -429,13 +477,17 @@ AGGR_FUNCTION(aggr_repair) {
     PreventCommandIfReadOnly("aggr_repair()");
     PreventCommandDuringRecovery("aggr_repair()");
   });
-  AggregateDef def = owned_aggregate(fcinfo);
-  if (def.state != "ready")
-    throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to repair",
-                    "Fill it with CALL aggr_backfill(" + sql_literal(def.name) + ").");
-  if (def.build_generation != 0)
-    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running");
+  AggregateDef parent = owned_aggregate(fcinfo);
+  std::vector<AggregateDef> defs{parent};
+  if (is_partitioned_aggregate(parent)) defs = load_children(parent.id);
+  for (const AggregateDef &def : defs) {
+    if (def.state != "ready")
+      throw UserError(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                      "aggregate \"" + def.name + "\" is not ready (state: " + def.state + "): nothing to repair",
+                      "Fill it with CALL aggr_backfill(" + sql_literal(def.name) + ").");
+    if (def.build_generation != 0)
+      throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running");
+  }
   bool rr = false;
   pg_guard([&] { rr = IsolationUsesXactSnapshot(); });
   if (rr)
@@ -443,7 +495,11 @@ AGGR_FUNCTION(aggr_repair) {
                     "It compares the table and the aggregate as of the moment writers are locked out.");
   op_buffer().flush();
   std::size_t counts[3] = {};
-  run_as_table_owner(def.source, [&] { repair_as_owner(def, counts); });
+  for (const AggregateDef &def : defs) {
+    std::size_t part[3] = {};
+    run_as_table_owner(def.source, [&] { repair_as_owner(def, part); });
+    for (int i = 0; i < 3; ++i) counts[i] += part[i];
+  }
   Datum result = 0;
   pg_guard([&] {
     Datum v[3] = {Int64GetDatum((int64)counts[0]), Int64GetDatum((int64)counts[1]), Int64GetDatum((int64)counts[2])};

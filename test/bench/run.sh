@@ -154,6 +154,27 @@ pct_plain_ms=$(median_ms "$pct_plain" "$SLOW_TX")
 position_ms=$(median_ms "$position" "$FAST_TX")
 position_plain_ms=$(median_ms "$position_plain" "$SLOW_TX")
 
+step "10, 11, 12: the planner answers plain SQL (aggr_ext.enable_planner on vs off); its cost to unrelated queries"
+# The cluster runs with the planner off (test/pg_cluster.sh: the rows above
+# compare with plain SQL); these runs turn it on per session.
+count_plain=$(script count_plain "\\set x random(0, $max_score)
+SELECT count(*) FROM scores WHERE score > :x;")
+planned_check() {
+  [ "$(PGOPTIONS="-c aggr_ext.enable_planner=on" q "$1")" = "$(q "$1")" ] || { echo "PLANNER MISMATCH: $1" >&2; exit 1; }
+  PGOPTIONS="-c aggr_ext.enable_planner=on" q "EXPLAIN $1" | grep -q AggrExtScan || { echo "not planned from the aggregate: $1" >&2; exit 1; }
+}
+planned_check "SELECT count(*) FROM scores WHERE score > 500000"
+planned_check "SELECT id, score FROM scores ORDER BY score DESC, id OFFSET $mid LIMIT 20"
+count_on_ms=$(export PGOPTIONS="-c aggr_ext.enable_planner=on"; median_ms "$count_plain" "$FAST_TX")
+count_off_ms=$(median_ms "$count_plain" "$SLOW_TX")
+page_on_ms=$(export PGOPTIONS="-c aggr_ext.enable_planner=on"; median_ms "$page_plain" "$FAST_TX")
+# Planning cost to queries no aggregate answers: pgbench -S (simple protocol:
+# every query planned) on its own scale-10 tables, off / on / off / on.
+q "CREATE DATABASE pgbench_s"
+pgbench -i -q -s 10 pgbench_s >/dev/null 2>&1
+select_tps() { PGOPTIONS="-c aggr_ext.enable_planner=$1" pgbench -n -S -c 1 -T "$SECONDS_W" pgbench_s 2>&1 | awk '/^tps/ { printf "%.0f", $3 }'; }
+s_off1=$(select_tps off); s_on1=$(select_tps on); s_off2=$(select_tps off); s_on2=$(select_tps on)
+
 step "9: Redis sorted set of the same scores, ZREVRANK (redis-benchmark, 1 client)"
 # Members are redis-benchmark's __rand_int__ spelling of the id (12 digits).
 q "COPY (SELECT score, lpad(id::text, 12, '0') FROM scores) TO STDOUT" |
@@ -253,6 +274,9 @@ r=$(ratio "$build_ms" "$index_ms"); row 6 "aggr_create(build => 'now') over $n r
 r=$(ratio "$built_bytes" "$index_bytes"); row 7 "bytes, built aggregate (maintained: $maintained_bytes)" "$built_bytes" "btree on (score DESC, id)" "$index_bytes" "${r}x the bytes" "$(meets "$r <= 2") (<= 2x)"
 r=$(ratio "$pct_plain_ms" "$pct_ms"); row 8 "percentile: aggr_at(count * p)" "$pct_ms" "percentile_disc(p) WITHIN GROUP" "$pct_plain_ms" "${r}x" "$(meets "$r >= 1000") (>= 1000x at 10M)"
 r=$(ratio "$position_plain_ms" "$position_ms"); row 8b "aggr_position of a random row (its exact place)" "$position_ms" "row_number() OVER (ORDER BY score DESC, id) of that id" "$position_plain_ms" "${r}x" "(no target)"
+r=$(ratio "$count_off_ms" "$count_on_ms"); row 10 "plain count(*) WHERE score > x, planner on" "$count_on_ms" "the same, aggr_ext.enable_planner off" "$count_off_ms" "${r}x" "$(meets "$r >= 1000") (>= 1000x at 10M)"
+r=$(ratio "$page_plain_ms" "$page_on_ms"); row 11 "plain ORDER BY score DESC, id OFFSET n/2 LIMIT 20, planner on" "$page_on_ms" "the same, planner off" "$page_plain_ms" "${r}x" "$(meets "$r >= 1000") (>= 1000x at 10M)"
+r=$(echo "scale=4; ($s_off1 + $s_off2) / ($s_on1 + $s_on2)" | bc -l | awk '{ printf "%.3f", $1 }'); row 12 "pgbench -S tps (simple protocol), planner on: $s_on1, $s_on2" "$(( (s_on1 + s_on2) / 2 ))" "planner off: $s_off1, $s_off2" "$(( (s_off1 + s_off2) / 2 ))" "${r}x the time" "$(meets "$r <= 1.02") (<= 1.02x)"
 r=$(ratio "$rank_again_ms" "$redis_ms"); row 9 "aggr_rank round trip" "$rank_again_ms" "Redis ZREVRANK (redis-benchmark, 1 client)" "$redis_ms" "${r}x the time" "$(meets "$r <= 2") (<= 2x)"
 echo
 echo "Deferred mode: aggr_rank while a writer runs (merger on, $pending_live deltas pending when sampled) $rank_live_ms ms;"

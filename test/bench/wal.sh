@@ -73,8 +73,8 @@ fi
 q -c "CREATE EXTENSION aggr_ext"
 setup_node_options
 q -c "CREATE TABLE bt (id int PRIMARY KEY, score int NOT NULL)" -c "CREATE INDEX ON bt (score)" \
-  -c "INSERT INTO bt SELECT g, (g*7919) % 1000000 FROM generate_series(1,$ROWS) g" \
-  -c "CREATE TABLE ag (id int PRIMARY KEY, score int NOT NULL)" -c "INSERT INTO ag SELECT g, (g*7919) % 1000000 FROM generate_series(1,$ROWS) g" \
+  -c "INSERT INTO bt SELECT g, (g::bigint * 7919) % 1000000 FROM generate_series(1,$ROWS) g" \
+  -c "CREATE TABLE ag (id int PRIMARY KEY, score int NOT NULL)" -c "INSERT INTO ag SELECT g, (g::bigint * 7919) % 1000000 FROM generate_series(1,$ROWS) g" \
   -c "SELECT aggr_create('ag_lb', 'ag', key => 'score', build => 'now')" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 q -c "SELECT 'nodes relation after build: ' || pg_size_pretty(pg_total_relation_size('aggr_internal.nodes'))"
 # Read latency on the fresh tree, 1 client: a rank of a random key, a

@@ -8,6 +8,7 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init;
+$node->append_conf('postgresql.conf', "aggr_ext.enable_planner = off\n");  # its checks' plain SQL must not be answered by the aggregate
 # Slow the job down so that the crash lands in the middle of it.
 $node->append_conf('postgresql.conf', "aggr_ext.job_delay = 20\nmax_worker_processes = 16\n");
 $node->start;

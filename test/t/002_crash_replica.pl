@@ -9,6 +9,7 @@ use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', "aggr_ext.enable_planner = off\n");  # its checks' plain SQL must not be answered by the aggregate
 $primary->append_conf('postgresql.conf', "restart_after_crash = on\n");
 $primary->start;
 $primary->safe_psql('postgres', q{

@@ -9,6 +9,7 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init;
+$node->append_conf('postgresql.conf', "aggr_ext.enable_planner = off\n");  # its checks' plain SQL must not be answered by the aggregate
 $node->start;
 $node->safe_psql('postgres', q{
   CREATE EXTENSION aggr_ext;

@@ -9,9 +9,11 @@ use Test::More;
 
 my $pub = PostgreSQL::Test::Cluster->new('publisher');
 $pub->init(allows_streaming => 'logical');
+$pub->append_conf('postgresql.conf', "aggr_ext.enable_planner = off\n");  # its checks' plain SQL must not be answered by the aggregate
 $pub->start;
 my $sub = PostgreSQL::Test::Cluster->new('subscriber');
 $sub->init;
+$sub->append_conf('postgresql.conf', "aggr_ext.enable_planner = off\n");  # its checks' plain SQL must not be answered by the aggregate
 $sub->start;
 
 my $ddl = 'CREATE TABLE s (id int PRIMARY KEY, g int NOT NULL, v int NOT NULL);';
