@@ -515,6 +515,22 @@ void BulkBuilder::emit(std::size_t level, TreeNode &node) {
   push(level + 1, std::move(c), nullptr);
 }
 
+// Where to cut a node of two or more items into two halves of about equal
+// bytes. Halving the item count instead can leave a full node of long keys
+// plus most of a tail of short ones on one side: a node over the size limit.
+std::size_t BulkBuilder::byte_midpoint(const TreeNode &node) const {
+  std::size_t items = node.leaf ? node.entries.size() : node.children.size();
+  auto item_bytes = [&](std::size_t i) {
+    return node.leaf ? encoded_entry_size(node.entries[i], config_.sum_kind)
+                     : encoded_child_size(node.children[i], config_.sum_kind);
+  };
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < items; ++i) total += item_bytes(i);
+  std::size_t acc = 0, half = 0;
+  while (half + 1 < items && 2 * (acc + item_bytes(half)) <= total) acc += item_bytes(half++);
+  return std::max<std::size_t>(half, 1);
+}
+
 // The last node of a level may be nearly empty: share with its left sibling.
 void BulkBuilder::rebalance_tail(std::size_t level) {
   Level &l = levels_[level];
@@ -522,8 +538,7 @@ void BulkBuilder::rebalance_tail(std::size_t level) {
   TreeNode merged = std::move(l.prev);
   for (Entry &e : l.cur.entries) merged.entries.push_back(std::move(e));
   for (Child &c : l.cur.children) merged.children.push_back(std::move(c));
-  std::size_t items = merged.leaf ? merged.entries.size() : merged.children.size();
-  std::size_t half = items / 2;
+  std::size_t half = byte_midpoint(merged);
   l.prev = TreeNode{};
   l.prev.leaf = merged.leaf;
   l.cur = TreeNode{};

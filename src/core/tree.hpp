@@ -122,6 +122,7 @@ class BulkBuilder {
   void push(std::size_t level, Child child, Entry *entry);
   void emit(std::size_t level, TreeNode &node);
   void rebalance_tail(std::size_t level);
+  std::size_t byte_midpoint(const TreeNode &node) const;
 
   NodeStore &store_;
   const Ordering &order_;
