@@ -253,7 +253,9 @@ LeafTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size,
     } else {
       throw CorruptNode("payload: unknown journal op");
     }
-    ++tail.ops;
+    // Writers fold a journal into the base before it passes the cap: a
+    // longer one is not ours, and each op costs the reader a vector shift.
+    if (++tail.ops > kMaxJournalOps) throw CorruptNode("payload: journal longer than any write makes");
   }
   tail.used = r.pos();
   return tail;
