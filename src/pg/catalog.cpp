@@ -796,6 +796,27 @@ void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
   ExecClearTuple(slot_);
 }
 
+void CompiledAggregate::encode_scan_row(TupleTableSlot *slot, RowEntry &out) {
+  out.ns.clear();
+  out.key.clear();
+  out.value = Sum{};
+  int col = 1;
+  bool isnull;
+  if (ns_state_) {
+    Datum d = slot_getattr(slot, col++, &isnull);
+    if (isnull) raise_null_namespace();
+    ns_layout_.encode(out.ns, 0, d, false);
+  }
+  for (std::size_t i = 0; i < layout_.size(); ++i) {
+    Datum d = slot_getattr(slot, col++, &isnull);
+    layout_.encode(out.key, i, d, isnull);
+  }
+  if (sum_state_) {
+    Datum d = slot_getattr(slot, col, &isnull);
+    out.value = sum_.from_datum(d, isnull, sum_type_);
+  }
+}
+
 void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out) {
   out.ns.clear();
   out.key.clear();
@@ -804,8 +825,7 @@ void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntr
   bool isnull;
   if (ns_state_) {
     Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
-    if (isnull)
-      raise_null_namespace();
+    if (isnull) raise_null_namespace();
     ns_layout_.encode(out.ns, 0, d, false);
   }
   for (std::size_t i = 0; i < layout_.size(); ++i) {

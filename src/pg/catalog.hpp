@@ -90,6 +90,7 @@ class CompiledAggregate {
   // pg-side: evaluates the aggregate over one source tuple.
   void evaluate(HeapTuple tuple, RowEntry &out);
   // pg-side: encodes one row of the ordered scan query (ns?, keys..., pks..., sum?).
+  void encode_scan_row(TupleTableSlot *slot, RowEntry &out);
   void encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out);
   // SQL that lists (ns, keys, pks, sum) of every row in aggregate order.
   std::string scan_query() const;

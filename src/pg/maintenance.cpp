@@ -755,10 +755,41 @@ void clear_trees(const AggregateDef &def, int32 generation, const std::string *n
   close_trees(o, RowExclusiveLock);
 }
 
-void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
-  std::string sql = agg.scan_query();
-  Portal portal = nullptr;
-  int guc_level = 0;
+namespace {
+// Rows of the ordered scan go straight from the executor's slot to the
+// visitor (no copy into an SPI tuple table: a build visits every row). The
+// visitor is C++ called from the executor: nothing may unwind through it.
+// What it throws is kept and the scan stopped with an error; scan_in_order
+// throws it again, as it was (a CorruptNode stays one, for its caller to name).
+struct ScanReceiver {
+  DestReceiver pub;  // first: the executor sees a DestReceiver
+  CompiledAggregate *agg;
+  const std::function<void(const CompiledAggregate::RowEntry &)> *visit;
+  CompiledAggregate::RowEntry *entry;
+  std::exception_ptr thrown;
+};
+
+bool scan_receive(TupleTableSlot *slot, DestReceiver *self) {
+  ScanReceiver *r = reinterpret_cast<ScanReceiver *>(self);
+  // Errors of the row (a NULL namespace, a key too large) are the
+  // aggregate's, not of the internal query: without SPI's context line.
+  ErrorContextCallback *context = error_context_stack;
+  error_context_stack = nullptr;
+  try {
+    pg_guard([&] { r->agg->encode_scan_row(slot, *r->entry); });
+    (*r->visit)(*r->entry);
+  } catch (...) {
+    r->thrown = std::current_exception();
+  }
+  error_context_stack = context;
+  if (r->thrown) elog(ERROR, "aggr_ext: the ordered scan stopped");  // replaced by r->thrown in scan_in_order
+  return true;
+}
+void scan_startup(DestReceiver *, int, TupleDesc) {}
+void scan_shutdown(DestReceiver *) {}
+void scan_destroy(DestReceiver *) {}
+
+void run_ordered_scan(CompiledAggregate &agg, const std::string &sql, ScanReceiver &receiver) {
   char work_mem_kb[24];  // formatted here: no C++ temporary where set_config_option may longjmp
   snprintf(work_mem_kb, sizeof work_mem_kb, "%d", maintenance_work_mem);
   pg_guard([&] {
@@ -766,36 +797,46 @@ void scan_in_order(CompiledAggregate &agg, const std::function<void(const Compil
     // maintenance_work_mem, as CREATE INDEX does. An index in the same order
     // tempts the planner, but visiting every row through it is random heap
     // access (measured: 1.7x slower at 1M rows, far worse beyond RAM).
-    guc_level = NewGUCNestLevel();
+    int guc_level = NewGUCNestLevel();
     (void)set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     (void)set_config_option("enable_indexonlyscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    (void)set_config_option("work_mem", work_mem_kb, PGC_USERSET, PGC_S_SESSION,
-                            GUC_ACTION_SAVE, true, 0, false);
+    (void)set_config_option("work_mem", work_mem_kb, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
     if (!plan) elog(ERROR, "could not plan the ordered scan of aggregate \"%s\": %s", agg.def().name.c_str(), sql.c_str());
-    portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-  });
-  CompiledAggregate::RowEntry entry;
-  for (;;) {
-    uint64 n = 0;
-    pg_guard([&] {
-      SPI_cursor_fetch(portal, true, 10000);
-      n = SPI_processed;
-    });
-    if (n == 0) break;
-    for (uint64 i = 0; i < n; ++i) {
-      pg_guard([&] { agg.encode_scan_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, entry); });
-      visit(entry);
-    }
-    pg_guard([] { SPI_freetuptable(SPI_tuptable); });
-  }
-  pg_guard([&] {
-    SPI_cursor_close(portal);
+    SPIExecuteOptions options;
+    memset(&options, 0, sizeof options);
+    options.read_only = true;
+    options.dest = &receiver.pub;
+    int rc = SPI_execute_plan_extended(plan, &options);
+    // A SELECT into a receiver of DestNone kind reports SPI_OK_UTILITY.
+    if (rc != SPI_OK_UTILITY && rc != SPI_OK_SELECT) elog(ERROR, "the ordered scan of aggregate \"%s\" failed: %s", agg.def().name.c_str(), SPI_result_code_string(rc));
     SPI_finish();
     AtEOXact_GUC(true, guc_level);
   });
 }
+}  // namespace
+
+void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
+  std::string sql = agg.scan_query();
+  CompiledAggregate::RowEntry entry;
+  ScanReceiver receiver{};
+  receiver.pub.receiveSlot = scan_receive;
+  receiver.pub.rStartup = scan_startup;
+  receiver.pub.rShutdown = scan_shutdown;
+  receiver.pub.rDestroy = scan_destroy;
+  receiver.pub.mydest = DestNone;
+  receiver.agg = &agg;
+  receiver.visit = &visit;
+  receiver.entry = &entry;
+  try {
+    run_ordered_scan(agg, sql, receiver);
+  } catch (...) {
+    if (receiver.thrown) std::rethrow_exception(receiver.thrown);
+    throw;
+  }
+}
+
 
 namespace {
 struct NamespaceBuild {
