@@ -61,6 +61,21 @@ SET aggr_ext.enable_planner = off;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 SET aggr_ext.enable_planner = on;  -- not RESET: the suites start with it off (Makefile)
 
+-- a cursor declared without SCROLL fetches backward when its plan can (a
+-- page's normal plan, a Limit over a Sort, can): the node must too
+BEGIN;
+EXPLAIN (COSTS OFF) DECLARE c CURSOR FOR SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;
+DECLARE c CURSOR FOR SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;
+FETCH 3 FROM c;
+FETCH BACKWARD 1 FROM c;
+FETCH ALL FROM c;
+FETCH BACKWARD 2 FROM c;
+FETCH BACKWARD ALL FROM c;
+COMMIT;
+SET aggr_ext.enable_planner = off;
+SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;  -- the oracle
+SET aggr_ext.enable_planner = on;
+
 -- sum(): NULL over no rows, as SQL says; int4 sums are bigint
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k > 5000;
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k = 10;

@@ -547,6 +547,11 @@ Plan *plan_custom_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path
   cs->scan.plan.qual = NIL;
   cs->scan.scanrelid = 0;
   cs->flags = best_path->flags;
+  // A page answers in both directions when its normal plan does (a Limit over
+  // a Sort or an index scan): a cursor declared without SCROLL then still
+  // fetches backward, as PostgreSQL allows it over that plan.
+  bool rows = static_cast<Kind>(intVal(list_nth(priv, kKind))) == Kind::Rows;
+  if (rows && ExecSupportsBackwardScan((Plan *)linitial(custom_plans))) cs->flags |= CUSTOMPATH_SUPPORT_BACKWARD_SCAN;
   cs->custom_plans = custom_plans;
   cs->custom_exprs = exprs;
   cs->custom_private = list_copy_head(priv, kPrivateFields);
@@ -574,6 +579,7 @@ struct ScanState {
   Relation table;              // Kind::Rows: the source table,
   TupleTableSlot *table_slot;  // a slot of its rows,
   Tuplestorestate *rows;       // and the rows answered
+  bool backward;               // the executor may fetch backward (EXEC_FLAG_BACKWARD)
   bool used_aggregate;  // for EXPLAIN ANALYZE: answered from the aggregate at least once
   bool used_fallback;
 };
@@ -590,6 +596,7 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   foreach (lc, cs->custom_exprs)
     s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
   s->mode = Mode::Undecided;
+  s->backward = (eflags & EXEC_FLAG_BACKWARD) != 0;
   s->kind = static_cast<Kind>(intVal(list_nth(cs->custom_private, kKind)));
   if (s->kind == Kind::Rows) {
     Oid source = static_cast<Oid>(strtoul(strVal(list_nth(cs->custom_private, kSource)), nullptr, 10));
@@ -659,7 +666,7 @@ bool answer_rows_into_store(ScanState *s) {
   Tuplestorestate *rows = nullptr;
   pg_guard([&] {
     MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
-    rows = tuplestore_begin_heap(false, false, work_mem);
+    rows = tuplestore_begin_heap(s->backward, false, work_mem);
     MemoryContextSwitchTo(old);
   });
   s->rows = rows;
@@ -747,9 +754,11 @@ void decide(ScanState *s) {
   (answered ? s->used_aggregate : s->used_fallback) = true;
 }
 
-// The next answered row into the scan slot; false at the end.
+// The next answered row in the executor's direction into the scan slot;
+// false past either end.
 bool next_row(ScanState *s) {
-  if (!tuplestore_gettupleslot(s->rows, true, false, s->table_slot)) return false;
+  bool forward = ScanDirectionIsForward(s->css.ss.ps.state->es_direction);
+  if (!tuplestore_gettupleslot(s->rows, forward, false, s->table_slot)) return false;
   slot_getallattrs(s->table_slot);
   TupleTableSlot *scan = s->css.ss.ss_ScanTupleSlot;
   ExecClearTuple(scan);
@@ -772,10 +781,8 @@ TupleTableSlot *exec_scan(CustomScanState *node) {
   if (s->mode == Mode::Fallback) return ExecProcNode(s->child);
   if (s->mode == Mode::Done) return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
   if (s->kind == Kind::Rows) {
-    if (!next_row(s)) {
-      s->mode = Mode::Done;
-      return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
-    }
+    // Past the end the store stays readable: a backward fetch returns the last row.
+    if (!next_row(s)) return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
   } else {
     s->mode = Mode::Done;
   }
@@ -840,6 +847,7 @@ Node *create_scan_state(CustomScan *cs) {
   s->table = nullptr;
   s->table_slot = nullptr;
   s->rows = nullptr;
+  s->backward = false;
   s->used_aggregate = s->used_fallback = false;
   return (Node *)s;
 }
