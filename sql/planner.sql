@@ -57,6 +57,20 @@ SELECT format('ALTER TABLE pl %s TRIGGER aggr_ext_%s', 'DISABLE', aggr_id) AS di
 :disable;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 :enable;
+-- its TRUNCATE trigger disabled: a TRUNCATE would leave the tree full
+SELECT format('ALTER TABLE pl %s TRIGGER aggr_ext_%s_truncate', 'DISABLE', aggr_id) AS disable_truncate,
+       format('ALTER TABLE pl %s TRIGGER aggr_ext_%s_truncate', 'ENABLE ALWAYS', aggr_id) AS enable_truncate
+  FROM aggr_internal.aggregates WHERE name = 'pl_k' \gset
+:disable_truncate;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
+CREATE TABLE pl_copy AS SELECT * FROM pl;
+BEGIN;
+TRUNCATE pl;
+INSERT INTO pl SELECT * FROM pl_copy WHERE id <= 10;
+SELECT count(*) FROM pl WHERE k > 500;  -- the normal plan's 6, not the tree's
+ROLLBACK;
+DROP TABLE pl_copy;
+:enable_truncate;
 SET aggr_ext.enable_planner = off;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 SET aggr_ext.enable_planner = on;  -- not RESET: the suites start with it off (Makefile)

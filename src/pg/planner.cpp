@@ -264,7 +264,8 @@ RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
 
 // Whether the table has an ENABLE ALWAYS trigger named `name` (or, with
 // prefix, whose name starts with it). Every aggregate is kept by its row
-// trigger aggr_ext_<id>, ENABLE ALWAYS: a table without one has no
+// trigger aggr_ext_<id> and its TRUNCATE trigger aggr_ext_<id>_truncate,
+// both ENABLE ALWAYS: a table without one has no
 // aggregate to read (a cheap test from the relcache, before any catalog
 // lookup), and one whose trigger is disabled (ALTER TABLE ... DISABLE
 // TRIGGER, or enabled for origin / replica sessions only) misses changes.
@@ -489,7 +490,12 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
   for (const AggregateDef &def : load_aggregates_of(table)) {
     if (def.state != "ready") continue;
     bool maintained = false;
-    pg_guard([&] { maintained = has_always_trigger(table, psprintf("aggr_ext_%d", def.id), false); });
+    // Both of aggr_create's triggers: the row trigger sees INSERT / UPDATE /
+    // DELETE, the statement trigger TRUNCATE; either one disabled misses writes.
+    pg_guard([&] {
+      maintained = has_always_trigger(table, psprintf("aggr_ext_%d", def.id), false) &&
+                   has_always_trigger(table, psprintf("aggr_ext_%d_truncate", def.id), false);
+    });
     if (!maintained) continue;
     Oid user = InvalidOid;
     pg_guard([&] { user = GetUserId(); });
