@@ -342,7 +342,12 @@ EXECUTE oracle(2, 40);
 PREPARE page(int, int) AS SELECT id, ki FROM dkeys WHERE ki > $1 ORDER BY ki, id OFFSET $2 LIMIT 4;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE page(50, 100);
 EXECUTE page(50, 100);
+-- the same page in a subquery: its parent reads the fallback's rows too
+PREPARE page_in_subquery(int, int) AS
+  SELECT r.id, r.ki FROM (SELECT id, ns, ki FROM dkeys WHERE ki > $1 ORDER BY ki, id OFFSET $2 LIMIT 4) r;
+EXECUTE page_in_subquery(50, 100);
 SELECT aggr_clear('d_ki');
+EXECUTE page_in_subquery(50, 100);
 CREATE FUNCTION pg_temp.answered_by(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
   RETURN QUERY SELECT trim(line) FROM pg_temp.explain_analyze(q) line WHERE line LIKE '%Answered by%';

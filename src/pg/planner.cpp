@@ -597,6 +597,11 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   CustomScan *cs = (CustomScan *)node->ss.ps.plan;
   s->child = ExecInitNode((Plan *)linitial(cs->custom_plans), estate, eflags);
   node->custom_ps = list_make1(s->child);
+  // The node returns its own virtual tuples, or in fallback its child's
+  // slot as is (a Sort's minimal tuple, a scan's buffer tuple): a parent
+  // that compiled its expressions for a fixed virtual slot would read that
+  // one's values without deforming it (a page in a subquery crashed).
+  node->ss.ps.resultopsfixed = false;
   s->value_states = NIL;
   ListCell *lc;
   foreach (lc, cs->custom_exprs)
