@@ -209,6 +209,10 @@ BEGIN
     ELSE INSERT INTO dkeys SELECT 100000 + i * 100 + j, j % 4, j, j - 5, j / 2.0, 'Q' || j, 'q' || j, j, j
            FROM generate_series(1, 5) j ON CONFLICT DO NOTHING;
   END CASE;
+  -- Pending changes leave the reads to the normal plan (a plain SELECT
+  -- must not flush them: that could wait for other writers); flushed ones
+  -- the node reads. Half the time, flush them (an aggr_* read does).
+  IF pg_temp.rnd(2) = 0 THEN PERFORM aggr_count('d_ki'); END IF;
 END $$;
 
 SET client_min_messages = notice;

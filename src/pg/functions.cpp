@@ -1155,11 +1155,28 @@ bool query_namespace(const Target &t, const RangeQuery &q, std::string &ns) {
   pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
   return true;
 }
+
+// Whether reading the tree answers as the plain SELECT it replaces: that
+// neither waits for other transactions nor reads past its snapshot. A read
+// first flushes this transaction's pending changes, which waits for another
+// writer's tree lock and then reads as of that writer's commit (the READ
+// COMMITTED exception of the aggr_* reads), or fails under REPEATABLE READ;
+// and a read as of an earlier command (a cursor opened before this
+// transaction's later writes, a data-modifying WITH of the same statement)
+// must take changes back out, which can fail with 0A000. The normal plan
+// answers those.
+bool reads_as_a_select(const Target &t, const RangeQuery &q) {
+  if (!op_buffer().empty()) return false;
+  std::string ns;
+  if (!query_namespace(t, q, ns)) return true;  // ns = NULL: no row, nothing read
+  CommandId cid = t.snapshot->curcid;
+  return !op_buffer().folded_since(t.def.id, cid, t.snapshot) && !op_buffer().changed_since(t.def.id, ns, cid);
+}
 }  // namespace
 
 bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, Tuplestorestate *rows) {
   Target t;
-  if (!open_for_query(planned, q.range, t)) return false;
+  if (!open_for_query(planned, q.range, t) || !reads_as_a_select(t, q.range)) return false;
   lock_as_a_scan(t);
   const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
   (void)read_trees(t, [&] {
@@ -1199,7 +1216,7 @@ bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, 
 
 bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
   Target t;
-  if (!open_for_query(planned, q, t)) return false;
+  if (!open_for_query(planned, q, t) || !reads_as_a_select(t, q)) return false;
   lock_as_a_scan(t);
   out.percentile.assign(q.percentiles.size(), (Datum)0);  // NULL unless found
   out.percentile_null.assign(q.percentiles.size(), true);
