@@ -27,6 +27,8 @@ SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
 EXPLAIN (COSTS OFF) SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET $$2$$::int;
 SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET 2;
 EXPLAIN (COSTS OFF) SELECT id FROM pl ORDER BY k LIMIT 3;  -- the reverse, without the primary key (ties: id descending)
+-- costed by its rows (a probe each): a page of most of the table is the normal plan's
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id OFFSET 10;
 -- not matched: the normal plan
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500 OR k < 10;           -- OR
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE w > 3;                       -- not the key

@@ -425,9 +425,13 @@ Cost custom_cost(RelOptInfo *base_rel, const Match &m, double rows_out) {
 }
 
 void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra,
-                     const AggregateDef &def, const Match &m, double rows_out = 1) {
+                     const AggregateDef &def, const Match &m) {
   Path *fallback = copy_of_best_path(root, base_rel, grouped_rel, extra);
   if (!fallback) return;
+  // A page returns as many rows as its normal plan (the Limit's estimate:
+  // all of the range after OFFSET when there is no LIMIT), each a primary
+  // key probe; an aggregate query one row.
+  double rows_out = m.kind == Kind::Rows ? std::max(fallback->rows, 1.0) : 1;
   CustomPath *cp = makeNode(CustomPath);
   cp->path.pathtype = T_CustomScan;
   cp->path.parent = grouped_rel;
@@ -517,8 +521,7 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
         if (matched) add_custom_path(root, base_rel, output_rel, static_cast<GroupPathExtraData *>(extra), def, m);
       } else {
         matched = match_rows_query(m, root, base_rel, output_rel, *agg);
-        double count = static_cast<FinalPathExtraData *>(extra)->count_est;
-        if (matched) add_custom_path(root, base_rel, output_rel, nullptr, def, m, count > 0 ? count : 100);
+        if (matched) add_custom_path(root, base_rel, output_rel, nullptr, def, m);
       }
     });
     if (matched) return;
