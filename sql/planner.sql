@@ -92,6 +92,17 @@ SET aggr_ext.enable_planner = off;
 SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;  -- the oracle
 SET aggr_ext.enable_planner = on;
 
+-- a SCROLL cursor rewound after this transaction wrote (the normal plan
+-- would answer a new read): the rows it already gave, in the same order of
+-- equal keys (the ORDER BY stops before the primary key)
+BEGIN;
+DECLARE s SCROLL CURSOR FOR SELECT id, k FROM pl WHERE k >= 995 ORDER BY k DESC LIMIT 8;
+FETCH 4 FROM s;
+INSERT INTO pl VALUES (10001, 1, 1, 1, 1);
+FETCH ABSOLUTE 1 FROM s;
+FETCH ALL FROM s;
+ROLLBACK;
+
 -- sum(): NULL over no rows, as SQL says; int4 sums are bigint
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k > 5000;
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k = 10;

@@ -822,6 +822,14 @@ void end_scan(CustomScanState *node) {
 
 void rescan(CustomScanState *node) {
   auto *s = (ScanState *)node;
+  // The same page again (a cursor's rewind, no parameter changed): read the
+  // rows already answered, as a Material node would. Reading anew could go
+  // to the normal plan this time (this transaction wrote since), whose order
+  // of equal keys may differ when the ORDER BY stops before the primary key.
+  if (s->kind == Kind::Rows && s->mode == Mode::Answered && s->rows && !node->ss.ps.chgParam) {
+    tuplestore_rescan(s->rows);
+    return;
+  }
   s->mode = Mode::Undecided;
   forget_rows(s);
   if (node->ss.ps.chgParam) UpdateChangedParamSet(s->child, node->ss.ps.chgParam);
