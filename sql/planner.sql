@@ -102,6 +102,15 @@ INSERT INTO pl VALUES (10001, 1, 1, 1, 1);
 FETCH ABSOLUTE 1 FROM s;
 FETCH ALL FROM s;
 ROLLBACK;
+-- and the other way: first read by the normal plan (changes pending), rewound once they are flushed
+BEGIN;
+INSERT INTO pl VALUES (10001, 1, 1, 1, 1);
+DECLARE s SCROLL CURSOR FOR SELECT id, k FROM pl WHERE k >= 995 ORDER BY k DESC LIMIT 8;
+FETCH 4 FROM s;
+SELECT aggr_count('pl_k') > 0 AS flushed;
+FETCH ABSOLUTE 1 FROM s;
+FETCH ALL FROM s;
+ROLLBACK;
 
 -- sum(): NULL over no rows, as SQL says; int4 sums are bigint
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k > 5000;

@@ -822,16 +822,20 @@ void end_scan(CustomScanState *node) {
 
 void rescan(CustomScanState *node) {
   auto *s = (ScanState *)node;
-  // The same page again (a cursor's rewind, no parameter changed): read the
-  // rows already answered, as a Material node would. Reading anew could go
-  // to the normal plan this time (this transaction wrote since), whose order
-  // of equal keys may differ when the ORDER BY stops before the primary key.
-  if (s->kind == Kind::Rows && s->mode == Mode::Answered && s->rows && !node->ss.ps.chgParam) {
+  // The same page again (a cursor's rewind, no parameter changed): keep the
+  // first decision, and read the rows already answered as a Material node
+  // would. Deciding anew could switch between the aggregate and the normal
+  // plan (this transaction wrote or flushed since), whose orders of equal
+  // keys may differ when the ORDER BY stops before the primary key.
+  bool same_page = s->kind == Kind::Rows && !node->ss.ps.chgParam;
+  if (same_page && s->mode == Mode::Answered && s->rows) {
     tuplestore_rescan(s->rows);
     return;
   }
-  s->mode = Mode::Undecided;
-  forget_rows(s);
+  if (!same_page || s->mode != Mode::Fallback) {
+    s->mode = Mode::Undecided;
+    forget_rows(s);
+  }
   if (node->ss.ps.chgParam) UpdateChangedParamSet(s->child, node->ss.ps.chgParam);
   if (!s->child->chgParam) ExecReScan(s->child);
 }
