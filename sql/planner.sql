@@ -112,6 +112,20 @@ FETCH ABSOLUTE 1 FROM s;
 FETCH ALL FROM s;
 ROLLBACK;
 
+-- a query planned inside a parallel query (a PARALLEL SAFE function's, run
+-- by a worker): the normal plan, no error
+CREATE FUNCTION planner_in_worker(lo int) RETURNS text LANGUAGE plpgsql PARALLEL SAFE STABLE AS $$
+BEGIN
+  RETURN concat_ws(' ', (SELECT count(*) FROM pl WHERE k > lo),
+                   (SELECT string_agg(id::text, ',') FROM (SELECT id FROM pl ORDER BY k DESC, id OFFSET lo LIMIT 3) s));
+END $$;
+SELECT planner_in_worker(500);  -- planned outside: the aggregate
+SET force_parallel_mode = on;
+SELECT planner_in_worker(500);
+EXPLAIN (COSTS OFF) SELECT planner_in_worker(500);
+RESET force_parallel_mode;
+DROP FUNCTION planner_in_worker(int);
+
 -- sum(): NULL over no rows, as SQL says; int4 sums are bigint
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k > 5000;
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k = 10;

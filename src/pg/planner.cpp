@@ -18,6 +18,7 @@
 #include "reads.hpp"
 
 extern "C" {
+#include "access/parallel.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_attribute.h"
@@ -532,6 +533,10 @@ void upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_r
                  void *extra) {
   if (previous_upper_hook) previous_upper_hook(root, stage, input_rel, output_rel, extra);
   if ((stage != UPPERREL_GROUP_AGG && stage != UPPERREL_FINAL) || !enable_planner || !extra) return;
+  // A query planned inside a parallel query (a PARALLEL SAFE function's, in
+  // a worker or the leader) keeps its normal plan: reading the catalog and
+  // the trees takes snapshots a parallel operation may not take.
+  if (IsInParallelMode()) return;
   ErrorReport report;
   bool failed = false;
   try {
@@ -758,7 +763,9 @@ void decide(ScanState *s) {
   ErrorReport report;
   bool failed = false, answered = false;
   try {
-    answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
+    // Planned outside a parallel query, run inside one (a PARALLEL SAFE
+    // function's cached plan): the normal plan, as the hook would choose.
+    if (!IsInParallelMode()) answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
