@@ -594,6 +594,7 @@ struct ScanState {
   TupleTableSlot *table_slot;  // a slot of its rows,
   Tuplestorestate *rows;       // and the rows answered
   bool backward;               // the executor may fetch backward (EXEC_FLAG_BACKWARD)
+  MemoryContext read_cxt;      // what one read allocates, freed by the next (a rescan's)
   bool used_aggregate;  // for EXPLAIN ANALYZE: answered from the aggregate at least once
   bool used_fallback;
 };
@@ -616,6 +617,7 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
     s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
   s->mode = Mode::Undecided;
   s->backward = (eflags & EXEC_FLAG_BACKWARD) != 0;
+  s->read_cxt = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext scan", ALLOCSET_DEFAULT_SIZES);
   s->kind = static_cast<Kind>(intVal(list_nth(cs->custom_private, kKind)));
   if (s->kind == Kind::Rows) {
     Oid source = static_cast<Oid>(strtoul(strVal(list_nth(cs->custom_private, kSource)), nullptr, 10));
@@ -762,6 +764,12 @@ bool answer_into_slot(ScanState *s) {
 void decide(ScanState *s) {
   ErrorReport report;
   bool failed = false, answered = false;
+  // The read allocates in the query's context otherwise, and a node
+  // rescanned once per outer row (LATERAL, a correlated subquery) grew it
+  // by each read until the query ended. The answer (the scan slot's values)
+  // lives until the next read.
+  MemoryContextReset(s->read_cxt);
+  MemoryContext old = MemoryContextSwitchTo(s->read_cxt);
   try {
     // Planned outside a parallel query, run inside one (a PARALLEL SAFE
     // function's cached plan): the normal plan, as the hook would choose.
@@ -770,6 +778,7 @@ void decide(ScanState *s) {
     report = capture_current_exception();
     failed = true;
   }
+  MemoryContextSwitchTo(old);
   if (failed) raise_report(report);
   s->mode = answered ? Mode::Answered : Mode::Fallback;
   (answered ? s->used_aggregate : s->used_fallback) = true;
@@ -881,6 +890,7 @@ Node *create_scan_state(CustomScan *cs) {
   s->table_slot = nullptr;
   s->rows = nullptr;
   s->backward = false;
+  s->read_cxt = nullptr;
   s->used_aggregate = s->used_fallback = false;
   return (Node *)s;
 }
