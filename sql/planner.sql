@@ -396,6 +396,11 @@ CREATE FUNCTION pg_temp.explain_analyze(q text) RETURNS SETOF text LANGUAGE plpg
 BEGIN
   RETURN QUERY EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q;
 END $$;
+-- turned off: a plan cached with the node runs its normal plan
+SET aggr_ext.enable_planner = off;
+SELECT pg_temp.answered_by('EXECUTE gen(2, 40)');
+EXECUTE gen(2, 40);
+SET aggr_ext.enable_planner = on;
 SELECT pg_temp.answered_by('EXECUTE page(50, 100)');  -- (the sort's memory use would differ from one machine to another)
 EXECUTE page(50, 100);
 EXECUTE page(50, -1);  -- SQL's own error, from the normal plan

@@ -773,7 +773,9 @@ void decide(ScanState *s) {
   try {
     // Planned outside a parallel query, run inside one (a PARALLEL SAFE
     // function's cached plan): the normal plan, as the hook would choose.
-    if (!IsInParallelMode()) answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
+    // So too once aggr_ext.enable_planner is off: it reaches plans already
+    // cached (prepared statements, PL/pgSQL, a pooled connection's).
+    if (enable_planner && !IsInParallelMode()) answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
