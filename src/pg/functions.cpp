@@ -1170,7 +1170,14 @@ bool reads_as_a_select(const Target &t, const RangeQuery &q) {
   std::string ns;
   if (!query_namespace(t, q, ns)) return true;  // ns = NULL: no row, nothing read
   CommandId cid = t.snapshot->curcid;
-  return !op_buffer().folded_since(t.def.id, cid, t.snapshot) && !op_buffer().changed_since(t.def.id, ns, cid);
+  if (op_buffer().folded_since(t.def.id, cid, t.snapshot) || op_buffer().changed_since(t.def.id, ns, cid)) return false;
+  // An earlier flush of this transaction (an aggr_* read of the same
+  // statement) waited for another writer and wrote on top of its commit,
+  // which the snapshot does not see: the read would answer as of now.
+  TransactionId base = foreign_tree_base(t.def.id, t.def.generation, ns);
+  bool unseen = false;
+  pg_guard([&] { unseen = TransactionIdIsValid(base) && XidInMVCCSnapshot(base, t.snapshot); });
+  return !unseen;
 }
 }  // namespace
 
