@@ -427,6 +427,19 @@ PREPARE as_reader AS SELECT count(*) FROM pl WHERE k > 500;
 SET plan_cache_mode = force_generic_plan;
 EXECUTE as_reader;
 RESET ROLE;
+-- through a view of the table's owner, by a role that may read the view
+-- only: the executor checks the table as the view's owner, and so does the node
+CREATE ROLE planner_viewer;
+CREATE VIEW pl_view AS SELECT * FROM pl;
+ALTER VIEW pl_view OWNER TO planner_owner;
+GRANT SELECT ON pl_view TO planner_viewer;
+SET ROLE planner_viewer;
+SELECT pg_temp.answered_by('SELECT count(*) FROM pl_view WHERE k > 500');
+SELECT count(*) FROM pl_view WHERE k > 500;
+SELECT count(*) FROM pl WHERE k > 500;  -- the table itself: the executor's own error
+RESET ROLE;
+DROP VIEW pl_view;
+DROP ROLE planner_viewer;
 -- row-level security: never the node; answers respect the policies
 ALTER TABLE pl ENABLE ROW LEVEL SECURITY;
 CREATE POLICY even ON pl FOR SELECT TO planner_reader USING (id % 2 = 0);

@@ -91,11 +91,11 @@ enum class Compile { Always, Never };
 
 // Whether the current role may SELECT the whole table: then reading the
 // aggregate needs no column list (which only a compiled aggregate has).
-bool whole_table_readable(const AggregateDef &def) {
+bool whole_table_readable(const AggregateDef &def, Oid role = InvalidOid) {
   bool readable = false;
   pg_guard([&] {
     readable = get_rel_name(def.source) != nullptr &&
-               pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+               pg_class_aclcheck(def.source, OidIsValid(role) ? role : GetUserId(), ACL_SELECT) == ACLCHECK_OK;
   });
   return readable;
 }
@@ -1001,9 +1001,11 @@ bool same_definition(const AggregateDef &def, const PlannedAggregate &p) {
 bool open_for_query(const PlannedAggregate &p, const RangeQuery &q, Target &t) {
   pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
   if (!load_aggregate_by_name(p.name, t.def, true, t.snapshot)) return false;
-  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def)) return false;
+  // As the executor checks the query's table: as the owner of the view it
+  // is read through, else as the current user.
+  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def, p.check_as)) return false;
   bool rls = false;
-  pg_guard([&] { rls = check_enable_rls(t.def.source, InvalidOid, true) == RLS_ENABLED; });
+  pg_guard([&] { rls = check_enable_rls(t.def.source, p.check_as, true) == RLS_ENABLED; });
   if (rls) return false;
   Oid user = InvalidOid;
   pg_guard([&] { user = GetUserId(); });

@@ -53,7 +53,7 @@ enum class Kind : int { Aggregates = 0, Rows };
 // column (Kind::Aggregates) or the table column it holds (Kind::Rows).
 enum PrivateField {
   kName = 0, kSource, kKeyExprs, kKeyFlags, kSumExpr, kNsExpr, kOps, kOutputs, kHasNs, kClauses, kKind, kReverse,
-  kPrivateFields
+  kCheckAs, kPrivateFields
 };
 
 // ------------------------------------------------------------ matching (plain PostgreSQL code, may ereport)
@@ -460,6 +460,9 @@ void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *groupe
   priv = lappend(priv, makeString(conditions_text(m)));
   priv = lappend(priv, makeInteger((int)m.kind));
   priv = lappend(priv, makeInteger(m.reverse ? 1 : 0));
+  // The role the executor checks the table's privileges as: a view's owner
+  // for a table read through the view (0: the current user).
+  priv = lappend(priv, makeString(psprintf("%u", planner_rt_fetch(m.relid, root)->checkAsUser)));
   // Taken out by plan_custom_path (not kept in the plan's private list):
   priv = lappend(priv, m.aggrefs);
   List *exprs = list_copy(m.values);
@@ -636,6 +639,7 @@ PlannedAggregate planned_of(CustomScan *cs) {
   planned.key_flags = private_text(cs, kKeyFlags);
   planned.sum_expr = private_text(cs, kSumExpr);
   planned.ns_expr = private_text(cs, kNsExpr);
+  planned.check_as = static_cast<Oid>(std::strtoul(private_text(cs, kCheckAs), nullptr, 10));
   return planned;
 }
 
