@@ -825,6 +825,7 @@ TupleTableSlot *exec_scan(CustomScanState *node) {
   ProjectionInfo *proj = node->ss.ps.ps_ProjInfo;
   if (!proj) return node->ss.ss_ScanTupleSlot;
   ExprContext *econtext = node->ss.ps.ps_ExprContext;
+  ResetExprContext(econtext);  // the previous row's projection (a page projects one per row), as ExecScan does
   econtext->ecxt_scantuple = node->ss.ss_ScanTupleSlot;
   return ExecProject(proj);
 }
