@@ -27,6 +27,8 @@ SELECT * FROM pl ORDER BY k DESC, id OFFSET 1000 LIMIT 5;
 EXPLAIN (COSTS OFF) SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET $$2$$::int;
 SELECT id, k * 2 AS twice FROM pl WHERE g = 2 AND k > 300 ORDER BY k DESC, id DESC LIMIT 3 OFFSET 2;
 EXPLAIN (COSTS OFF) SELECT id FROM pl ORDER BY k LIMIT 3;  -- the reverse, without the primary key (ties: id descending)
+-- costed by its rows (a probe each): a page of most of the table is the normal plan's
+EXPLAIN (COSTS OFF) SELECT * FROM pl ORDER BY k DESC, id OFFSET 10;
 -- not matched: the normal plan
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500 OR k < 10;           -- OR
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE w > 3;                       -- not the key
@@ -57,9 +59,72 @@ SELECT format('ALTER TABLE pl %s TRIGGER aggr_ext_%s', 'DISABLE', aggr_id) AS di
 :disable;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 :enable;
+-- its TRUNCATE trigger disabled: a TRUNCATE would leave the tree full
+SELECT format('ALTER TABLE pl %s TRIGGER aggr_ext_%s_truncate', 'DISABLE', aggr_id) AS disable_truncate,
+       format('ALTER TABLE pl %s TRIGGER aggr_ext_%s_truncate', 'ENABLE ALWAYS', aggr_id) AS enable_truncate
+  FROM aggr_internal.aggregates WHERE name = 'pl_k' \gset
+:disable_truncate;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
+CREATE TABLE pl_copy AS SELECT * FROM pl;
+BEGIN;
+TRUNCATE pl;
+INSERT INTO pl SELECT * FROM pl_copy WHERE id <= 10;
+SELECT count(*) FROM pl WHERE k > 500;  -- the normal plan's 6, not the tree's
+ROLLBACK;
+DROP TABLE pl_copy;
+:enable_truncate;
 SET aggr_ext.enable_planner = off;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM pl WHERE k > 500;
 SET aggr_ext.enable_planner = on;  -- not RESET: the suites start with it off (Makefile)
+
+-- a cursor declared without SCROLL fetches backward when its plan can (a
+-- page's normal plan, a Limit over a Sort, can): the node must too
+BEGIN;
+EXPLAIN (COSTS OFF) DECLARE c CURSOR FOR SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;
+DECLARE c CURSOR FOR SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;
+FETCH 3 FROM c;
+FETCH BACKWARD 1 FROM c;
+FETCH ALL FROM c;
+FETCH BACKWARD 2 FROM c;
+FETCH BACKWARD ALL FROM c;
+COMMIT;
+SET aggr_ext.enable_planner = off;
+SELECT id, k FROM pl WHERE k > 900 ORDER BY k DESC, id LIMIT 5;  -- the oracle
+SET aggr_ext.enable_planner = on;
+
+-- a SCROLL cursor rewound after this transaction wrote (the normal plan
+-- would answer a new read): the rows it already gave, in the same order of
+-- equal keys (the ORDER BY stops before the primary key)
+BEGIN;
+DECLARE s SCROLL CURSOR FOR SELECT id, k FROM pl WHERE k >= 995 ORDER BY k DESC LIMIT 8;
+FETCH 4 FROM s;
+INSERT INTO pl VALUES (10001, 1, 1, 1, 1);
+FETCH ABSOLUTE 1 FROM s;
+FETCH ALL FROM s;
+ROLLBACK;
+-- and the other way: first read by the normal plan (changes pending), rewound once they are flushed
+BEGIN;
+INSERT INTO pl VALUES (10001, 1, 1, 1, 1);
+DECLARE s SCROLL CURSOR FOR SELECT id, k FROM pl WHERE k >= 995 ORDER BY k DESC LIMIT 8;
+FETCH 4 FROM s;
+SELECT aggr_count('pl_k') > 0 AS flushed;
+FETCH ABSOLUTE 1 FROM s;
+FETCH ALL FROM s;
+ROLLBACK;
+
+-- a query planned inside a parallel query (a PARALLEL SAFE function's, run
+-- by a worker): the normal plan, no error
+CREATE FUNCTION planner_in_worker(lo int) RETURNS text LANGUAGE plpgsql PARALLEL SAFE STABLE AS $$
+BEGIN
+  RETURN concat_ws(' ', (SELECT count(*) FROM pl WHERE k > lo),
+                   (SELECT string_agg(id::text, ',') FROM (SELECT id FROM pl ORDER BY k DESC, id OFFSET lo LIMIT 3) s));
+END $$;
+SELECT planner_in_worker(500);  -- planned outside: the aggregate
+SET force_parallel_mode = on;
+SELECT planner_in_worker(500);
+EXPLAIN (COSTS OFF) SELECT planner_in_worker(500);
+RESET force_parallel_mode;
+DROP FUNCTION planner_in_worker(int);
 
 -- sum(): NULL over no rows, as SQL says; int4 sums are bigint
 SELECT count(*), sum(v), pg_typeof(sum(v)), min(k), max(k) FROM pl WHERE k > 5000;
@@ -180,6 +245,10 @@ BEGIN
     ELSE INSERT INTO dkeys SELECT 100000 + i * 100 + j, j % 4, j, j - 5, j / 2.0, 'Q' || j, 'q' || j, j, j
            FROM generate_series(1, 5) j ON CONFLICT DO NOTHING;
   END CASE;
+  -- Pending changes leave the reads to the normal plan (a plain SELECT
+  -- must not flush them: that could wait for other writers); flushed ones
+  -- the node reads. Half the time, flush them (an aggr_* read does).
+  IF pg_temp.rnd(2) = 0 THEN PERFORM aggr_count('d_ki'); END IF;
 END $$;
 
 SET client_min_messages = notice;
@@ -313,7 +382,12 @@ EXECUTE oracle(2, 40);
 PREPARE page(int, int) AS SELECT id, ki FROM dkeys WHERE ki > $1 ORDER BY ki, id OFFSET $2 LIMIT 4;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE page(50, 100);
 EXECUTE page(50, 100);
+-- the same page in a subquery: its parent reads the fallback's rows too
+PREPARE page_in_subquery(int, int) AS
+  SELECT r.id, r.ki FROM (SELECT id, ns, ki FROM dkeys WHERE ki > $1 ORDER BY ki, id OFFSET $2 LIMIT 4) r;
+EXECUTE page_in_subquery(50, 100);
 SELECT aggr_clear('d_ki');
+EXECUTE page_in_subquery(50, 100);
 CREATE FUNCTION pg_temp.answered_by(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
   RETURN QUERY SELECT trim(line) FROM pg_temp.explain_analyze(q) line WHERE line LIKE '%Answered by%';
@@ -322,6 +396,11 @@ CREATE FUNCTION pg_temp.explain_analyze(q text) RETURNS SETOF text LANGUAGE plpg
 BEGIN
   RETURN QUERY EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q;
 END $$;
+-- turned off: a plan cached with the node runs its normal plan
+SET aggr_ext.enable_planner = off;
+SELECT pg_temp.answered_by('EXECUTE gen(2, 40)');
+EXECUTE gen(2, 40);
+SET aggr_ext.enable_planner = on;
 SELECT pg_temp.answered_by('EXECUTE page(50, 100)');  -- (the sort's memory use would differ from one machine to another)
 EXECUTE page(50, 100);
 EXECUTE page(50, -1);  -- SQL's own error, from the normal plan
@@ -348,6 +427,19 @@ PREPARE as_reader AS SELECT count(*) FROM pl WHERE k > 500;
 SET plan_cache_mode = force_generic_plan;
 EXECUTE as_reader;
 RESET ROLE;
+-- through a view of the table's owner, by a role that may read the view
+-- only: the executor checks the table as the view's owner, and so does the node
+CREATE ROLE planner_viewer;
+CREATE VIEW pl_view AS SELECT * FROM pl;
+ALTER VIEW pl_view OWNER TO planner_owner;
+GRANT SELECT ON pl_view TO planner_viewer;
+SET ROLE planner_viewer;
+SELECT pg_temp.answered_by('SELECT count(*) FROM pl_view WHERE k > 500');
+SELECT count(*) FROM pl_view WHERE k > 500;
+SELECT count(*) FROM pl WHERE k > 500;  -- the table itself: the executor's own error
+RESET ROLE;
+DROP VIEW pl_view;
+DROP ROLE planner_viewer;
 -- row-level security: never the node; answers respect the policies
 ALTER TABLE pl ENABLE ROW LEVEL SECURITY;
 CREATE POLICY even ON pl FOR SELECT TO planner_reader USING (id % 2 = 0);

@@ -93,11 +93,11 @@ enum class Compile { Always, Never };
 
 // Whether the current role may SELECT the whole table: then reading the
 // aggregate needs no column list (which only a compiled aggregate has).
-bool whole_table_readable(const AggregateDef &def) {
+bool whole_table_readable(const AggregateDef &def, Oid role = InvalidOid) {
   bool readable = false;
   pg_guard([&] {
     readable = get_rel_name(def.source) != nullptr &&
-               pg_class_aclcheck(def.source, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+               pg_class_aclcheck(def.source, OidIsValid(role) ? role : GetUserId(), ACL_SELECT) == ACLCHECK_OK;
   });
   return readable;
 }
@@ -1249,9 +1249,11 @@ bool same_definition(const AggregateDef &def, const PlannedAggregate &p) {
 bool open_for_query(const PlannedAggregate &p, const RangeQuery &q, Target &t) {
   pg_guard([&] { t.snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(); });
   if (!load_aggregate_by_name(p.name, t.def, true, t.snapshot)) return false;
-  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def)) return false;
+  // As the executor checks the query's table: as the owner of the view it
+  // is read through, else as the current user.
+  if (!same_definition(t.def, p) || t.def.state != "ready" || !whole_table_readable(t.def, p.check_as)) return false;
   bool rls = false;
-  pg_guard([&] { rls = check_enable_rls(t.def.source, InvalidOid, true) == RLS_ENABLED; });
+  pg_guard([&] { rls = check_enable_rls(t.def.source, p.check_as, true) == RLS_ENABLED; });
   if (rls) return false;
   Oid user = InvalidOid;
   pg_guard([&] { user = GetUserId(); });
@@ -1403,11 +1405,35 @@ bool query_namespace(const Target &t, const RangeQuery &q, std::string &ns) {
   pg_guard([&] { t.agg->ns_layout().encode(ns, 0, q.ns.value, false); });
   return true;
 }
+
+// Whether reading the tree answers as the plain SELECT it replaces: that
+// neither waits for other transactions nor reads past its snapshot. A read
+// first flushes this transaction's pending changes, which waits for another
+// writer's tree lock and then reads as of that writer's commit (the READ
+// COMMITTED exception of the aggr_* reads), or fails under REPEATABLE READ;
+// and a read as of an earlier command (a cursor opened before this
+// transaction's later writes, a data-modifying WITH of the same statement)
+// must take changes back out, which can fail with 0A000. The normal plan
+// answers those.
+bool reads_as_a_select(const Target &t, const RangeQuery &q) {
+  if (!op_buffer().empty()) return false;
+  std::string ns;
+  if (!query_namespace(t, q, ns)) return true;  // ns = NULL: no row, nothing read
+  CommandId cid = t.snapshot->curcid;
+  if (op_buffer().folded_since(t.def.id, cid, t.snapshot) || op_buffer().changed_since(t.def.id, ns, cid)) return false;
+  // An earlier flush of this transaction (an aggr_* read of the same
+  // statement) waited for another writer and wrote on top of its commit,
+  // which the snapshot does not see: the read would answer as of now.
+  TransactionId base = foreign_tree_base(t.def.id, t.def.generation, ns);
+  bool unseen = false;
+  pg_guard([&] { unseen = TransactionIdIsValid(base) && XidInMVCCSnapshot(base, t.snapshot); });
+  return !unseen;
+}
 }  // namespace
 
 bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, Tuplestorestate *rows) {
   Target t;
-  if (!open_for_query(planned, q.range, t)) return false;
+  if (!open_for_query(planned, q.range, t) || !reads_as_a_select(t, q.range)) return false;
   lock_as_a_scan(t);
   const std::string name_literal = sql_literal(t.def.name);  // for a hint inside pg_guard
   (void)read_trees(t, [&] {
@@ -1449,7 +1475,7 @@ bool aggr::pg::answer_rows(const PlannedAggregate &planned, const RowsQuery &q, 
 
 bool aggr::pg::answer_range(const PlannedAggregate &planned, const RangeQuery &q, RangeAnswer &out) {
   Target t;
-  if (!open_for_query(planned, q, t)) return false;
+  if (!open_for_query(planned, q, t) || !reads_as_a_select(t, q)) return false;
   lock_as_a_scan(t);
   out.percentile.assign(q.percentiles.size(), (Datum)0);  // NULL unless found
   out.percentile_null.assign(q.percentiles.size(), true);

@@ -18,6 +18,7 @@
 #include "reads.hpp"
 
 extern "C" {
+#include "access/parallel.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_attribute.h"
@@ -52,7 +53,7 @@ enum class Kind : int { Aggregates = 0, Rows };
 // column (Kind::Aggregates) or the table column it holds (Kind::Rows).
 enum PrivateField {
   kName = 0, kSource, kKeyExprs, kKeyFlags, kSumExpr, kNsExpr, kOps, kOutputs, kHasNs, kClauses, kKind, kReverse,
-  kPrivateFields
+  kCheckAs, kPrivateFields
 };
 
 // ------------------------------------------------------------ matching (plain PostgreSQL code, may ereport)
@@ -264,7 +265,8 @@ RangeTblEntry *single_plain_table(PlannerInfo *root, RelOptInfo *input_rel) {
 
 // Whether the table has an ENABLE ALWAYS trigger named `name` (or, with
 // prefix, whose name starts with it). Every aggregate is kept by its row
-// trigger aggr_ext_<id>, ENABLE ALWAYS: a table without one has no
+// trigger aggr_ext_<id> and its TRUNCATE trigger aggr_ext_<id>_truncate,
+// both ENABLE ALWAYS: a table without one has no
 // aggregate to read (a cheap test from the relcache, before any catalog
 // lookup), and one whose trigger is disabled (ALTER TABLE ... DISABLE
 // TRIGGER, or enabled for origin / replica sessions only) misses changes.
@@ -424,9 +426,13 @@ Cost custom_cost(RelOptInfo *base_rel, const Match &m, double rows_out) {
 }
 
 void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra,
-                     const AggregateDef &def, const Match &m, double rows_out = 1) {
+                     const AggregateDef &def, const Match &m) {
   Path *fallback = copy_of_best_path(root, base_rel, grouped_rel, extra);
   if (!fallback) return;
+  // A page returns as many rows as its normal plan (the Limit's estimate:
+  // all of the range after OFFSET when there is no LIMIT), each a primary
+  // key probe; an aggregate query one row.
+  double rows_out = m.kind == Kind::Rows ? std::max(fallback->rows, 1.0) : 1;
   CustomPath *cp = makeNode(CustomPath);
   cp->path.pathtype = T_CustomScan;
   cp->path.parent = grouped_rel;
@@ -454,6 +460,9 @@ void add_custom_path(PlannerInfo *root, RelOptInfo *base_rel, RelOptInfo *groupe
   priv = lappend(priv, makeString(conditions_text(m)));
   priv = lappend(priv, makeInteger((int)m.kind));
   priv = lappend(priv, makeInteger(m.reverse ? 1 : 0));
+  // The role the executor checks the table's privileges as: a view's owner
+  // for a table read through the view (0: the current user).
+  priv = lappend(priv, makeString(psprintf("%u", planner_rt_fetch(m.relid, root)->checkAsUser)));
   // Taken out by plan_custom_path (not kept in the plan's private list):
   priv = lappend(priv, m.aggrefs);
   List *exprs = list_copy(m.values);
@@ -489,7 +498,12 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
   for (const AggregateDef &def : load_aggregates_of(table)) {
     if (def.state != "ready") continue;
     bool maintained = false;
-    pg_guard([&] { maintained = has_always_trigger(table, psprintf("aggr_ext_%d", def.id), false); });
+    // Both of aggr_create's triggers: the row trigger sees INSERT / UPDATE /
+    // DELETE, the statement trigger TRUNCATE; either one disabled misses writes.
+    pg_guard([&] {
+      maintained = has_always_trigger(table, psprintf("aggr_ext_%d", def.id), false) &&
+                   has_always_trigger(table, psprintf("aggr_ext_%d_truncate", def.id), false);
+    });
     if (!maintained) continue;
     Oid user = InvalidOid;
     pg_guard([&] { user = GetUserId(); });
@@ -511,8 +525,7 @@ void consider_aggregates(PlannerInfo *root, Kind kind, RelOptInfo *input_rel, Re
         if (matched) add_custom_path(root, base_rel, output_rel, static_cast<GroupPathExtraData *>(extra), def, m);
       } else {
         matched = match_rows_query(m, root, base_rel, output_rel, *agg);
-        double count = static_cast<FinalPathExtraData *>(extra)->count_est;
-        if (matched) add_custom_path(root, base_rel, output_rel, nullptr, def, m, count > 0 ? count : 100);
+        if (matched) add_custom_path(root, base_rel, output_rel, nullptr, def, m);
       }
     });
     if (matched) return;
@@ -523,6 +536,10 @@ void upper_paths(PlannerInfo *root, UpperRelationKind stage, RelOptInfo *input_r
                  void *extra) {
   if (previous_upper_hook) previous_upper_hook(root, stage, input_rel, output_rel, extra);
   if ((stage != UPPERREL_GROUP_AGG && stage != UPPERREL_FINAL) || !enable_planner || !extra) return;
+  // A query planned inside a parallel query (a PARALLEL SAFE function's, in
+  // a worker or the leader) keeps its normal plan: reading the catalog and
+  // the trees takes snapshots a parallel operation may not take.
+  if (IsInParallelMode()) return;
   ErrorReport report;
   bool failed = false;
   try {
@@ -547,6 +564,11 @@ Plan *plan_custom_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path
   cs->scan.plan.qual = NIL;
   cs->scan.scanrelid = 0;
   cs->flags = best_path->flags;
+  // A page answers in both directions when its normal plan does (a Limit over
+  // a Sort or an index scan): a cursor declared without SCROLL then still
+  // fetches backward, as PostgreSQL allows it over that plan.
+  bool rows = static_cast<Kind>(intVal(list_nth(priv, kKind))) == Kind::Rows;
+  if (rows && ExecSupportsBackwardScan((Plan *)linitial(custom_plans))) cs->flags |= CUSTOMPATH_SUPPORT_BACKWARD_SCAN;
   cs->custom_plans = custom_plans;
   cs->custom_exprs = exprs;
   cs->custom_private = list_copy_head(priv, kPrivateFields);
@@ -574,6 +596,8 @@ struct ScanState {
   Relation table;              // Kind::Rows: the source table,
   TupleTableSlot *table_slot;  // a slot of its rows,
   Tuplestorestate *rows;       // and the rows answered
+  bool backward;               // the executor may fetch backward (EXEC_FLAG_BACKWARD)
+  MemoryContext read_cxt;      // what one read allocates, freed by the next (a rescan's)
   bool used_aggregate;  // for EXPLAIN ANALYZE: answered from the aggregate at least once
   bool used_fallback;
 };
@@ -585,11 +609,18 @@ void begin_scan(CustomScanState *node, EState *estate, int eflags) {
   CustomScan *cs = (CustomScan *)node->ss.ps.plan;
   s->child = ExecInitNode((Plan *)linitial(cs->custom_plans), estate, eflags);
   node->custom_ps = list_make1(s->child);
+  // The node returns its own virtual tuples, or in fallback its child's
+  // slot as is (a Sort's minimal tuple, a scan's buffer tuple): a parent
+  // that compiled its expressions for a fixed virtual slot would read that
+  // one's values without deforming it (a page in a subquery crashed).
+  node->ss.ps.resultopsfixed = false;
   s->value_states = NIL;
   ListCell *lc;
   foreach (lc, cs->custom_exprs)
     s->value_states = lappend(s->value_states, ExecInitExpr((Expr *)lfirst(lc), &node->ss.ps));
   s->mode = Mode::Undecided;
+  s->backward = (eflags & EXEC_FLAG_BACKWARD) != 0;
+  s->read_cxt = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext scan", ALLOCSET_DEFAULT_SIZES);
   s->kind = static_cast<Kind>(intVal(list_nth(cs->custom_private, kKind)));
   if (s->kind == Kind::Rows) {
     Oid source = static_cast<Oid>(strtoul(strVal(list_nth(cs->custom_private, kSource)), nullptr, 10));
@@ -608,6 +639,7 @@ PlannedAggregate planned_of(CustomScan *cs) {
   planned.key_flags = private_text(cs, kKeyFlags);
   planned.sum_expr = private_text(cs, kSumExpr);
   planned.ns_expr = private_text(cs, kNsExpr);
+  planned.check_as = static_cast<Oid>(std::strtoul(private_text(cs, kCheckAs), nullptr, 10));
   return planned;
 }
 
@@ -659,7 +691,7 @@ bool answer_rows_into_store(ScanState *s) {
   Tuplestorestate *rows = nullptr;
   pg_guard([&] {
     MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
-    rows = tuplestore_begin_heap(false, false, work_mem);
+    rows = tuplestore_begin_heap(s->backward, false, work_mem);
     MemoryContextSwitchTo(old);
   });
   s->rows = rows;
@@ -736,20 +768,33 @@ bool answer_into_slot(ScanState *s) {
 void decide(ScanState *s) {
   ErrorReport report;
   bool failed = false, answered = false;
+  // The read allocates in the query's context otherwise, and a node
+  // rescanned once per outer row (LATERAL, a correlated subquery) grew it
+  // by each read until the query ended. The answer (the scan slot's values)
+  // lives until the next read.
+  MemoryContextReset(s->read_cxt);
+  MemoryContext old = MemoryContextSwitchTo(s->read_cxt);
   try {
-    answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
+    // Planned outside a parallel query, run inside one (a PARALLEL SAFE
+    // function's cached plan): the normal plan, as the hook would choose.
+    // So too once aggr_ext.enable_planner is off: it reaches plans already
+    // cached (prepared statements, PL/pgSQL, a pooled connection's).
+    if (enable_planner && !IsInParallelMode()) answered = s->kind == Kind::Rows ? answer_rows_into_store(s) : answer_into_slot(s);
   } catch (...) {
     report = capture_current_exception();
     failed = true;
   }
+  MemoryContextSwitchTo(old);
   if (failed) raise_report(report);
   s->mode = answered ? Mode::Answered : Mode::Fallback;
   (answered ? s->used_aggregate : s->used_fallback) = true;
 }
 
-// The next answered row into the scan slot; false at the end.
+// The next answered row in the executor's direction into the scan slot;
+// false past either end.
 bool next_row(ScanState *s) {
-  if (!tuplestore_gettupleslot(s->rows, true, false, s->table_slot)) return false;
+  bool forward = ScanDirectionIsForward(s->css.ss.ps.state->es_direction);
+  if (!tuplestore_gettupleslot(s->rows, forward, false, s->table_slot)) return false;
   slot_getallattrs(s->table_slot);
   TupleTableSlot *scan = s->css.ss.ss_ScanTupleSlot;
   ExecClearTuple(scan);
@@ -772,16 +817,15 @@ TupleTableSlot *exec_scan(CustomScanState *node) {
   if (s->mode == Mode::Fallback) return ExecProcNode(s->child);
   if (s->mode == Mode::Done) return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
   if (s->kind == Kind::Rows) {
-    if (!next_row(s)) {
-      s->mode = Mode::Done;
-      return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
-    }
+    // Past the end the store stays readable: a backward fetch returns the last row.
+    if (!next_row(s)) return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
   } else {
     s->mode = Mode::Done;
   }
   ProjectionInfo *proj = node->ss.ps.ps_ProjInfo;
   if (!proj) return node->ss.ss_ScanTupleSlot;
   ExprContext *econtext = node->ss.ps.ps_ExprContext;
+  ResetExprContext(econtext);  // the previous row's projection (a page projects one per row), as ExecScan does
   econtext->ecxt_scantuple = node->ss.ss_ScanTupleSlot;
   return ExecProject(proj);
 }
@@ -801,8 +845,20 @@ void end_scan(CustomScanState *node) {
 
 void rescan(CustomScanState *node) {
   auto *s = (ScanState *)node;
-  s->mode = Mode::Undecided;
-  forget_rows(s);
+  // The same page again (a cursor's rewind, no parameter changed): keep the
+  // first decision, and read the rows already answered as a Material node
+  // would. Deciding anew could switch between the aggregate and the normal
+  // plan (this transaction wrote or flushed since), whose orders of equal
+  // keys may differ when the ORDER BY stops before the primary key.
+  bool same_page = s->kind == Kind::Rows && !node->ss.ps.chgParam;
+  if (same_page && s->mode == Mode::Answered && s->rows) {
+    tuplestore_rescan(s->rows);
+    return;
+  }
+  if (!same_page || s->mode != Mode::Fallback) {
+    s->mode = Mode::Undecided;
+    forget_rows(s);
+  }
   if (node->ss.ps.chgParam) UpdateChangedParamSet(s->child, node->ss.ps.chgParam);
   if (!s->child->chgParam) ExecReScan(s->child);
 }
@@ -840,6 +896,8 @@ Node *create_scan_state(CustomScan *cs) {
   s->table = nullptr;
   s->table_slot = nullptr;
   s->rows = nullptr;
+  s->backward = false;
+  s->read_cxt = nullptr;
   s->used_aggregate = s->used_fallback = false;
   return (Node *)s;
 }

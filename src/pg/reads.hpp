@@ -25,6 +25,7 @@ struct PlannedAggregate {
   std::string name;
   Oid source = InvalidOid;
   std::string key_exprs, key_flags, sum_expr, ns_expr;
+  Oid check_as = InvalidOid;  // the role privileges are checked as (a view's owner), or the current user
 };
 
 // percentile_disc(fraction) WITHIN GROUP (ORDER BY <leading key> [DESC]).
