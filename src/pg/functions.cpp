@@ -625,16 +625,25 @@ class Reader {
       if ((acc += cands[m].weight) * 2 >= weight) break;
     return cands[m];
   }
-  // The entry of the largest remaining range at the wanted entry's
+  // The entry of the largest remaining range near the wanted entry's
   // proportional place in it: where it is when the parts hold alike
   // distributed keys (hash partitions), so the next rounds close in fast.
-  Candidate interpolated_candidate(const Selection &s, std::uint64_t weight, std::uint64_t k) {
+  Candidate interpolated_candidate(const Selection &s, std::uint64_t weight, std::uint64_t k, bool in_memory) {
     std::size_t m = 0;
     for (std::size_t i = 1; i < parts_.size(); ++i)
       if (s.hi[i] - s.lo[i] > s.hi[m] - s.lo[m]) m = i;
     std::uint64_t w = s.hi[m] - s.lo[m];
-    auto offset = static_cast<std::uint64_t>(static_cast<long double>(k) * w / weight);
-    return candidate_at(s, m, s.lo[m] + std::min(offset, w - 1), w);
+    auto guess = static_cast<long double>(k) * w / weight;
+    // The guess is off by about the square root of its distance from the
+    // nearer end of the range: moved twice that away from that end, the
+    // candidate lands on the far side of the wanted entry, so the next
+    // round closes the range from both sides instead of from one again.
+    // Once every range is in memory, rounds are cheap: the plain guess.
+    long double near = std::min(guess, static_cast<long double>(w) - guess);
+    long double margin = in_memory ? 0 : 2 * std::sqrt(near) + 1;
+    guess += guess * 2 < w ? margin : -margin;
+    auto offset = static_cast<std::uint64_t>(std::clamp<long double>(guess, 0, static_cast<long double>(w - 1)));
+    return candidate_at(s, m, s.lo[m] + offset, w);
   }
 
   // The parts' cursors merged in entry order: a binary heap of the parts by
@@ -707,7 +716,9 @@ class Reader {
       std::uint64_t weight = 0;
       for (std::size_t i = 0; i < np; ++i) weight += s.hi[i] - s.lo[i];
       if (weight == 0) throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
-      Candidate c = round % 4 != 3 ? interpolated_candidate(s, weight, k) : median_candidate(s, weight);
+      bool in_memory = true;
+      for (std::size_t i = 0; i < np; ++i) in_memory = in_memory && (s.hi[i] == s.lo[i] || !s.loaded[i].empty());
+      Candidate c = round % 4 != 3 ? interpolated_candidate(s, weight, k, in_memory) : median_candidate(s, weight);
       std::vector<std::uint64_t> b(np);
       std::uint64_t r = 0;
       for (std::size_t i = 0; i < np; ++i) r += (b[i] = rank_in(s, i, c)) - s.lo[i];
