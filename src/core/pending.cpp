@@ -20,9 +20,9 @@ bool inserted(const PendingChanges::Change &c) { return !c.existed && c.exists; 
 bool deleted(const PendingChanges::Change &c) { return c.existed && !c.exists; }
 
 // Signed count and sum of one change.
-std::int64_t effect(const PendingChanges::Change &c, Sum *sum) {
-  if (c.exists) *sum += c.new_value;
-  if (c.existed) *sum -= c.old_value;
+std::int64_t effect(const PendingChanges::Change &c, Sum *sum) {  // sum may be null: counts only
+  if (sum && c.exists) *sum += c.new_value;
+  if (sum && c.existed) *sum -= c.old_value;
   return (c.exists ? 1 : 0) - (c.existed ? 1 : 0);
 }
 }  // namespace

@@ -28,7 +28,8 @@ class PendingChanges {
   // Net count (may be negative) and sum of all changes.
   std::int64_t count_change() const { return count_change_; }
   const Sum &sum_change() const { return sum_change_; }
-  // Adjustments of Tree::prefix_before and Tree::range. Signed count.
+  // Adjustments of Tree::prefix_before and Tree::range. Signed count; a null
+  // sum: the count only.
   std::int64_t count_before(const Probe &probe, Sum *sum) const;
   std::int64_t count_between(const Probe *lower, const Probe *upper, Sum *sum) const;
   // The ops that fold these changes into the tree.

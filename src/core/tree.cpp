@@ -88,6 +88,26 @@ Prefix Tree::prefix_before(const Probe &probe) const {
   }
 }
 
+std::uint64_t Tree::count_before(const Probe &probe) const {
+  std::uint64_t count = 0;
+  if (meta_.root == 0) return count;
+  check_meta(meta_);
+  NodeId id = meta_.root;
+  for (std::uint32_t level = meta_.height;; --level) {  // ends at level 1: check_shape wants a leaf there
+    NodeRef ref = load_at(store_, id, level);
+    const TreeNode &n = *ref;
+    if (n.leaf) {
+      auto end = std::partition_point(n.entries.begin(), n.entries.end(),
+                                      [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
+      return count + static_cast<std::uint64_t>(end - n.entries.begin());
+    }
+    auto after = std::partition_point(n.children.begin() + 1, n.children.end(),
+                                      [&](const Child &c) { return probe.compare_to(c.first_key) > 0; });
+    for (auto it = n.children.begin(); it + 1 != after; ++it) count += it->count;
+    id = (after - 1)->id;
+  }
+}
+
 Prefix Tree::range(const Probe *lower, const Probe *upper) const {
   Prefix acc;
   if (meta_.root == 0) return acc;

@@ -41,6 +41,9 @@ class Tree {
 
   // Entries strictly before the probe (probe.compare_to(entry) > 0).
   Prefix prefix_before(const Probe &probe) const;
+  // prefix_before(probe).count without the sums: a rank, or a selection
+  // across parts, reads no entry values.
+  std::uint64_t count_before(const Probe &probe) const;
   // Entries strictly between two probes; a null probe is unbounded. Sums
   // add whole subtrees inside the range (no subtraction: exact for floats).
   Prefix range(const Probe *lower, const Probe *upper) const;

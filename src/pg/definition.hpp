@@ -16,8 +16,9 @@ namespace aggr::pg {
 enum class BuildMode { Auto, Now, Background };
 
 // GUC aggr_ext.partition_merge_rows (hidden; for tests): a positional read
-// across partitions merges the parts' ranges once at most this many entries
-// remain in the selection (0: select by key to the very entry).
+// across partitions reads a part's remaining range into memory once it holds
+// at most this many entries, and selects there without descents (0: by
+// descents to the very entry).
 extern int partition_merge_rows;
 
 // Checks the table, stores the definition and attaches the triggers; on a

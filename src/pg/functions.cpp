@@ -1,5 +1,7 @@
 // SQL-callable functions: definition, queries, operations.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -413,6 +415,11 @@ class ReadTree {
     p.count = static_cast<std::uint64_t>(static_cast<int64>(p.count) + pending_.count_between(lower, upper, &p.sum));
     return p;
   }
+  // before(probe).count, reading no sums.
+  std::uint64_t count_before(const Probe &probe) const {
+    return static_cast<std::uint64_t>(static_cast<int64>(tree_->count_before(probe)) +
+                                      pending_.count_before(probe, nullptr));
+  }
   MergedCursor cursor(std::uint64_t offset) { return MergedCursor(*store_, *tree_, order_, pending_, offset); }
   // The snapshot of the query this read runs in: rows are fetched with it.
   Snapshot query_snapshot() const { return query_snap_; }
@@ -522,6 +529,11 @@ class Reader {
     for (const auto &p : parts_) add(total, p->before(probe));
     return total;
   }
+  std::uint64_t count_before(const Probe &probe) const {
+    std::uint64_t n = 0;
+    for (const auto &p : parts_) n += p->count_before(probe);
+    return n;
+  }
   Prefix range(const Probe *lower, const Probe *upper) const {
     Prefix total;
     for (const auto &p : parts_) add(total, p->range(lower, upper));
@@ -539,17 +551,11 @@ class Reader {
       return;
     }
     std::vector<std::uint64_t> starts = split(from);
-    std::vector<std::unique_ptr<MergedCursor>> cursors;
-    for (std::size_t i = 0; i < parts_.size(); ++i)
-      cursors.push_back(std::make_unique<MergedCursor>(parts_[i]->cursor(starts[i])));
-    for (std::uint64_t pos = from; pos < to; ++pos) {
-      std::size_t best = parts_.size();
-      for (std::size_t i = 0; i < cursors.size(); ++i)
-        if (cursors[i]->valid() && (best == parts_.size() || order_.compare(cursors[i]->entry().key, cursors[best]->entry().key) < 0))
-          best = i;
-      if (best == parts_.size()) return;
-      visit(pos, cursors[best]->entry(), best);
-      cursors[best]->next();
+    std::vector<std::uint64_t> ends(parts_.size(), std::numeric_limits<std::uint64_t>::max());
+    PartMerge merge(*this, starts, ends);
+    for (std::uint64_t pos = from; pos < to && !merge.done(); ++pos) {
+      visit(pos, merge.entry(), merge.part());
+      merge.next();
     }
   }
 
@@ -563,18 +569,55 @@ class Reader {
     std::uint64_t pos, weight;
     Entry entry;
   };
-  Candidate candidate_at(std::size_t part, std::uint64_t pos, std::uint64_t weight) {
+  // The state of a selection (split): per part, the positions [lo, hi)
+  // that may still hold the wanted entry; a part whose range shrank to
+  // aggr_ext.partition_merge_rows entries or fewer is read into memory
+  // once (one descent, then a cursor walk): from then on its candidates
+  // and ranks are found there by binary search, without a descent.
+  struct Selection {
+    std::vector<std::uint64_t> lo, hi;
+    std::vector<std::vector<Entry>> loaded;  // part i's entries at [base[i], base[i] + size)
+    std::vector<std::uint64_t> base;
+  };
+  void load_small_ranges(Selection &s) {
+    const auto limit = static_cast<std::uint64_t>(partition_merge_rows);
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      std::uint64_t w = s.hi[i] - s.lo[i];
+      if (w == 0 || w > limit || !s.loaded[i].empty()) continue;
+      std::vector<Entry> &out = s.loaded[i];
+      out.reserve(w);
+      for (MergedCursor c = parts_[i]->cursor(s.lo[i]); out.size() < w; c.next()) {
+        if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
+        out.push_back(c.entry());
+      }
+      s.base[i] = s.lo[i];
+    }
+  }
+  Candidate candidate_at(const Selection &s, std::size_t part, std::uint64_t pos, std::uint64_t weight) {
+    if (!s.loaded[part].empty()) return Candidate{part, pos, weight, s.loaded[part][pos - s.base[part]]};
     MergedCursor c = parts_[part]->cursor(pos);
     if (!c.valid()) throw CorruptNode("the tree holds fewer entries than its count");
     return Candidate{part, pos, weight, c.entry()};
   }
+  // How many entries of part i come before the candidate, within [lo, hi].
+  std::uint64_t rank_in(const Selection &s, std::size_t i, const Candidate &c) {
+    if (i == c.part) return c.pos;
+    if (s.hi[i] == s.lo[i]) return s.lo[i];
+    if (!s.loaded[i].empty()) {
+      const std::vector<Entry> &e = s.loaded[i];
+      auto it = std::partition_point(e.begin(), e.end(),
+                                     [&](const Entry &x) { return order_.compare(x.key, c.entry.key) < 0; });
+      return std::clamp<std::uint64_t>(s.base[i] + static_cast<std::uint64_t>(it - e.begin()), s.lo[i], s.hi[i]);
+    }
+    EncodedEntryProbe probe(order_, c.entry.key);
+    return std::clamp(parts_[i]->count_before(probe), s.lo[i], s.hi[i]);
+  }
   // The weighted median of the middle entries of the parts' ranges: at
   // least a quarter of the remaining entries lie on each side of it.
-  Candidate median_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
-                             std::uint64_t weight) {
+  Candidate median_candidate(const Selection &s, std::uint64_t weight) {
     std::vector<Candidate> cands;
     for (std::size_t i = 0; i < parts_.size(); ++i)
-      if (hi[i] > lo[i]) cands.push_back(candidate_at(i, lo[i] + (hi[i] - lo[i]) / 2, hi[i] - lo[i]));
+      if (s.hi[i] > s.lo[i]) cands.push_back(candidate_at(s, i, s.lo[i] + (s.hi[i] - s.lo[i]) / 2, s.hi[i] - s.lo[i]));
     std::sort(cands.begin(), cands.end(),
               [&](const Candidate &a, const Candidate &b) { return order_.compare(a.entry.key, b.entry.key) < 0; });
     std::size_t m = 0;
@@ -582,77 +625,110 @@ class Reader {
       if ((acc += cands[m].weight) * 2 >= weight) break;
     return cands[m];
   }
-  // The entry of the largest remaining range at the wanted entry's
+  // The entry of the largest remaining range near the wanted entry's
   // proportional place in it: where it is when the parts hold alike
   // distributed keys (hash partitions), so the next rounds close in fast.
-  Candidate interpolated_candidate(const std::vector<std::uint64_t> &lo, const std::vector<std::uint64_t> &hi,
-                                   std::uint64_t weight, std::uint64_t k) {
+  Candidate interpolated_candidate(const Selection &s, std::uint64_t weight, std::uint64_t k, bool in_memory) {
     std::size_t m = 0;
     for (std::size_t i = 1; i < parts_.size(); ++i)
-      if (hi[i] - lo[i] > hi[m] - lo[m]) m = i;
-    std::uint64_t w = hi[m] - lo[m];
-    auto offset = static_cast<std::uint64_t>(static_cast<long double>(k) * w / weight);
-    return candidate_at(m, lo[m] + std::min(offset, w - 1), w);
+      if (s.hi[i] - s.lo[i] > s.hi[m] - s.lo[m]) m = i;
+    std::uint64_t w = s.hi[m] - s.lo[m];
+    auto guess = static_cast<long double>(k) * w / weight;
+    // The guess is off by about the square root of its distance from the
+    // nearer end of the range: moved twice that away from that end, the
+    // candidate lands on the far side of the wanted entry, so the next
+    // round closes the range from both sides instead of from one again.
+    // Once every range is in memory, rounds are cheap: the plain guess.
+    long double near = std::min(guess, static_cast<long double>(w) - guess);
+    long double margin = in_memory ? 0 : 2 * std::sqrt(near) + 1;
+    guess += guess * 2 < w ? margin : -margin;
+    auto offset = static_cast<std::uint64_t>(std::clamp<long double>(guess, 0, static_cast<long double>(w - 1)));
+    return candidate_at(s, m, s.lo[m] + offset, w);
   }
 
-  // Few entries left (aggr_ext.partition_merge_rows): the k-th of them by
-  // merging the parts' ranges (one descent per part, then that many steps
-  // at most).
-  std::vector<std::uint64_t> merge_to(std::vector<std::uint64_t> lo, const std::vector<std::uint64_t> &hi,
-                                      std::uint64_t k) {
-    std::vector<std::unique_ptr<MergedCursor>> cursors(parts_.size());
-    for (std::size_t i = 0; i < parts_.size(); ++i)
-      if (hi[i] > lo[i]) cursors[i] = std::make_unique<MergedCursor>(parts_[i]->cursor(lo[i]));
-    for (;; --k) {
-      std::size_t best = parts_.size();
-      for (std::size_t i = 0; i < parts_.size(); ++i)
-        if (cursors[i] && lo[i] < hi[i] && cursors[i]->valid() &&
-            (best == parts_.size() || order_.compare(cursors[i]->entry().key, cursors[best]->entry().key) < 0))
-          best = i;
-      if (best == parts_.size()) throw CorruptNode("the tree holds fewer entries than its count");
-      if (k == 0) return lo;
-      ++lo[best];
-      cursors[best]->next();
+  // The parts' cursors merged in entry order: a binary heap of the parts by
+  // their current entry (about 2 log(parts) comparisons a step, where a scan
+  // of every cursor took one per part). Part i is read from pos[i] up to
+  // end[i] (exclusive); pos() says where each part stands.
+  class PartMerge {
+   public:
+    PartMerge(Reader &r, std::vector<std::uint64_t> pos, const std::vector<std::uint64_t> &end)
+        : order_(r.order_), pos_(std::move(pos)), end_(end), cursors_(r.parts_.size()) {
+      for (std::size_t i = 0; i < cursors_.size(); ++i) {
+        if (pos_[i] >= end_[i]) continue;
+        cursors_[i] = std::make_unique<MergedCursor>(r.parts_[i]->cursor(pos_[i]));
+        if (cursors_[i]->valid()) heap_.push_back(i);
+      }
+      std::make_heap(heap_.begin(), heap_.end(), later());
     }
-  }
+    bool done() const { return heap_.empty(); }
+    std::size_t part() const { return heap_.front(); }
+    const Entry &entry() const { return cursors_[heap_.front()]->entry(); }
+    const std::vector<std::uint64_t> &pos() const { return pos_; }
+    void next() {
+      std::pop_heap(heap_.begin(), heap_.end(), later());
+      std::size_t i = heap_.back();
+      cursors_[i]->next();
+      if (++pos_[i] < end_[i] && cursors_[i]->valid())
+        std::push_heap(heap_.begin(), heap_.end(), later());
+      else
+        heap_.pop_back();
+    }
+
+   private:
+    struct Later {  // heap order: the part with the smallest entry on top
+      const PartMerge *m;
+      bool operator()(std::size_t a, std::size_t b) const {
+        return m->order_.compare(m->cursors_[a]->entry().key, m->cursors_[b]->entry().key) > 0;
+      }
+    };
+    Later later() const { return Later{this}; }
+    const EntryOrdering &order_;
+    std::vector<std::uint64_t> pos_;
+    std::vector<std::uint64_t> end_;
+    std::vector<std::unique_ptr<MergedCursor>> cursors_;
+    std::vector<std::size_t> heap_;
+  };
 
   // How many entries of each part come before the entry at combined
   // position g (every part's count when g is past the end), found by key:
   // each round ranks one candidate entry in every part (one O(log n)
-  // descent each) and keeps, per part, only the positions on the wanted
-  // entry's side of it. Every fourth round takes the weighted median of the
-  // parts' middle entries (it drops at least a quarter of what remains: at
-  // most O(log N) such rounds); the others an interpolated guess, which
-  // closes in within a few rounds when the parts' keys are alike
-  // distributed.
+  // descent each, or a binary search in a part's range once that is in
+  // memory) and keeps, per part, only the positions on the wanted entry's
+  // side of it. Every fourth round takes the weighted median of the parts'
+  // middle entries (it drops at least a quarter of what remains: at most
+  // O(log N) such rounds); the others an interpolated guess, which closes
+  // in within a few rounds when the parts' keys are alike distributed.
+  // Ranges of partition_merge_rows entries or fewer are read into memory,
+  // so the last rounds cost no descent.
   std::vector<std::uint64_t> split(std::uint64_t g) {
     std::size_t np = parts_.size();
-    std::vector<std::uint64_t> lo(np, 0), hi(np);
+    Selection s{std::vector<std::uint64_t>(np, 0), std::vector<std::uint64_t>(np), std::vector<std::vector<Entry>>(np),
+                std::vector<std::uint64_t>(np, 0)};
     std::uint64_t total = 0;
-    for (std::size_t i = 0; i < np; ++i) total += hi[i] = parts_[i]->count();
-    if (g >= total) return hi;
+    for (std::size_t i = 0; i < np; ++i) total += s.hi[i] = parts_[i]->count();
+    if (g >= total) return s.hi;
     std::uint64_t k = g;  // rank of the wanted entry among the remaining ones
     for (int round = 0;; ++round) {
       if (round > 4 * (256 + static_cast<int>(np)))
         throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
+      load_small_ranges(s);
       std::uint64_t weight = 0;
-      for (std::size_t i = 0; i < np; ++i) weight += hi[i] - lo[i];
-      if (weight <= static_cast<std::uint64_t>(partition_merge_rows)) return merge_to(lo, hi, k);
-      Candidate c = round % 4 != 3 ? interpolated_candidate(lo, hi, weight, k) : median_candidate(lo, hi, weight);
-      EncodedEntryProbe probe(order_, c.entry.key);
+      for (std::size_t i = 0; i < np; ++i) weight += s.hi[i] - s.lo[i];
+      if (weight == 0) throw CorruptNode("the trees of a partitioned aggregate do not order their entries");
+      bool in_memory = true;
+      for (std::size_t i = 0; i < np; ++i) in_memory = in_memory && (s.hi[i] == s.lo[i] || !s.loaded[i].empty());
+      Candidate c = round % 4 != 3 ? interpolated_candidate(s, weight, k, in_memory) : median_candidate(s, weight);
       std::vector<std::uint64_t> b(np);
       std::uint64_t r = 0;
-      for (std::size_t i = 0; i < np; ++i) {
-        b[i] = i == c.part ? c.pos : hi[i] == lo[i] ? lo[i] : std::clamp(parts_[i]->before(probe).count, lo[i], hi[i]);
-        r += b[i] - lo[i];
-      }
+      for (std::size_t i = 0; i < np; ++i) r += (b[i] = rank_in(s, i, c)) - s.lo[i];
       if (r == k) return b;
       if (r > k) {
-        hi = b;
+        s.hi = b;
       } else {
         k -= r + 1;
-        lo = b;
-        lo[c.part] = c.pos + 1;
+        s.lo = b;
+        s.lo[c.part] = c.pos + 1;
       }
     }
   }
@@ -988,7 +1064,7 @@ AGGR_FUNCTION(aggr_rank) {
       PG_RETURN_NULL();
     }
     KeyProbe probe(t.agg->layout(), v, false);
-    int64 rank = static_cast<int64>(rt.before(probe).count + 1);
+    int64 rank = static_cast<int64>(rt.count_before(probe) + 1);
     rt.close();
     return Int64GetDatum(rank);
   });

@@ -45,7 +45,7 @@ void define_settings() {
                           "applied in one merge (before a read of the aggregate, or at commit).",
                           &write_buffer_kb, 64 * 1024, 64, 2 * 1024 * 1024, PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
   DefineCustomIntVariable("aggr_ext.partition_merge_rows",
-                          "Entries below which a positional read across partitions merges instead of selecting (tests).",
+                          "Entries of a part at which a positional read across partitions selects in memory (tests).",
                           NULL, &partition_merge_rows, 256, 0, 1 << 20, PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
                           NULL, NULL, NULL);
   DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on.",

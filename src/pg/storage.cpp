@@ -507,13 +507,18 @@ NodeRef PgNodeStore::load(NodeId id) {
     if (it->second.removed) throw_corrupt(id, "reached again after this write removed it");
     return it->second.node;
   }
-  if (NodePtr hit = cached(id)) return hit;
-  return fetch_node(id);
+  auto seen = seen_.find(id);
+  if (seen != seen_.end()) return seen->second;
+  NodePtr node = cached(id);
+  if (!node) node = fetch_node(id);
+  seen_.emplace(id, node);
+  return node;
 }
 
 // The node is about to be rewritten: its cached copy is moved out rather
 // than copied when nobody else holds it (write_node caches the new version).
 TreeNode PgNodeStore::load_for_update(NodeId id) {
+  seen_.erase(id);
   if (pending_.count(id)) return *load(id);
   NodePtr node = cached(id);
   if (!node) node = fetch_node(id);
@@ -524,6 +529,7 @@ TreeNode PgNodeStore::load_for_update(NodeId id) {
 
 void PgNodeStore::save(TreeNode node, bool is_new) {
   NodeId id = node.id;
+  seen_.erase(id);
   NodePtr ref = std::make_shared<TreeNode>(std::move(node));
   if (write_through_) {
     write_node(id, ref, is_new);
@@ -536,6 +542,7 @@ void PgNodeStore::save(TreeNode node, bool is_new) {
 }
 
 void PgNodeStore::remove(NodeId id) {
+  seen_.erase(id);
   auto it = pending_.find(id);
   if (it != pending_.end() && it->second.is_new) {
     pending_.erase(it);
@@ -621,6 +628,7 @@ void PgNodeStore::write_back() {
   for (auto &[id, p] : pending_) write_node(id, p.removed ? NodePtr() : p.node, p.is_new);
   pending_.clear();
   tids_.clear();
+  seen_.clear();
 }
 
 void drop_tree(Relation trees, Relation nodes, const Relations &r, const TreeRow &row) {

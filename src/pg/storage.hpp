@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <unordered_map>
 #include <vector>
 #include <string>
 
@@ -111,6 +112,11 @@ class PgNodeStore : public NodeStore {
   bool write_through_;  // bulk build: nodes are written as saved, never reloaded
   std::map<NodeId, Pending> pending_;
   std::map<NodeId, ItemPointerData> tids_;
+  // Nodes load() found visible to snap_ (which does not change while the
+  // store lives): a read that descends again (a selection across the parts
+  // of a partitioned aggregate ranks several keys) checks each version once.
+  // Forgotten when this store writes the node.
+  std::unordered_map<NodeId, NodePtr> seen_;
   BlockNumber nblocks_ = InvalidBlockNumber;  // of nodes_, read once: vacuum cannot truncate under our lock
 };
 

@@ -60,6 +60,7 @@ void expect_matches_model(Fixture &f, std::mt19937_64 &rng) {
       }
       Prefix p = t.prefix_before(KeyProbe(k, after));
       ASSERT_EQ(p.count, n) << "key " << k << " after " << after;
+      ASSERT_EQ(t.count_before(KeyProbe(k, after)), n) << "key " << k << " after " << after;
       if (f.config.sum_kind == SumKind::Exact) {
         ASSERT_EQ(static_cast<std::int64_t>(p.sum.exact), s);
       }
