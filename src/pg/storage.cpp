@@ -511,6 +511,9 @@ NodeRef PgNodeStore::load(NodeId id) {
   if (seen != seen_.end()) return seen->second;
   NodePtr node = cached(id);
   if (!node) node = fetch_node(id);
+  // Bounded: a walk over a whole tree (aggr_verify, a long page) must not
+  // keep every node it passed alive; repeated descents stay within it.
+  if (seen_.size() >= 1024) seen_.clear();
   seen_.emplace(id, node);
   return node;
 }
