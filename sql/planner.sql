@@ -453,6 +453,37 @@ SELECT count(*) FROM pl WHERE k > 500 AND id % 2 = 0;  -- the oracle
 SET aggr_ext.enable_planner = on;  -- not RESET: the suites start with it off (Makefile)
 RESET ROLE;
 RESET plan_cache_mode;
+-- Where the normal plan would run parallel workers, the node keeps a
+-- serial plan as its fallback: a statement with a Gather runs in parallel
+-- mode, where the node cannot read and would always use its child.
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET min_parallel_index_scan_size = 0;
+CREATE FUNCTION pg_temp.answering(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE line text;
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+    IF line LIKE '%Answered by:%' THEN RETURN trim(split_part(line, ':', 2)); END IF;
+  END LOOP;
+  RETURN 'no custom scan';
+END $$;
+CREATE TABLE par (id int PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO par SELECT g, (g * 7919) % 100003, g % 7 FROM generate_series(1, 100000) g;
+ANALYZE par;
+SELECT aggr_create('par_k', 'par'::regclass, key => 'k', sum_value => 'v', build => 'now');
+SELECT pg_temp.answering($q$SELECT count(*) FROM par WHERE k > 500$q$) AS count_answered_by,
+       pg_temp.answering($q$SELECT sum(v), min(k), max(k) FROM par$q$) AS sum_min_max_answered_by;
+SET aggr_ext.enable_planner = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM par WHERE k > 500;  -- the normal plan is parallel
+SET aggr_ext.enable_planner = on;
+SELECT (SELECT count(*) FROM par WHERE k > 500) AS planned, (SELECT count(*) FROM par WHERE k + 0 > 500) AS oracle,
+       (SELECT sum(v) FROM par) AS planned_sum, (SELECT sum(v + 0) FROM par) AS oracle_sum;
+DROP TABLE par;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET min_parallel_index_scan_size;
 DROP TABLE pl, dkeys;
 SELECT count(*) FROM aggr_aggregates WHERE name IN ('pl_k', 'pl_g', 'd_ki', 'd_kb', 'd_kn', 'd_kt', 'd_kc');  -- gone with their tables
 DROP ROLE planner_reader;

@@ -379,13 +379,48 @@ void take_definition(Match &m, const CompiledAggregate &agg) {
 
 // A copy of the cheapest path of the grouped relation, to plan as the
 // fallback: add_path frees the paths the custom path beats.
-Path *copy_of_best_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra) {
+// Whether a path runs parallel workers (Gather / Gather Merge anywhere in
+// it). A statement with one runs in parallel mode, where the node cannot
+// read (it would need a new snapshot) and always answers by its child: the
+// child must then be a serial plan, or the aggregate would never answer.
+bool runs_workers(Path *path) {
+  if (!path) return false;
+  switch (nodeTag(path)) {
+    case T_GatherPath:
+    case T_GatherMergePath:
+      return true;
+    case T_AggPath: return runs_workers(((AggPath *)path)->subpath);
+    case T_ProjectionPath: return runs_workers(((ProjectionPath *)path)->subpath);
+    case T_LimitPath: return runs_workers(((LimitPath *)path)->subpath);
+    case T_SortPath:
+    case T_IncrementalSortPath: return runs_workers(((SortPath *)path)->subpath);
+    case T_GroupPath: return runs_workers(((GroupPath *)path)->subpath);
+    case T_MaterialPath: return runs_workers(((MaterialPath *)path)->subpath);
+    case T_MinMaxAggPath: {
+      ListCell *lc;
+      foreach (lc, ((MinMaxAggPath *)path)->mmaggregates)
+        if (runs_workers(((MinMaxAggInfo *)lfirst(lc))->path)) return true;
+      return false;
+    }
+    default: return path->parallel_aware;
+  }
+}
+
+// The cheapest serial path of a relation (nullptr: none).
+Path *cheapest_serial(List *paths) {
   Path *best = nullptr;
   ListCell *lc;
-  foreach (lc, grouped_rel->pathlist) {
+  foreach (lc, paths) {
     Path *p = (Path *)lfirst(lc);
-    if (!best || p->total_cost < best->total_cost) best = p;
+    if (!runs_workers(p) && (!best || p->total_cost < best->total_cost)) best = p;
   }
+  return best;
+}
+
+// A copy of the cheapest serial path of the grouped relation, to plan as
+// the fallback: add_path frees the paths the custom path beats.
+Path *copy_of_best_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *grouped_rel, GroupPathExtraData *extra) {
+  Path *best = cheapest_serial(grouped_rel->pathlist);
   std::size_t size = 0;
   if (best && IsA(best, LimitPath)) size = sizeof(LimitPath);
   if (best && IsA(best, AggPath)) size = sizeof(AggPath);
@@ -397,9 +432,13 @@ Path *copy_of_best_path(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *gr
     return copy;
   }
   if (!extra) return nullptr;  // final rows: no path of a kind known to copy
-  // Whatever else the grouped relation holds: a plain aggregate over the cheapest scan.
-  return (Path *)create_agg_path(root, grouped_rel, input_rel->cheapest_total_path, grouped_rel->reltarget, AGG_PLAIN,
-                                 AGGSPLIT_SIMPLE, NIL, NIL, &extra->agg_final_costs, 1);
+  // Whatever else the grouped relation holds: a plain aggregate over the
+  // cheapest serial scan (a sequential scan when parallel paths beat every
+  // serial one: add_path dropped those).
+  Path *scan = cheapest_serial(input_rel->pathlist);
+  if (!scan) scan = create_seqscan_path(root, input_rel, nullptr, 0);
+  return (Path *)create_agg_path(root, grouped_rel, scan, grouped_rel->reltarget, AGG_PLAIN, AGGSPLIT_SIMPLE, NIL, NIL,
+                                 &extra->agg_final_costs, 1);
 }
 
 extern const CustomPathMethods path_methods;
