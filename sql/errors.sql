@@ -250,3 +250,18 @@ SELECT aggr_drop('gone_v');
 SELECT aggr_drop('lb'), aggr_drop('ns'), aggr_drop('maybe_ns'), aggr_drop('docs_body');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgname LIKE 'aggr_ext_%';
 SELECT (SELECT count(*) FROM aggr_internal.trees) AS trees_left, (SELECT count(*) FROM aggr_internal.nodes) AS nodes_left;
+
+-- Errors during the ordered scan of a build, of a row (a NULL namespace)
+-- or of the sort (temp_file_limit), are the aggregate's: they keep the
+-- caller's context lines (here PL/pgSQL's) and show no internal query.
+CREATE TABLE scan_err (id int PRIMARY KEY, g int, k text);
+INSERT INTO scan_err SELECT g, g % 3, md5(g::text) FROM generate_series(1, 60000) g;
+UPDATE scan_err SET g = NULL WHERE id = 4000;
+DO $$ BEGIN PERFORM aggr_create('scan_err_ns', 'scan_err', key => 'k', namespace => 'g', build => 'now'); END $$;
+BEGIN;
+SET LOCAL maintenance_work_mem = '1MB';
+SET LOCAL temp_file_limit = '64kB';
+SELECT aggr_create('scan_err_sort', 'scan_err', key => 'k', build => 'now');
+ROLLBACK;
+SELECT count(*) AS aggregates_left FROM aggr_internal.aggregates WHERE name LIKE 'scan_err%';
+DROP TABLE scan_err;

@@ -767,26 +767,32 @@ struct ScanReceiver {
   const std::function<void(const CompiledAggregate::RowEntry &)> *visit;
   CompiledAggregate::RowEntry *entry;
   std::exception_ptr thrown;
+  ErrorContextCallback *outer_context;  // error_context_stack before SPI pushed its own
+  ErrorContextCallback *spi_context;    // SPI's, put back at shutdown
 };
 
 bool scan_receive(TupleTableSlot *slot, DestReceiver *self) {
   ScanReceiver *r = reinterpret_cast<ScanReceiver *>(self);
-  // Errors of the row (a NULL namespace, a key too large) are the
-  // aggregate's, not of the internal query: without SPI's context line.
-  ErrorContextCallback *context = error_context_stack;
-  error_context_stack = nullptr;
   try {
     pg_guard([&] { r->agg->encode_scan_row(slot, *r->entry); });
     (*r->visit)(*r->entry);
   } catch (...) {
     r->thrown = std::current_exception();
   }
-  error_context_stack = context;
   if (r->thrown) elog(ERROR, "aggr_ext: the ordered scan stopped");  // replaced by r->thrown in scan_in_order
   return true;
 }
-void scan_startup(DestReceiver *, int, TupleDesc) {}
-void scan_shutdown(DestReceiver *) {}
+// Errors while the scan runs (of a row: a NULL namespace, a key too large;
+// of the sort: temp_file_limit, a cancel) are the aggregate's, not of the
+// internal query: SPI's context line is left out while the executor runs,
+// and the caller's context lines (a PL/pgSQL line) stay. An error longjmps
+// to run_ordered_scan's pg_guard, which restores error_context_stack.
+void scan_startup(DestReceiver *self, int, TupleDesc) {
+  ScanReceiver *r = reinterpret_cast<ScanReceiver *>(self);
+  r->spi_context = error_context_stack;
+  error_context_stack = r->outer_context;
+}
+void scan_shutdown(DestReceiver *self) { error_context_stack = reinterpret_cast<ScanReceiver *>(self)->spi_context; }
 void scan_destroy(DestReceiver *) {}
 
 void run_ordered_scan(CompiledAggregate &agg, const std::string &sql, ScanReceiver &receiver) {
@@ -808,6 +814,7 @@ void run_ordered_scan(CompiledAggregate &agg, const std::string &sql, ScanReceiv
     memset(&options, 0, sizeof options);
     options.read_only = true;
     options.dest = &receiver.pub;
+    receiver.outer_context = error_context_stack;
     int rc = SPI_execute_plan_extended(plan, &options);
     // A SELECT into a receiver of DestNone kind reports SPI_OK_UTILITY.
     if (rc != SPI_OK_UTILITY && rc != SPI_OK_SELECT) elog(ERROR, "the ordered scan of aggregate \"%s\" failed: %s", agg.def().name.c_str(), SPI_result_code_string(rc));
