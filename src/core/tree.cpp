@@ -62,7 +62,10 @@ TreeNode Tree::load_for_update_at(NodeId id, std::uint32_t level) {
 
 // ---------------------------------------------------------------- queries
 
-Prefix Tree::prefix_before(const Probe &probe) const {
+// Entries before `probe`: their count, and their sum when kWithSums (a rank
+// or a selection step skips adding the sums).
+template <bool kWithSums>
+Prefix Tree::before(const Probe &probe) const {
   Prefix p;
   if (meta_.root == 0) return p;
   check_meta(meta_);
@@ -73,7 +76,8 @@ Prefix Tree::prefix_before(const Probe &probe) const {
     if (n.leaf) {
       auto end = std::partition_point(n.entries.begin(), n.entries.end(),
                                       [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
-      for (auto it = n.entries.begin(); it != end; ++it) p.sum += it->value;
+      if constexpr (kWithSums)
+        for (auto it = n.entries.begin(); it != end; ++it) p.sum += it->value;
       p.count += static_cast<std::uint64_t>(end - n.entries.begin());
       return p;
     }
@@ -82,31 +86,15 @@ Prefix Tree::prefix_before(const Probe &probe) const {
                                       [&](const Child &c) { return probe.compare_to(c.first_key) > 0; });
     for (auto it = n.children.begin(); it + 1 != after; ++it) {
       p.count += it->count;
-      p.sum += it->sum;
+      if constexpr (kWithSums) p.sum += it->sum;
     }
     id = (after - 1)->id;
   }
 }
 
-std::uint64_t Tree::count_before(const Probe &probe) const {
-  std::uint64_t count = 0;
-  if (meta_.root == 0) return count;
-  check_meta(meta_);
-  NodeId id = meta_.root;
-  for (std::uint32_t level = meta_.height;; --level) {  // ends at level 1: check_shape wants a leaf there
-    NodeRef ref = load_at(store_, id, level);
-    const TreeNode &n = *ref;
-    if (n.leaf) {
-      auto end = std::partition_point(n.entries.begin(), n.entries.end(),
-                                      [&](const Entry &e) { return probe.compare_to(e.key) > 0; });
-      return count + static_cast<std::uint64_t>(end - n.entries.begin());
-    }
-    auto after = std::partition_point(n.children.begin() + 1, n.children.end(),
-                                      [&](const Child &c) { return probe.compare_to(c.first_key) > 0; });
-    for (auto it = n.children.begin(); it + 1 != after; ++it) count += it->count;
-    id = (after - 1)->id;
-  }
-}
+Prefix Tree::prefix_before(const Probe &probe) const { return before<true>(probe); }
+
+std::uint64_t Tree::count_before(const Probe &probe) const { return before<false>(probe).count; }
 
 Prefix Tree::range(const Probe *lower, const Probe *upper) const {
   Prefix acc;

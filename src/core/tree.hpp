@@ -61,6 +61,8 @@ class Tree {
   void check() const;
 
  private:
+  template <bool kWithSums>
+  Prefix before(const Probe &probe) const;
   struct Piece {  // a subtree summary returned upwards by apply
     Child child;
     std::size_t bytes = 0;

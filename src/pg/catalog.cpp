@@ -796,46 +796,36 @@ void CompiledAggregate::evaluate(HeapTuple tuple, RowEntry &out) {
   ExecClearTuple(slot_);
 }
 
-void CompiledAggregate::encode_scan_row(TupleTableSlot *slot, RowEntry &out) {
+// The scan query's columns in order (ns?, keys..., pks..., sum?), read by
+// `column(number, &isnull)`.
+template <typename Column>
+void CompiledAggregate::encode_scan_columns(RowEntry &out, Column &&column) {
   out.ns.clear();
   out.key.clear();
   out.value = Sum{};
   int col = 1;
   bool isnull;
   if (ns_state_) {
-    Datum d = slot_getattr(slot, col++, &isnull);
+    Datum d = column(col++, &isnull);
     if (isnull) raise_null_namespace();
     ns_layout_.encode(out.ns, 0, d, false);
   }
   for (std::size_t i = 0; i < layout_.size(); ++i) {
-    Datum d = slot_getattr(slot, col++, &isnull);
+    Datum d = column(col++, &isnull);
     layout_.encode(out.key, i, d, isnull);
   }
   if (sum_state_) {
-    Datum d = slot_getattr(slot, col, &isnull);
+    Datum d = column(col, &isnull);
     out.value = sum_.from_datum(d, isnull, sum_type_);
   }
 }
 
+void CompiledAggregate::encode_scan_row(TupleTableSlot *slot, RowEntry &out) {
+  encode_scan_columns(out, [slot](int col, bool *isnull) { return slot_getattr(slot, col, isnull); });
+}
+
 void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out) {
-  out.ns.clear();
-  out.key.clear();
-  out.value = Sum{};
-  int col = 1;
-  bool isnull;
-  if (ns_state_) {
-    Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
-    if (isnull) raise_null_namespace();
-    ns_layout_.encode(out.ns, 0, d, false);
-  }
-  for (std::size_t i = 0; i < layout_.size(); ++i) {
-    Datum d = SPI_getbinval(tuple, desc, col++, &isnull);
-    layout_.encode(out.key, i, d, isnull);
-  }
-  if (sum_state_) {
-    Datum d = SPI_getbinval(tuple, desc, col, &isnull);
-    out.value = sum_.from_datum(d, isnull, sum_type_);
-  }
+  encode_scan_columns(out, [tuple, desc](int col, bool *isnull) { return SPI_getbinval(tuple, desc, col, isnull); });
 }
 
 std::string CompiledAggregate::scan_query() const {

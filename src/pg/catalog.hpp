@@ -110,6 +110,8 @@ class CompiledAggregate {
 
  private:
   void raise_null_namespace() const;  // pg-side
+  template <typename Column>
+  void encode_scan_columns(RowEntry &out, Column &&column);
   [[noreturn]] void raise_citus_table() const;
   std::string columns_text(std::string_view entry, std::size_t from, std::size_t to) const;
   AggregateDef def_;

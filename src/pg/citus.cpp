@@ -8,8 +8,6 @@
 #include <cstring>
 
 namespace aggr::pg {
-namespace {
-// The schema of the installed extension `name`; InvalidOid when it is not installed.
 Oid installed_extension_schema(const char *name) {
   Relation rel = table_open(ExtensionRelationId, AccessShareLock);
   ScanKeyData key;
@@ -22,6 +20,7 @@ Oid installed_extension_schema(const char *name) {
   return schema;
 }
 
+namespace {
 // A "char" column of a pg_dist_partition row; '\0' when the column is
 // missing (another Citus version) or NULL.
 char char_column(HeapTuple tup, TupleDesc desc, AttrNumber att) {

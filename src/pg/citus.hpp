@@ -26,6 +26,9 @@ CitusTable citus_source_kind(Oid relid, const char *row_trigger);
 // <shell>_<shard id>, listed in pg_dist_shard); InvalidOid when `relid` is
 // not a shard or Citus is not installed.
 Oid citus_shell_of_shard(Oid relid);
+// The schema of the installed extension `name`; InvalidOid when it is not
+// installed. pg-side.
+Oid installed_extension_schema(const char *name);
 // Whether the citus extension is installed in this database. pg-side.
 bool citus_installed();
 // "distributed", "reference", "local", "shard" (after "Citus ").

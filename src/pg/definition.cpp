@@ -20,18 +20,6 @@ constexpr int32 kDefaultBatchRows = 50000;
 int partition_merge_rows = 256;
 
 namespace {
-// The schema of the installed extension `name`; InvalidOid when it is not installed. pg-side.
-Oid installed_extension_schema(const char *name) {
-  Relation rel = table_open(ExtensionRelationId, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
-  SysScanDesc scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-  HeapTuple tup = systable_getnext(scan);
-  Oid schema = HeapTupleIsValid(tup) ? ((Form_pg_extension)GETSTRUCT(tup))->extnamespace : InvalidOid;
-  systable_endscan(scan);
-  table_close(rel, AccessShareLock);
-  return schema;
-}
 
 // Citus keeps the rows of a distributed, reference or Citus local table in
 // shards (on the workers, or in shard tables beside it) and writes them
