@@ -180,7 +180,7 @@ std::vector<AggregateDef> load_children(int32 parent, Snapshot snap) {
   return out;
 }
 
-std::vector<int32> load_parent_ids() {
+std::vector<int32> aggregate_ids_where(const std::function<bool(int32 id, Oid source)> &keep) {
   std::vector<int32> ids;
   List *found = NIL;
   pg_guard([&] {
@@ -190,9 +190,9 @@ std::vector<int32> load_parent_ids() {
     HeapTuple tup;
     while (HeapTupleIsValid(tup = systable_getnext(scan))) {
       bool isnull;
+      int32 id = DatumGetInt32(heap_getattr(tup, kId, RelationGetDescr(rel), &isnull));
       Oid source = DatumGetObjectId(heap_getattr(tup, kSource, RelationGetDescr(rel), &isnull));
-      if (get_rel_relkind(source) == RELKIND_PARTITIONED_TABLE)
-        found = lappend_int(found, DatumGetInt32(heap_getattr(tup, kId, RelationGetDescr(rel), &isnull)));
+      if (keep(id, source)) found = lappend_int(found, id);
     }
     systable_endscan(scan);
     table_close(rel, AccessShareLock);
@@ -201,6 +201,10 @@ std::vector<int32> load_parent_ids() {
   foreach (lc, found) ids.push_back(lfirst_int(lc));
   std::sort(ids.begin(), ids.end());  // in creation order, whatever the heap order: errors name the same one
   return ids;
+}
+
+std::vector<int32> load_parent_ids() {
+  return aggregate_ids_where([](int32, Oid source) { return get_rel_relkind(source) == RELKIND_PARTITIONED_TABLE; });
 }
 
 namespace {

@@ -49,6 +49,11 @@ bool catalog_has_parent_column();
 // The parts (one per leaf partition) of a partitioned table's aggregate,
 // as `snap` sees them (nullptr: the latest), in id order.
 std::vector<AggregateDef> load_children(int32 parent, Snapshot snap = nullptr);
+// pg-side: the ids of the aggregates whose (id, source table) `keep` accepts,
+// in id (creation) order; the latest committed catalog, read directly (the
+// caller need not be able to read it). `keep` runs inside the catalog scan:
+// plain PostgreSQL lookups only.
+std::vector<int32> aggregate_ids_where(const std::function<bool(int32 id, Oid source)> &keep);
 // Aggregates defined on partitioned tables, in id (creation) order.
 std::vector<int32> load_parent_ids();
 void update_aggregate_state(const AggregateDef &def, const char *state);

@@ -50,28 +50,11 @@ std::vector<Oid> dropped_tables() {
 // source no longer exists). The catalog is read directly: the dropping role
 // need not be able to read it.
 std::vector<int32> aggregates_of(const std::vector<Oid> &tables) {
-  std::vector<int32> ids;
   bool check_all = std::find(tables.begin(), tables.end(), InvalidOid) != tables.end();
-  List *found = NIL;
-  pg_guard([&] {
-    Relations r = internal_relations();
-    Relation rel = table_open(r.aggregates, AccessShareLock);
-    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, GetLatestSnapshot(), 0, NULL);
-    HeapTuple tup;
-    while (HeapTupleIsValid(tup = systable_getnext(scan))) {
-      bool isnull;
-      int32 id = DatumGetInt32(heap_getattr(tup, 1, RelationGetDescr(rel), &isnull));
-      Oid source = DatumGetObjectId(heap_getattr(tup, 3, RelationGetDescr(rel), &isnull));
-      bool dropped = check_all ? !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(source))
-                               : std::find(tables.begin(), tables.end(), source) != tables.end();
-      if (dropped) found = lappend_int(found, id);
-    }
-    systable_endscan(scan);
-    table_close(rel, AccessShareLock);
+  return aggregate_ids_where([&](int32, Oid source) {
+    return check_all ? !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(source))
+                     : std::find(tables.begin(), tables.end(), source) != tables.end();
   });
-  ListCell *lc;
-  foreach (lc, found) ids.push_back(lfirst_int(lc));
-  return ids;
 }
 
 // Removes an aggregate whose table is gone (its triggers went with it).

@@ -559,8 +559,8 @@ void PgNodeStore::remove(NodeId id) {
 NodeId PgNodeStore::allocate() { return tree_.next_node++; }
 
 // The payload of the version at `tid` (the one this write replaces; empty if
-// it is gone), read straight from its page, which is pruned on the way if
-// the new version would not fit.
+// it is gone), read straight from its page (update_row then makes room for
+// the new version there).
 std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
   std::string out;
   Relation rel = nodes_;
@@ -575,7 +575,6 @@ std::string PgNodeStore::current_payload(const ItemPointerData &tid) {
       bytea *b = DatumGetByteaPP(d);
       out.assign(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
     }
-    make_room(rel, buf, tup.t_len);  // after the copy: pruning moves tuples within the page
     ReleaseBuffer(buf);
   });
   return out;
