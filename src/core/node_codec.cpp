@@ -2,14 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 namespace aggr {
 namespace {
 
 // Format 1 (aggr_ext 1.0): exactly the node, nothing after it.
-// Format 2: the node, then (leaves only) a journal of entry inserts and
-// deletes applied in order, then zero padding up to the payload's capacity.
-// See encode_node_update for why.
+// Format 2: the node, then a journal applied in order, then zero padding up
+// to the payload's capacity. A leaf's journal inserts and deletes entries; an
+// internal node's sets a child's count and sum (its children, their ids and
+// first keys stay as the base has them). See encode_node_update for why.
+// Payloads written before internal nodes had journals read as journals of
+// no ops: their padding starts with the end marker.
 constexpr std::uint8_t kFormatExact = 1;
 constexpr std::uint8_t kFormatJournaled = 2;
 constexpr std::uint8_t kLeaf = 1;
@@ -17,6 +21,7 @@ constexpr std::uint8_t kInternal = 2;
 constexpr std::uint8_t kOpEnd = 0;  // the padding's zero bytes read as "no more ops"
 constexpr std::uint8_t kOpInsert = 1;
 constexpr std::uint8_t kOpDelete = 2;
+constexpr std::uint8_t kOpChild = 3;  // internal nodes: a child's new count and sum
 // A journal longer than this is folded into the base on the next write: each
 // op costs the decoder a vector insert or erase.
 constexpr std::size_t kMaxJournalOps = 96;
@@ -182,10 +187,14 @@ void write_base(Writer &w, const TreeNode &node, SumKind kind) {
   }
 }
 
-// Room left after a node's bytes for later writes to land in place: a leaf's
-// journal, an internal node's counts growing a byte.
+// Room left after a node's bytes for later writes to land in place (the
+// journal). An internal node's ops are a few bytes (a child's new count),
+// and its row stays small: internal nodes change on most writes, and under
+// concurrent writers their page must hold several versions that pruning
+// cannot remove yet (measured: a quarter more room tripled the nodes
+// table's growth at 8 clients).
 std::size_t slack_for(const TreeNode &node, std::size_t size) {
-  return node.leaf ? std::max<std::size_t>(64, size / 4) : std::max<std::size_t>(16, size / 32);
+  return node.leaf ? std::max<std::size_t>(64, size / 2) : std::max<std::size_t>(128, size / 32);
 }
 
 std::size_t capacity_for(const TreeNode &node, std::size_t size, std::size_t max_capacity) {
@@ -212,8 +221,32 @@ EntryView read_entry_view(Reader &r, SumKind kind) {
   return e;
 }
 
-// Where a leaf's bytes end and how many journal ops it holds.
-struct LeafTail {
+// A child seen in place in a payload (no copy of its first key).
+struct ChildView {
+  NodeId id = 0;
+  std::uint64_t count = 0;
+  Sum sum;
+  std::string_view first_key;
+};
+
+template <class C>
+C read_child(Reader &r, NodeId self, SumKind kind) {
+  C c;
+  std::uint64_t cid = r.u64();
+  if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
+  if (static_cast<NodeId>(cid) == self) throw CorruptNode("payload: the node is its own child");
+  c.id = static_cast<NodeId>(cid);
+  c.count = r.u64();
+  c.sum = r.sum(kind);
+  if constexpr (std::is_same_v<C, ChildView>)
+    c.first_key = r.view();
+  else
+    c.first_key = r.bytes();
+  return c;
+}
+
+// Where a node's bytes end and how many journal ops it holds.
+struct JournalTail {
   std::size_t used = 0;
   std::size_t ops = 0;
 };
@@ -221,14 +254,14 @@ struct LeafTail {
 // The base entries, then the journal applied in order (format 2). `read`
 // reads one entry (an Entry or an EntryView).
 template <class E, class ReadEntry>
-LeafTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
+JournalTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
   std::uint64_t n = r.u64();
   // Every item takes at least one byte: reject counts the payload cannot hold
   // before reserving memory for them.
   if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
   entries.reserve(n);
   for (std::uint64_t i = 0; i < n; ++i) entries.push_back(read(r));
-  LeafTail tail;
+  JournalTail tail;
   if (!journaled) {
     if (!r.done()) throw CorruptNode("payload: trailing bytes");
     tail.used = r.pos();
@@ -261,6 +294,40 @@ LeafTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size,
   return tail;
 }
 
+// The children, then the journal applied in order (format 2): each op sets
+// one child's count and sum.
+template <class C>
+JournalTail read_internal(Reader &r, NodeId self, std::vector<C> &children, std::size_t payload_size, bool journaled,
+                          SumKind kind) {
+  std::uint64_t n = r.u64();
+  if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
+  children.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) children.push_back(read_child<C>(r, self, kind));
+  JournalTail tail;
+  if (!journaled) {
+    if (!r.done()) throw CorruptNode("payload: trailing bytes");
+    tail.used = r.pos();
+    return tail;
+  }
+  while (!r.done()) {
+    std::size_t at = r.pos();
+    std::uint8_t op = r.byte();
+    if (op == kOpEnd) {
+      if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
+      tail.used = at;
+      return tail;
+    }
+    if (op != kOpChild) throw CorruptNode("payload: unknown journal op");
+    std::uint64_t index = r.u64();
+    if (index >= children.size()) throw CorruptNode("payload: journal sets a child past the end");
+    children[index].count = r.u64();
+    children[index].sum = r.sum(kind);
+    if (++tail.ops > kMaxJournalOps) throw CorruptNode("payload: journal longer than any write makes");
+  }
+  tail.used = r.pos();
+  return tail;
+}
+
 // Format byte and node type; throws on anything else.
 std::uint8_t read_header(Reader &r, bool *leaf) {
   std::uint8_t format = r.byte();
@@ -281,38 +348,25 @@ TreeNode decode_payload(NodeId id, std::string_view payload, SumKind kind) {
               [kind](Reader &in) { return read_entry(in, kind); });
     return node;
   }
-  std::uint64_t n = r.u64();
-  if (n > payload.size()) throw CorruptNode("payload: item count exceeds payload");
-  node.children.reserve(n);
-  for (std::uint64_t i = 0; i < n; ++i) {
-    Child c;
-    std::uint64_t cid = r.u64();
-    if (cid == 0 || cid > static_cast<std::uint64_t>(INT64_MAX)) throw CorruptNode("payload: bad child id");
-    if (static_cast<NodeId>(cid) == id) throw CorruptNode("payload: the node is its own child");
-    c.id = static_cast<NodeId>(cid);
-    c.count = r.u64();
-    c.sum = r.sum(kind);
-    c.first_key = r.bytes();
-    node.children.push_back(std::move(c));
-  }
-  if (format == kFormatExact && !r.done()) throw CorruptNode("payload: trailing bytes");
-  if (format == kFormatJournaled && !r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
+  read_internal(r, id, node.children, payload.size(), format == kFormatJournaled, kind);
   return node;
 }
 
-// An entry as the payload holds it: the key and the sum of the tree's kind.
-bool same_entry(const EntryView &a, const Entry &b, SumKind kind) {
-  if (a.key != b.key) return false;
+// Sums as the payload holds them (floats bit for bit).
+bool same_sum(const Sum &a, const Sum &b, SumKind kind) {
   switch (kind) {
     case SumKind::None:
       return true;
     case SumKind::Exact:
-      return a.value.exact == b.value.exact;
+      return a.exact == b.exact;
     case SumKind::Float:
-      return std::memcmp(&a.value.approx, &b.value.approx, sizeof(double)) == 0;
+      return std::memcmp(&a.approx, &b.approx, sizeof(double)) == 0;
   }
   return false;
 }
+
+// An entry as the payload holds it: the key and the sum of the tree's kind.
+bool same_entry(const EntryView &a, const Entry &b, SumKind kind) { return a.key == b.key && same_sum(a.value, b.value, kind); }
 
 // Appends to `w` ops that turn `before` into `after`; returns false once
 // more than `budget` ops would be needed. Every op keeps the list equal to
@@ -365,9 +419,46 @@ bool journal_ops(const std::vector<EntryView> &before, const std::vector<Entry> 
   return true;
 }
 
+// Appends to `w` ops that set the counts and sums of `before`'s children to
+// `after`'s; false when the children themselves differ (added, removed,
+// another id or first key) or more than `budget` ops would be needed.
+bool child_ops(const std::vector<ChildView> &before, const std::vector<Child> &after, Writer &w, SumKind kind,
+               std::size_t budget) {
+  if (before.size() != after.size()) return false;
+  std::size_t ops = 0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const ChildView &b = before[i];
+    const Child &a = after[i];
+    if (b.id != a.id || b.first_key != a.first_key) return false;
+    if (b.count == a.count && same_sum(b.sum, a.sum, kind)) continue;
+    if (++ops > budget) return false;
+    w.byte(kOpChild);
+    w.varint(i);
+    w.varint(a.count);
+    w.sum(a.sum, kind);
+  }
+  return true;
+}
+
+// The old payload's internal node, seen in place: children (journal
+// applied), where the bytes end, how many journal ops it holds. False when it
+// is not a format 2 internal node.
+bool scan_journaled_internal(std::string_view payload, NodeId id, SumKind kind, std::vector<ChildView> *children,
+                             JournalTail *tail) {
+  try {
+    Reader r(payload);
+    bool leaf = true;
+    if (read_header(r, &leaf) != kFormatJournaled || leaf) return false;
+    *tail = read_internal(r, id, *children, payload.size(), true, kind);
+    return true;
+  } catch (const CorruptNode &) {
+    return false;  // rewritten whole: nothing to keep
+  }
+}
+
 // The old payload's leaf, seen in place: entries, where the bytes end, how
 // many ops its journal holds. False when it is not a format 2 leaf.
-bool scan_journaled_leaf(std::string_view payload, SumKind kind, std::vector<EntryView> *entries, LeafTail *tail) {
+bool scan_journaled_leaf(std::string_view payload, SumKind kind, std::vector<EntryView> *entries, JournalTail *tail) {
   try {
     Reader r(payload);
     bool leaf = false;
@@ -382,6 +473,17 @@ bool scan_journaled_leaf(std::string_view payload, SumKind kind, std::vector<Ent
 bool is_journaled(std::string_view payload, bool leaf) {
   return payload.size() >= 2 && static_cast<std::uint8_t>(payload[0]) == kFormatJournaled &&
          static_cast<std::uint8_t>(payload[1]) == (leaf ? kLeaf : kInternal);
+}
+}  // namespace
+
+namespace {
+// The bytes PostgreSQL logs for a same-page update from `a` to `b` (same
+// length): those between their longest common prefix and suffix.
+std::size_t logged_span(std::string_view a, std::string_view b) {
+  std::size_t n = std::min(a.size(), b.size()), prefix = 0, suffix = 0;
+  while (prefix < n && a[prefix] == b[prefix]) ++prefix;
+  while (suffix < n - prefix && a[a.size() - 1 - suffix] == b[b.size() - 1 - suffix]) ++suffix;
+  return std::max(a.size(), b.size()) - prefix - suffix;
 }
 }  // namespace
 
@@ -410,33 +512,51 @@ std::string encode_new_node(const TreeNode &node, SumKind kind, std::size_t max_
 // payload, the node is written whole again with fresh room.
 std::string encode_node_update(std::string_view old_payload, const TreeNode &node, SumKind kind,
                                std::size_t max_capacity) {
+  // The journal's new ops go where the old journal ends: the bytes before
+  // them are unchanged, the padding after them still zero.
+  auto append_ops = [&](std::size_t used, Writer &ops) {
+    std::string out;
+    out.reserve(old_payload.size());
+    out.append(old_payload.substr(0, used));
+    out += ops.take();
+    out.resize(old_payload.size(), '\0');
+    return out;
+  };
+  JournalTail tail;
+  Writer ops(64);
   if (node.leaf) {
     std::vector<EntryView> before;
-    LeafTail tail;
-    if (scan_journaled_leaf(old_payload, kind, &before, &tail) && tail.ops < kMaxJournalOps) {
-      Writer ops(64);
-      if (journal_ops(before, node.entries, ops, kind, kMaxJournalOps - tail.ops) &&
-          tail.used + ops.size() <= old_payload.size()) {
-        std::string out;
-        out.reserve(old_payload.size());
-        out.append(old_payload.substr(0, tail.used));
-        out += ops.take();
-        out.resize(old_payload.size(), '\0');
-        return out;
-      }
-    }
+    if (scan_journaled_leaf(old_payload, kind, &before, &tail) && tail.ops < kMaxJournalOps &&
+        journal_ops(before, node.entries, ops, kind, kMaxJournalOps - tail.ops) &&
+        tail.used + ops.size() <= old_payload.size())
+      return append_ops(tail.used, ops);
   }
   // Rewritten whole in the same length where that leaves room: the prefix
   // up to the first changed byte and the padding still match.
   std::size_t size = encoded_size(node, kind);
-  bool room = node.leaf ? old_payload.size() >= size + slack_for(node, size) / 2 : size <= old_payload.size();
+  // A payload bigger than the node and its room (it shrank) is written anew,
+  // smaller: bigger rows leave less of their page for the next versions.
+  bool room = old_payload.size() >= size + slack_for(node, size) / 2;
+  std::string rewritten;
   if (is_journaled(old_payload, node.leaf) && room && old_payload.size() <= capacity_for(node, size, max_capacity)) {
     Writer w(old_payload.size());
     write_base(w, node, kind);
     w.pad_to(old_payload.size());
-    return w.take();
+    rewritten = w.take();
   }
-  return encode_new_node(node, kind, max_capacity);
+  if (!node.leaf) {
+    // An internal node's child count changing in place logs a byte or two,
+    // but two changed children (an entry moved from one subtree to another)
+    // log every byte between them, and a count that changes width shifts
+    // the rest of the node: then the new counts go to the journal instead.
+    std::vector<ChildView> before;
+    if (scan_journaled_internal(old_payload, node.id, kind, &before, &tail) && tail.ops < kMaxJournalOps &&
+        child_ops(before, node.children, ops, kind, kMaxJournalOps - tail.ops) &&
+        tail.used + ops.size() <= old_payload.size() &&
+        (rewritten.empty() || ops.size() < logged_span(old_payload, rewritten)))
+      return append_ops(tail.used, ops);
+  }
+  return rewritten.empty() ? encode_new_node(node, kind, max_capacity) : rewritten;
 }
 
 TreeNode decode_node(NodeId id, std::string_view payload, SumKind kind) {

@@ -1,5 +1,6 @@
 #include "keys.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -8,6 +9,32 @@ extern "C" {
 }
 
 namespace aggr::pg {
+
+namespace {
+// Built-in by-value types whose default btree comparator (sort support or
+// its fmgr shim) only compares and never raises an error. Keys always sort
+// by their type's default opclass, so the type decides the comparator; a
+// domain over one of these has its own OID and keeps the guarded path.
+bool plain_type(Oid type) {
+  switch (type) {
+    case BOOLOID:
+    case CHAROID:
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case OIDOID:
+    case FLOAT4OID:
+    case FLOAT8OID:
+    case DATEOID:
+    case TIMEOID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
 
 void KeyLayout::add_column(Oid type, int32 typmod, Oid collation, bool desc, bool nulls_first) {
   Column c;
@@ -29,6 +56,8 @@ void KeyLayout::add_column(Oid type, int32 typmod, Oid collation, bool desc, boo
   c.ssup.ssup_nulls_first = nulls_first;
   c.ssup.abbreviate = false;
   PrepareSortSupportFromOrderingOp(op, &c.ssup);
+  c.plain = plain_type(type) && c.typbyval && (c.typlen == 1 || c.typlen == 2 || c.typlen == 4 || c.typlen == 8);
+  if (c.plain && plain_cols_ == cols_.size()) ++plain_cols_;
   cols_.push_back(c);
 }
 
@@ -148,6 +177,44 @@ int KeyLayout::compare_raw(std::string_view a, std::string_view b, std::size_t n
   return 0;
 }
 
+bool KeyLayout::decode_plain(std::string_view bytes, std::size_t &pos, std::size_t col, Datum &value,
+                             bool &isnull) const noexcept {
+  const Column &c = cols_[col];
+  if (!c.plain || pos >= bytes.size()) return false;
+  char flag = bytes[pos++];
+  isnull = flag == kNull;
+  value = (Datum)0;
+  if (isnull) return true;
+  std::size_t len = static_cast<std::size_t>(c.typlen);
+  if (flag != kValue || bytes.size() - pos < len) return false;
+  const char *p = bytes.data() + pos;
+  pos += len;
+  switch (len) {
+    case 1: value = CharGetDatum(*p); break;
+    case 2: { int16 v; memcpy(&v, p, 2); value = Int16GetDatum(v); break; }
+    case 4: { int32 v; memcpy(&v, p, 4); value = Int32GetDatum(v); break; }
+    default: { int64 v; memcpy(&v, p, 8); value = Int64GetDatum(v); break; }
+  }
+  return true;
+}
+
+bool KeyLayout::compare_plain(std::string_view a, std::string_view b, std::size_t ncols, int &result) const noexcept {
+  if (!plain_prefix(ncols)) return false;
+  std::size_t pa = 0, pb = 0;
+  for (std::size_t i = 0; i < ncols; ++i) {
+    Datum da, db;
+    bool an, bn;
+    if (!decode_plain(a, pa, i, da, an) || !decode_plain(b, pb, i, db, bn)) return false;
+    int c = ApplySortComparator(da, an, db, bn, const_cast<SortSupport>(&cols_[i].ssup));
+    if (c != 0) {
+      result = c;
+      return true;
+    }
+  }
+  result = 0;
+  return true;
+}
+
 EntryOrdering::EntryOrdering(const KeyLayout &layout) : layout_(layout) {
   pg_guard([&] { scratch_ = AllocSetContextCreate(CurrentMemoryContext, "aggr_ext compare", ALLOCSET_SMALL_SIZES); });
 }
@@ -155,6 +222,10 @@ EntryOrdering::~EntryOrdering() { MemoryContextDelete(scratch_); }
 
 int EntryOrdering::compare(std::string_view a, std::string_view b) const {
   int result = 0;
+  // Most keys and primary keys are integers, floats or timestamps: compared
+  // without a setjmp and a memory context per comparison (sorts, tree
+  // descents and leaf merges make millions of them).
+  if (layout_.compare_plain(a, b, layout_.size(), result)) return result;
   MemoryContext scratch = scratch_;
   const KeyLayout &layout = layout_;
   pg_guard([&] {
@@ -410,6 +481,9 @@ KeyProbe::KeyProbe(const KeyLayout &layout, const std::vector<KeyValue> &values,
       reduce_integer_bound(layout.column(n - 1), vals[n - 1], bounds[n - 1], after_, econtext_);
     MemoryContextSwitchTo(old);
   });
+  plain_ = layout.plain_prefix(n) && std::all_of(bounds_.begin(), bounds_.end(), [](const Bound &b) {
+             return b.kind == BoundKind::Key || b.kind == BoundKind::Null;
+           });
 }
 
 KeyProbe::~KeyProbe() {
@@ -433,8 +507,31 @@ int KeyProbe::compare_column(std::size_t col, Datum value, bool isnull) const {
   return c.desc ? entry_vs_bound : -entry_vs_bound;
 }
 
+// A probe of plain columns by values of their own type (the common case:
+// aggr_rank('lb', 1234)) compares without the guard; otherwise, or on a
+// malformed entry, the guarded path below.
+bool KeyProbe::compare_plain(std::string_view entry, int &result) const noexcept {
+  if (!plain_) return false;
+  std::size_t pos = 0;
+  for (std::size_t i = 0; i < bounds_.size(); ++i) {
+    Datum ed;
+    bool en;
+    if (!layout_.decode_plain(entry, pos, i, ed, en)) return false;
+    const Bound &b = bounds_[i];
+    int c = ApplySortComparator(b.value, b.kind == BoundKind::Null, ed, en,
+                                const_cast<SortSupport>(&layout_.column(i).ssup));
+    if (c != 0) {
+      result = c;
+      return true;
+    }
+  }
+  result = after_ ? 1 : -1;
+  return true;
+}
+
 int KeyProbe::compare_to(std::string_view entry) const {
   int result = 0;
+  if (compare_plain(entry, result)) return result;
   std::size_t n = bounds_.size();
   const KeyLayout &layout = layout_;
   const KeyProbe *self = this;

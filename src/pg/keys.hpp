@@ -19,6 +19,9 @@ struct Column {
   bool desc = false;
   bool nulls_first = false;
   SortSupportData ssup;  // prepared comparator (direction and NULL placement included)
+  // A by-value built-in type whose default comparator cannot raise an error:
+  // compared without PostgreSQL's error handling (see compare_plain).
+  bool plain = false;
 };
 
 // Columns of an entry key: the aggregate's key columns, then the primary key.
@@ -37,9 +40,18 @@ class KeyLayout {
   int compare_values(std::size_t col, Datum a, bool an, Datum b, bool bn) const;
   // Compares encoded entries over columns [0, ncols).
   int compare_raw(std::string_view a, std::string_view b, std::size_t ncols) const;
+  // Whether columns [0, ncols) are all plain.
+  bool plain_prefix(std::size_t ncols) const { return ncols <= plain_cols_; }
+  // compare_raw for plain columns, callable outside pg_guard (no setjmp, no
+  // memory context): false when a column is not plain or an entry is
+  // malformed; the guarded compare_raw then reports it.
+  bool compare_plain(std::string_view a, std::string_view b, std::size_t ncols, int &result) const noexcept;
+  // Reads one plain column at `pos`, advancing it; false if malformed.
+  bool decode_plain(std::string_view bytes, std::size_t &pos, std::size_t col, Datum &value, bool &isnull) const noexcept;
 
  private:
   std::vector<Column> cols_;
+  std::size_t plain_cols_ = 0;  // leading plain columns
 };
 
 // Total order of entries for the core; every comparison is guarded.
@@ -77,6 +89,7 @@ class KeyProbe : public aggr::Probe {
 
  private:
   int compare_column(std::size_t col, Datum value, bool isnull) const;  // probe vs entry value; pg-side
+  bool compare_plain(std::string_view entry, int &result) const noexcept;
 
   const KeyLayout &layout_;
   std::vector<Bound> bounds_;
@@ -84,6 +97,7 @@ class KeyProbe : public aggr::Probe {
   MemoryContext state_ = nullptr;    // comparators and converted values
   MemoryContext scratch_ = nullptr;  // reset after each comparison
   ExprContext *econtext_ = nullptr;  // evaluates SQL comparisons (Sql bounds only)
+  bool plain_ = false;               // plain columns, bounds of their own type or NULL
 };
 
 // How an aggregate's sum_value is typed, and conversions to and from Sum.

@@ -137,7 +137,14 @@ void edit_leaf(std::mt19937_64 &rng, TreeNode &n) {
 
 void edit_internal(std::mt19937_64 &rng, TreeNode &n) {
   Child &c = n.children[rng() % n.children.size()];
-  switch (rng() % 3) {
+  switch (rng() % 5) {
+    case 3:  // an entry moved between two subtrees
+      c.count -= 1;
+      n.children[rng() % n.children.size()].count += 1;
+      break;
+    case 4:  // a count crossing a varint width
+      c.count = c.count < 128 ? 128 + rng() % 3 : 126 + rng() % 2;
+      break;
     case 0:
       c.count += rng() % 2 ? 1 : -1;
       break;
@@ -231,6 +238,25 @@ TEST(NodeCodecUpdate, JournalsLongerThanWritersMakeAreRefused) {
     };
     EXPECT_EQ(decode_node(1, payload(48), kind).entries.size(), 1000u);
     EXPECT_THROW(decode_node(1, payload(49), kind), CorruptNode);
+    EXPECT_THROW(decode_node(1, payload(600), kind), CorruptNode);
+  }
+}
+
+// The same bound for an internal node's journal (each op sets a child).
+TEST(NodeCodecUpdate, InternalJournalsLongerThanWritersMakeAreRefused) {
+  for (SumKind kind : {SumKind::None, SumKind::Float}) {
+    auto payload = [&](int ops) {
+      std::string p("\x02\x02\x01\x05\x01", 5);  // one child: id 5, count 1
+      if (kind == SumKind::Float) p += std::string(8, '\0');
+      p += '\0';  // empty first key
+      for (int i = 0; i < ops; ++i) {
+        p += std::string("\x03\x00\x02", 3);  // child 0: count 2
+        if (kind == SumKind::Float) p += std::string(8, '\0');
+      }
+      return p + std::string(16, '\0');
+    };
+    EXPECT_EQ(decode_node(1, payload(96), kind).children[0].count, 2u);
+    EXPECT_THROW(decode_node(1, payload(97), kind), CorruptNode);
     EXPECT_THROW(decode_node(1, payload(600), kind), CorruptNode);
   }
 }
