@@ -25,6 +25,9 @@ constexpr std::uint8_t kOpChild = 3;  // internal nodes: a child's new count and
 // A journal longer than this is folded into the base on the next write: each
 // op costs the decoder a vector insert or erase.
 constexpr std::size_t kMaxJournalOps = 96;
+// Items reserved before decoding them: a count in a corrupt payload (a big
+// TOASTed row) must not reserve tens of bytes per payload byte up front.
+constexpr std::uint64_t kReserveItems = 512;
 
 std::size_t varint_size(unsigned __int128 v) {
   std::size_t n = 1;
@@ -259,7 +262,7 @@ JournalTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_si
   // Every item takes at least one byte: reject counts the payload cannot hold
   // before reserving memory for them.
   if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
-  entries.reserve(n);
+  entries.reserve(std::min<std::uint64_t>(n, kReserveItems));
   for (std::uint64_t i = 0; i < n; ++i) entries.push_back(read(r));
   JournalTail tail;
   if (!journaled) {
@@ -301,7 +304,7 @@ JournalTail read_internal(Reader &r, NodeId self, std::vector<C> &children, std:
                           SumKind kind) {
   std::uint64_t n = r.u64();
   if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
-  children.reserve(n);
+  children.reserve(std::min<std::uint64_t>(n, kReserveItems));
   for (std::uint64_t i = 0; i < n; ++i) children.push_back(read_child<C>(r, self, kind));
   JournalTail tail;
   if (!journaled) {

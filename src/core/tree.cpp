@@ -366,6 +366,7 @@ std::vector<Tree::Piece> Tree::write_split(TreeNode &&node, bool is_new) {
 
 void Tree::grow_and_collapse(std::vector<Piece> pieces) {
   while (pieces.size() > 1) {
+    std::size_t children = pieces.size();
     TreeNode root;
     root.leaf = false;
     root.id = store_.allocate();
@@ -373,6 +374,10 @@ void Tree::grow_and_collapse(std::vector<Piece> pieces) {
     for (Piece &p : pieces) root.children.push_back(std::move(p.child));
     ++meta_.height;
     pieces = write_split(std::move(root), true);
+    // Each new level has fewer nodes, unless keys are bigger than a node
+    // allows (writers refuse those; a corrupt tree can hold them): then every
+    // new root would split again into as many parts, without end.
+    if (pieces.size() >= children) throw CorruptNode("tree: keys too large for a node (corrupt first keys)");
   }
   if (pieces.empty()) {
     meta_ = TreeMeta{0, 0, 0, Sum{}, meta_.nodes};

@@ -433,6 +433,29 @@ TEST(Corruption, HeightBeyondAnyTree) {
   s.every_read_path_throws();
 }
 
+// Keys bigger than any node allows (writers refuse them; a corrupt leaf can
+// hold them): a write that splits such a leaf must not stack new roots
+// forever, each splitting again into as many parts (found by the tree walk
+// fuzzer: out of memory).
+TEST(Corruption, EntriesTooLargeForANodeStopTheWrite) {
+  VisitCounter counter;
+  MemoryStore store(SumKind::None);
+  BytesOrdering order;
+  TreeConfig config;
+  config.max_node_bytes = 256;
+  TreeNode leaf;
+  leaf.id = store.allocate();
+  leaf.leaf = true;
+  leaf.entries.push_back(Entry{make_key(1, 1, 200), Sum{}});
+  store.put_payload(leaf.id, encode_node(leaf, SumKind::None));
+  TreeMeta meta{leaf.id, 1, 1, Sum{}, 1};
+  Tree tree(store, order, config, meta);
+  std::vector<Op> ops{Op{make_key(2, 2, 200), Sum{}, Op::Action::Upsert, false},
+                      Op{make_key(3, 3, 200), Sum{}, Op::Action::Upsert, false}};
+  visits = 0;
+  EXPECT_THROW(tree.apply(ops), CorruptNode);
+}
+
 // The binding's hook runs once per node visited; when it throws (a query
 // cancel), the walk stops there.
 TEST(Interrupts, EveryWalkCallsTheHookAndStopsWhenItThrows) {
