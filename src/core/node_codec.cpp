@@ -254,16 +254,17 @@ struct JournalTail {
   std::size_t ops = 0;
 };
 
-// The base entries, then the journal applied in order (format 2). `read`
-// reads one entry (an Entry or an EntryView).
-template <class E, class ReadEntry>
-JournalTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
+// The base items (`read` reads one), then, in format 2, the journal:
+// `apply_op(op, reader, items)` applies each op in order, until the end
+// marker (the padding's first zero byte) or the payload's end.
+template <class T, class ReadItem, class ApplyOp>
+JournalTail read_journaled(Reader &r, std::vector<T> &items, std::size_t payload_size, bool journaled, ReadItem read,
+                           ApplyOp apply_op) {
   std::uint64_t n = r.u64();
-  // Every item takes at least one byte: reject counts the payload cannot hold
-  // before reserving memory for them.
+  // Every item takes at least one byte: reject counts the payload cannot hold.
   if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
-  entries.reserve(std::min<std::uint64_t>(n, kReserveItems));
-  for (std::uint64_t i = 0; i < n; ++i) entries.push_back(read(r));
+  items.reserve(std::min<std::uint64_t>(n, kReserveItems));
+  for (std::uint64_t i = 0; i < n; ++i) items.push_back(read(r));
   JournalTail tail;
   if (!journaled) {
     if (!r.done()) throw CorruptNode("payload: trailing bytes");
@@ -278,57 +279,47 @@ JournalTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_si
       tail.used = at;
       return tail;
     }
-    std::uint64_t index = r.u64();
-    if (op == kOpInsert) {
-      if (index > entries.size()) throw CorruptNode("payload: journal inserts past the end");
-      if (entries.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
-      entries.insert(entries.begin() + static_cast<std::ptrdiff_t>(index), read(r));
-    } else if (op == kOpDelete) {
-      if (index >= entries.size()) throw CorruptNode("payload: journal deletes past the end");
-      entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(index));
-    } else {
-      throw CorruptNode("payload: unknown journal op");
-    }
+    apply_op(op, r, items);
     // Writers fold a journal into the base before it passes the cap: a
-    // longer one is not ours, and each op costs the reader a vector shift.
+    // longer one is not ours, and each op may cost the reader a vector shift.
     if (++tail.ops > kMaxJournalOps) throw CorruptNode("payload: journal longer than any write makes");
   }
   tail.used = r.pos();
   return tail;
 }
 
-// The children, then the journal applied in order (format 2): each op sets
-// one child's count and sum.
+// A leaf: entries (`read` reads an Entry or an EntryView); its journal
+// inserts and deletes entries.
+template <class E, class ReadEntry>
+JournalTail read_leaf(Reader &r, std::vector<E> &entries, std::size_t payload_size, bool journaled, ReadEntry read) {
+  return read_journaled(r, entries, payload_size, journaled, read, [&](std::uint8_t op, Reader &in, std::vector<E> &items) {
+    std::uint64_t index = in.u64();
+    if (op == kOpInsert) {
+      if (index > items.size()) throw CorruptNode("payload: journal inserts past the end");
+      if (items.size() >= payload_size) throw CorruptNode("payload: item count exceeds payload");
+      items.insert(items.begin() + static_cast<std::ptrdiff_t>(index), read(in));
+    } else if (op == kOpDelete) {
+      if (index >= items.size()) throw CorruptNode("payload: journal deletes past the end");
+      items.erase(items.begin() + static_cast<std::ptrdiff_t>(index));
+    } else {
+      throw CorruptNode("payload: unknown journal op");
+    }
+  });
+}
+
+// An internal node: children; its journal sets a child's count and sum.
 template <class C>
 JournalTail read_internal(Reader &r, NodeId self, std::vector<C> &children, std::size_t payload_size, bool journaled,
                           SumKind kind) {
-  std::uint64_t n = r.u64();
-  if (n > payload_size) throw CorruptNode("payload: item count exceeds payload");
-  children.reserve(std::min<std::uint64_t>(n, kReserveItems));
-  for (std::uint64_t i = 0; i < n; ++i) children.push_back(read_child<C>(r, self, kind));
-  JournalTail tail;
-  if (!journaled) {
-    if (!r.done()) throw CorruptNode("payload: trailing bytes");
-    tail.used = r.pos();
-    return tail;
-  }
-  while (!r.done()) {
-    std::size_t at = r.pos();
-    std::uint8_t op = r.byte();
-    if (op == kOpEnd) {
-      if (!r.rest_is_zero()) throw CorruptNode("payload: bytes after the end of the node");
-      tail.used = at;
-      return tail;
-    }
-    if (op != kOpChild) throw CorruptNode("payload: unknown journal op");
-    std::uint64_t index = r.u64();
-    if (index >= children.size()) throw CorruptNode("payload: journal sets a child past the end");
-    children[index].count = r.u64();
-    children[index].sum = r.sum(kind);
-    if (++tail.ops > kMaxJournalOps) throw CorruptNode("payload: journal longer than any write makes");
-  }
-  tail.used = r.pos();
-  return tail;
+  return read_journaled(
+      r, children, payload_size, journaled, [&](Reader &in) { return read_child<C>(in, self, kind); },
+      [&](std::uint8_t op, Reader &in, std::vector<C> &items) {
+        if (op != kOpChild) throw CorruptNode("payload: unknown journal op");
+        std::uint64_t index = in.u64();
+        if (index >= items.size()) throw CorruptNode("payload: journal sets a child past the end");
+        items[index].count = in.u64();
+        items[index].sum = in.sum(kind);
+      });
 }
 
 // Format byte and node type; throws on anything else.
