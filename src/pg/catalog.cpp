@@ -832,7 +832,7 @@ void CompiledAggregate::encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntr
   encode_scan_columns(out, [tuple, desc](int col, bool *isnull) { return SPI_getbinval(tuple, desc, col, isnull); });
 }
 
-std::string CompiledAggregate::scan_query() const {
+std::string CompiledAggregate::scan_query(bool ordered) const {
   std::string sql;
   pg_guard([&] {
     List *ctx = deparse_context_for(get_rel_name(def_.source), def_.source);
@@ -868,8 +868,8 @@ std::string CompiledAggregate::scan_query() const {
     if (sum_expr_) add(deparse_expression((Node *)sum_expr_, ctx, false, false), nullptr);
     char *relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)), RelationGetRelationName(rel));
     relation_close(rel, AccessShareLock);
-    sql = psprintf("SELECT %s FROM ONLY %s %s ORDER BY %s", select.data, relname,
-                   quote_identifier(get_rel_name(def_.source)), order.data);
+    sql = psprintf("SELECT %s FROM ONLY %s %s%s%s", select.data, relname, quote_identifier(get_rel_name(def_.source)),
+                   ordered ? " ORDER BY " : "", ordered ? order.data : "");
   });
   return sql;
 }

@@ -97,8 +97,9 @@ class CompiledAggregate {
   // pg-side: encodes one row of the ordered scan query (ns?, keys..., pks..., sum?).
   void encode_scan_row(TupleTableSlot *slot, RowEntry &out);
   void encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out);
-  // SQL that lists (ns, keys, pks, sum) of every row in aggregate order.
-  std::string scan_query() const;
+  // SQL that lists (ns, keys, pks, sum) of every row, in aggregate order
+  // when `ordered`.
+  std::string scan_query(bool ordered) const;
   // Text of the key / primary key part of an entry (column output functions).
   std::string key_text(std::string_view entry) const;
   std::string id_text(std::string_view entry) const;

@@ -271,7 +271,7 @@ void open_scan_cursor(const AggregateDef &def, CompiledAggregate &agg, const std
     lock_aggregate(id, AccessExclusiveLock);
     unlock_aggregate(id, AccessExclusiveLock);
   });
-  std::string sql = agg.scan_query();
+  std::string sql = agg.scan_query(true);
   pg_guard([&] {
     PushActiveSnapshot(GetLatestSnapshot());  // taken after the wait (the step's own snapshot is older)
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");

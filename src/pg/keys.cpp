@@ -198,6 +198,42 @@ bool KeyLayout::decode_plain(std::string_view bytes, std::size_t &pos, std::size
   return true;
 }
 
+namespace {
+std::uint64_t signed_prefix(int64 v) { return static_cast<std::uint64_t>(v) ^ (std::uint64_t{1} << 63); }
+
+// Floats in PostgreSQL's order: -0 equals 0, every NaN equals every other
+// and sorts after +Infinity.
+std::uint64_t float_prefix(double v) {
+  if (std::isnan(v)) return UINT64_MAX;
+  if (v == 0) v = 0;  // -0 as 0
+  std::uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return bits >> 63 ? ~bits : bits | (std::uint64_t{1} << 63);
+}
+}  // namespace
+
+std::uint64_t KeyLayout::sort_prefix(std::string_view entry) const noexcept {
+  std::size_t pos = 0;
+  Datum d;
+  bool isnull;
+  if (cols_.empty() || !decode_plain(entry, pos, 0, d, isnull)) return 0;
+  const Column &c = cols_[0];
+  if (isnull) return c.nulls_first ? 0 : UINT64_MAX;
+  std::uint64_t u;
+  switch (c.type) {
+    case BOOLOID: u = DatumGetBool(d) ? 1 : 0; break;
+    case CHAROID: u = static_cast<uint8>(DatumGetChar(d)); break;  // "char" compares unsigned
+    case INT2OID: u = signed_prefix(DatumGetInt16(d)); break;
+    case INT4OID:
+    case DATEOID: u = signed_prefix(DatumGetInt32(d)); break;
+    case OIDOID: u = DatumGetObjectId(d); break;
+    case FLOAT4OID: u = float_prefix(DatumGetFloat4(d)); break;
+    case FLOAT8OID: u = float_prefix(DatumGetFloat8(d)); break;
+    default: u = signed_prefix(DatumGetInt64(d)); break;  // int8, time, timestamp, timestamptz
+  }
+  return c.desc ? ~u : u;
+}
+
 bool KeyLayout::compare_plain(std::string_view a, std::string_view b, std::size_t ncols, int &result) const noexcept {
   if (!plain_prefix(ncols)) return false;
   std::size_t pa = 0, pb = 0;

@@ -46,6 +46,10 @@ class KeyLayout {
   // memory context): false when a column is not plain or an entry is
   // malformed; the guarded compare_raw then reports it.
   bool compare_plain(std::string_view a, std::string_view b, std::size_t ncols, int &result) const noexcept;
+  // For entries whose first column is plain: 64 bits that order like that
+  // column (direction and NULL placement included): a < b implies
+  // sort_prefix(a) <= sort_prefix(b); equal prefixes say nothing.
+  std::uint64_t sort_prefix(std::string_view entry) const noexcept;
   // Reads one plain column at `pos`, advancing it; false if malformed.
   bool decode_plain(std::string_view bytes, std::size_t &pos, std::size_t col, Datum &value, bool &isnull) const noexcept;
 

@@ -1,6 +1,7 @@
 #include "maintenance.hpp"
 
 #include "deltas.hpp"
+#include "sorted_scan.hpp"
 
 #include <algorithm>
 #include <map>
@@ -764,7 +765,7 @@ namespace {
 struct ScanReceiver {
   DestReceiver pub;  // first: the executor sees a DestReceiver
   CompiledAggregate *agg;
-  const std::function<void(const CompiledAggregate::RowEntry &)> *visit;
+  const std::function<bool(const CompiledAggregate::RowEntry &)> *visit;  // false: stop the scan
   CompiledAggregate::RowEntry *entry;
   std::exception_ptr thrown;
   ErrorContextCallback *outer_context;  // error_context_stack before SPI pushed its own
@@ -773,14 +774,15 @@ struct ScanReceiver {
 
 bool scan_receive(TupleTableSlot *slot, DestReceiver *self) {
   ScanReceiver *r = reinterpret_cast<ScanReceiver *>(self);
+  bool more = true;
   try {
     pg_guard([&] { r->agg->encode_scan_row(slot, *r->entry); });
-    (*r->visit)(*r->entry);
+    more = (*r->visit)(*r->entry);
   } catch (...) {
     r->thrown = std::current_exception();
   }
-  if (r->thrown) elog(ERROR, "aggr_ext: the ordered scan stopped");  // replaced by r->thrown in scan_in_order
-  return true;
+  if (r->thrown) elog(ERROR, "aggr_ext: the ordered scan stopped");  // replaced by r->thrown in scan_rows
+  return more;  // false ends the executor's run: no error, nothing left behind
 }
 // Errors while the scan runs (of a row: a NULL namespace, a key too large;
 // of the sort: temp_file_limit, a cancel) are the aggregate's, not of the
@@ -807,6 +809,9 @@ void run_ordered_scan(CompiledAggregate &agg, const std::string &sql, ScanReceiv
     (void)set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     (void)set_config_option("enable_indexonlyscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     (void)set_config_option("work_mem", work_mem_kb, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    // CREATE INDEX compiles nothing either: at 10M rows the plan's cost
+    // would buy JIT inlining and optimization (tens to hundreds of ms).
+    (void)set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPIPlanPtr plan = SPI_prepare(sql.c_str(), 0, NULL);
     if (!plan) elog(ERROR, "could not plan the ordered scan of aggregate \"%s\": %s", agg.def().name.c_str(), sql.c_str());
@@ -825,7 +830,14 @@ void run_ordered_scan(CompiledAggregate &agg, const std::string &sql, ScanReceiv
 }  // namespace
 
 void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
-  std::string sql = agg.scan_query();
+  scan_rows(agg, agg.scan_query(true), [&](const CompiledAggregate::RowEntry &e) {
+    visit(e);
+    return true;
+  });
+}
+
+void scan_rows(CompiledAggregate &agg, const std::string &sql,
+               const std::function<bool(const CompiledAggregate::RowEntry &)> &visit) {
   CompiledAggregate::RowEntry entry;
   ScanReceiver receiver{};
   receiver.pub.receiveSlot = scan_receive;
@@ -873,7 +885,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   OpenTrees o = open_trees(RowExclusiveLock);
   NamespaceBuild current;
   std::uint64_t rows = 0;
-  scan_in_order(agg, [&](const CompiledAggregate::RowEntry &entry) {
+  scan_for_build(agg, [&](const CompiledAggregate::RowEntry &entry) {
     if (!current.builder || entry.ns != current.row.ns) {
       finish_build(current, o);
       current.row = TreeRow{};

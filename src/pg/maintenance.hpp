@@ -134,6 +134,10 @@ void register_transaction_callbacks();
 // Visits every row of the source table as (namespace, entry, sum), in
 // aggregate order (namespace, key, primary key), through an SPI cursor.
 void scan_in_order(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit);
+// Visits the rows `sql` (a scan query of `agg`) returns, in its order, until
+// `visit` returns false.
+void scan_rows(CompiledAggregate &agg, const std::string &sql,
+               const std::function<bool(const CompiledAggregate::RowEntry &)> &visit);
 
 // Empties one generation of an aggregate's trees (one namespace when ns != nullptr).
 void clear_trees(const AggregateDef &def, int32 generation, const std::string *ns);

@@ -97,8 +97,11 @@ class Verifier {
  public:
   // fresh: read with a new snapshot (READ COMMITTED), as aggr_repair must
   // after locking out writers; otherwise with the statement's snapshot.
-  Verifier(CompiledAggregate &agg, DiffSink *sink = nullptr, bool fresh = false)
-      : agg_(agg), order_(agg.layout()), sink_(sink) {
+  // `def` is the definition as the caller just read it: the compiled one is
+  // kept for the whole transaction, and its generation may be older (the
+  // transaction built the aggregate, or swapped in a rebuild).
+  Verifier(CompiledAggregate &agg, const AggregateDef &def, DiffSink *sink = nullptr, bool fresh = false)
+      : agg_(agg), def_(def), order_(agg.layout()), sink_(sink) {
     pg_guard([&] {
       r_ = internal_relations();
       trees_ = table_open(r_.trees, AccessShareLock);
@@ -156,13 +159,13 @@ class Verifier {
   void finish() {
     drain();
     std::vector<std::string> others;
-    for (const TreeRow &row : list_tree_rows(trees_, r_, agg_.def().id, agg_.def().generation, snap_)) {
+    for (const TreeRow &row : list_tree_rows(trees_, r_, def_.id, def_.generation, snap_)) {
       f_.aggregate_count += row.meta.count;
       f_.aggregate_sum += row.meta.sum;
       if (!visited_.count(row.tree_id)) others.push_back(row.ns);
     }
-    if (agg_.def().deferred)  // namespaces that so far only have deltas
-      for (const std::string &ns : pending_namespaces(agg_.def().id, agg_.def().generation, snap_))
+    if (def_.deferred)  // namespaces that so far only have deltas
+      for (const std::string &ns : pending_namespaces(def_.id, def_.generation, snap_))
         if (!opened_.count(ns)) others.push_back(ns);
     for (const std::string &ns : others) {
       open(ns);
@@ -180,12 +183,12 @@ class Verifier {
     cursor_.reset();
     tree_.reset();
     store_.reset();
-    pg_guard([&] { row_ = load_tree_row(trees_, r_, agg_.def().id, agg_.def().generation, ns, snap_); });
+    pg_guard([&] { row_ = load_tree_row(trees_, r_, def_.id, def_.generation, ns, snap_); });
     row_.ns = ns;
     open_ = true;
     opened_.insert(ns);
     // A deferred aggregate is its trees plus the deltas the snapshot sees.
-    pending_ = pending_changes(agg_.def(), ns, order_, snap_);
+    pending_ = pending_changes(def_, ns, order_, snap_);
     f_.aggregate_count = static_cast<std::uint64_t>(static_cast<int64>(f_.aggregate_count) + pending_.count_change());
     f_.aggregate_sum += pending_.sum_change();
     if (!row_.exists && pending_.empty()) return;
@@ -224,6 +227,7 @@ class Verifier {
 
  private:
   CompiledAggregate &agg_;
+  AggregateDef def_;
   EntryOrdering order_;
   DiffSink *sink_;
   Relations r_{};
@@ -260,7 +264,7 @@ Figures verify_figures(const AggregateDef &def) {
     CompiledAggregate &agg = compiled_aggregate(def);
     agg.check_not_stale();
     f = naming_corruption(def.name, def.state == "ready", [&] {
-      Verifier v(agg);
+      Verifier v(agg, def);
       scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
       v.finish();
       Figures figures = v.figures();
@@ -435,7 +439,7 @@ void diff_as_owner(FunctionCallInfo fcinfo, const AggregateDef &def) {
   agg.check_not_stale();
   DiffCollector diff;
   naming_corruption(def.name, def.state == "ready", [&] {
-    Verifier v(agg, &diff);
+    Verifier v(agg, def, &diff);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
@@ -521,7 +525,7 @@ void repair_as_owner(const AggregateDef &def, std::size_t counts[3]) {
   EntryOrdering order(agg.layout());
   DiffCollector diff;
   naming_corruption(def.name, def.state == "ready", [&] {
-    Verifier v(agg, &diff, true);
+    Verifier v(agg, def, &diff, true);
     scan_in_order(agg, [&](const CompiledAggregate::RowEntry &e) { v.table_row(e); });
     v.finish();
     diff.pair(v);
