@@ -15,7 +15,6 @@ namespace aggr::pg {
 
 // aggr_create(build => 'auto') builds in the background from this many rows.
 constexpr double kBackgroundBuildRows = 100000;
-constexpr int32 kDefaultBatchRows = 50000;
 
 int partition_merge_rows = 256;
 
@@ -256,7 +255,7 @@ void build_aggregate(const AggregateDef &def, BuildMode mode) {
     return;
   }
   if (mode == BuildMode::Background)
-    start_job(def, "backfill", kDefaultBatchRows, true);
+    start_job(def, "backfill", kDefaultJobBatchRows, true);
   else
     run_as_table_owner(def.source, [&] { build_trees(def, "aggr_create"); });
 }

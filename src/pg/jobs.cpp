@@ -9,6 +9,7 @@
 #include <map>
 
 #include "maintenance.hpp"
+#include "sorted_scan.hpp"
 #include "owner_context.hpp"
 #include "workers.hpp"
 
@@ -265,12 +266,15 @@ bool at_or_before(const CompiledAggregate &agg, const Ordering &order, const Com
 // job was announced wrote the old trees only and hold the aggregate lock to
 // commit: wait them out first, then take the cursor's snapshot, so that every
 // change it misses is in the log.
-void open_scan_cursor(const AggregateDef &def, CompiledAggregate &agg, const std::string &name, Portal &portal) {
-  int32 id = def.id;
+void wait_for_writers_before_the_job(int32 id) {
   pg_guard([&] {
     lock_aggregate(id, AccessExclusiveLock);
     unlock_aggregate(id, AccessExclusiveLock);
   });
+}
+
+void open_scan_cursor(const AggregateDef &def, CompiledAggregate &agg, const std::string &name, Portal &portal) {
+  wait_for_writers_before_the_job(def.id);
   std::string sql = agg.scan_query(true);
   pg_guard([&] {
     PushActiveSnapshot(GetLatestSnapshot());  // taken after the wait (the step's own snapshot is older)
@@ -285,12 +289,60 @@ void open_scan_cursor(const AggregateDef &def, CompiledAggregate &agg, const std
   });
 }
 
+// A job with the default batch size that has written nothing yet, over a
+// table of at most this many rows whose entries sort in memory, builds its
+// whole generation in its first step (bulk builders, as aggr_create(build
+// => 'now'), instead of batches through a held ordered cursor): the step
+// stays short (~0.3 s per million rows), and the background build costs
+// about what the foreground one does. A batch size asked for explicitly is
+// kept: batches it is.
+constexpr std::uint64_t kWholeBuildRows = 2000000;
+
+bool target_has_trees(const AggregateDef &def, int32 target) {
+  bool any = false;
+  pg_guard([&] {
+    Relations r = internal_relations();
+    Relation trees = table_open(r.trees, AccessShareLock);
+    any = !list_tree_rows(trees, r, def.id, target, GetLatestSnapshot()).empty();
+    table_close(trees, AccessShareLock);
+  });
+  return any;
+}
+
+// The scan phase in one step, under the cursor's snapshot rule (writers
+// that flushed before the job was announced are waited out first); false,
+// having written nothing, when the entries do not sort in memory.
+bool build_whole_in_memory(const AggregateDef &def, CompiledAggregate &agg, JobRow &job) {
+  if (job.batch_size != kDefaultJobBatchRows || job.has_last || job.rows_done != 0 || !sorts_in_memory(agg) ||
+      target_has_trees(def, job.target))
+    return false;
+  wait_for_writers_before_the_job(def.id);
+  pg_guard([] { PushActiveSnapshot(GetLatestSnapshot()); });  // taken after the wait
+  std::uint64_t rows = 0;
+  CompiledAggregate::RowEntry last;
+  bool built = bulk_build(def, agg, job.target, "aggr_backfill", [&](const RowVisitor &visit) {
+    return visit_sorted_in_memory(agg, visit, kWholeBuildRows);
+  }, rows, &last);
+  pg_guard([] { PopActiveSnapshot(); });
+  if (!built) return false;
+  job.rows_done = static_cast<int64>(rows);
+  job.has_last = rows > 0;
+  if (rows > 0) job.last_entry = encode_position(last.ns, last.key);
+  job.phase = "replay";
+  job.rows_total = job.rows_done;
+  return true;
+}
+
 void scan_step(const AggregateDef &def, JobRow &job) {
   CompiledAggregate &agg = compiled_aggregate(def);
   EntryOrdering order(agg.layout());
   std::string name = portal_name(def.id);
   Portal portal = nullptr;
   pg_guard([&] { portal = GetPortalByName(name.c_str()); });
+  if (!portal && build_whole_in_memory(def, agg, job)) {
+    store_job(job);
+    return;
+  }
   auto known = cursor_positions().find(def.id);
   std::string committed = job.has_last ? job.last_entry : std::string();
   if (portal && (known == cursor_positions().end() || known->second != committed)) {

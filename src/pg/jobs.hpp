@@ -40,6 +40,10 @@ struct JobRow {
 // step holds this one while it waits for that one).
 void lock_job_steps(int32 aggr_id);
 
+// The batch size of aggr_create's background build and the default of
+// aggr_backfill and aggr_rebuild (their SQL declarations say 50000 too).
+constexpr int32 kDefaultJobBatchRows = 50000;
+
 JobRow load_job(int32 aggr_id);
 void start_job(const AggregateDef &def, const std::string &kind, int32 batch_size, bool background);
 // Runs one step in the current transaction; false when the job is finished,

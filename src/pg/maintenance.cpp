@@ -874,18 +874,14 @@ void finish_build(NamespaceBuild &b, const OpenTrees &o) {
 }
 }  // namespace
 
-std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
-  op_buffer().flush();
-  if (def.build_generation != 0)
-    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running",
-                    "Wait for it (SELECT * FROM aggr_status(" + sql_literal(def.name) + ")) or cancel it with aggr_backfill_cancel.");
-  int32 target = def.generation + 1;
-  CompiledAggregate &agg = compiled_aggregate(def);
+bool bulk_build(const AggregateDef &def, CompiledAggregate &agg, int32 target, const char *verb,
+                const std::function<bool(const RowVisitor &)> &scan, std::uint64_t &rows,
+                CompiledAggregate::RowEntry *last) {
   EntryOrdering order(agg.layout());
   OpenTrees o = open_trees(RowExclusiveLock);
   NamespaceBuild current;
-  std::uint64_t rows = 0;
-  scan_for_build(agg, [&](const CompiledAggregate::RowEntry &entry) {
+  rows = 0;
+  bool scanned = scan([&](const CompiledAggregate::RowEntry &entry) {
     if (!current.builder || entry.ns != current.row.ns) {
       finish_build(current, o);
       current.row = TreeRow{};
@@ -899,6 +895,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
     }
     agg.check_entry_size(entry.key);
     current.builder->add(Entry{entry.key, entry.value});
+    if (last) *last = entry;
     if (++rows % 1000000 == 0) {
       std::uint64_t done = rows;
       pg_guard([&] { ereport(NOTICE, (errmsg("%s \"%s\": %lu rows indexed", verb, def.name.c_str(), (unsigned long)done))); });
@@ -907,6 +904,21 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   finish_build(current, o);
   pg_guard([] { CommandCounterIncrement(); });
   close_trees(o, RowExclusiveLock);
+  return scanned;
+}
+
+std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
+  op_buffer().flush();
+  if (def.build_generation != 0)
+    throw UserError(ERRCODE_OBJECT_IN_USE, "a backfill or rebuild of aggregate \"" + def.name + "\" is running",
+                    "Wait for it (SELECT * FROM aggr_status(" + sql_literal(def.name) + ")) or cancel it with aggr_backfill_cancel.");
+  int32 target = def.generation + 1;
+  CompiledAggregate &agg = compiled_aggregate(def);
+  std::uint64_t rows = 0;
+  bulk_build(def, agg, target, verb, [&](const RowVisitor &visit) {
+    if (!visit_sorted_in_memory(agg, visit)) scan_in_order(agg, visit);
+    return true;
+  }, rows, nullptr);
   clear_trees(def, def.generation, nullptr);  // the previous generation, if any
   update_aggregate_generations(def.id, "ready", target, 0);
   return rows;

@@ -146,4 +146,13 @@ void clear_trees(const AggregateDef &def, int32 generation, const std::string *n
 // Returns the number of rows indexed. The caller keeps writers out.
 std::uint64_t build_trees(const AggregateDef &def, const char *verb);
 
+using RowVisitor = std::function<void(const CompiledAggregate::RowEntry &)>;
+// Writes generation `target`'s trees with bulk builders (one tree per
+// namespace) from the rows `scan` visits in aggregate order; `scan` returns
+// false when it visited nothing (then nothing is written). `rows` counts
+// them; `last`, if given, receives the last. Guards its PostgreSQL calls.
+bool bulk_build(const AggregateDef &def, CompiledAggregate &agg, int32 target, const char *verb,
+                const std::function<bool(const RowVisitor &)> &scan, std::uint64_t &rows,
+                CompiledAggregate::RowEntry *last);
+
 }  // namespace aggr::pg

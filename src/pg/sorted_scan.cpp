@@ -10,6 +10,15 @@
 
 namespace aggr::pg {
 
+// PostgreSQL's ordered scan sorts whole tuples through its generic sort
+// (measured at 1M rows: ~250-310 ms of a ~470-590 ms build, where CREATE
+// INDEX takes ~250 ms in all). When every key and primary key column is a
+// plain by-value type and there is no namespace, the entries are collected
+// from a scan in heap order and sorted here: on a 64-bit prefix of the
+// first key column, then the comparison the trees use (the bulk builder
+// checks the order it gets). Over maintenance_work_mem, or for other keys,
+// callers use the SQL ordered scan (from the start: nothing was written).
+
 namespace {
 
 // One row's entry: the first key column's sort prefix, which decides most
@@ -31,13 +40,13 @@ struct Item {
 // Entries of a table scanned in heap order, bounded by maintenance_work_mem.
 class EntrySorter {
  public:
-  EntrySorter(const KeyLayout &layout, bool sums, std::size_t budget)
-      : layout_(layout), sums_(sums), budget_(budget) {}
+  EntrySorter(const KeyLayout &layout, bool sums, std::size_t budget, std::uint64_t max_rows)
+      : layout_(layout), sums_(sums), budget_(budget), max_rows_(std::min<std::uint64_t>(max_rows, UINT32_MAX)) {}
 
-  // False when the entry would pass the memory budget.
+  // False when the entry would pass the memory budget or the row limit.
   bool add(const CompiledAggregate::RowEntry &e) {
     used_ += (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + (sums_ ? sizeof(Sum) : 0);
-    if (used_ > budget_ || items_.size() >= UINT32_MAX) return false;
+    if (used_ > budget_ || items_.size() >= max_rows_) return false;
     Item item;
     item.prefix = layout_.sort_prefix(e.key);
     item.length = static_cast<std::uint32_t>(e.key.size());
@@ -86,6 +95,7 @@ class EntrySorter {
   const KeyLayout &layout_;
   bool sums_;
   std::size_t budget_, used_ = 0;
+  std::uint64_t max_rows_;
   std::string arena_;
   std::vector<Item> items_;
   std::vector<Sum> values_;
@@ -93,37 +103,24 @@ class EntrySorter {
 
 }  // namespace
 
-// PostgreSQL's ordered scan sorts whole tuples through its generic sort
-// (measured at 1M rows: ~250-310 ms of a ~470-590 ms build, where CREATE
-// INDEX takes ~250 ms in all). When every key and primary key column is a
-// plain by-value type and there is no namespace, the entries are collected
-// from a scan in heap order and sorted here: on a 64-bit prefix of the
-// first key column, then the comparison the trees use. Over
-// maintenance_work_mem, or for other keys, the SQL ordered scan runs as
-// before (from the start: nothing was written yet).
-namespace {
-// False, having visited nothing, when the entries pass maintenance_work_mem
-// (what was collected is freed on return).
-bool visit_sorted_in_memory(CompiledAggregate &agg,
-                            const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
+bool sorts_in_memory(const CompiledAggregate &agg) {
+  return agg.ns_expr() == nullptr && agg.layout().plain_prefix(agg.layout().size());
+}
+
+bool visit_sorted_in_memory(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit,
+                            std::uint64_t max_rows) {
+  if (!sorts_in_memory(agg)) return false;
   std::size_t budget = static_cast<std::size_t>(maintenance_work_mem) * 1024;
-  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind != SumKind::None, budget);
+  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind != SumKind::None, budget, max_rows);
   bool fits = true;
   scan_rows(agg, agg.scan_query(false), [&](const CompiledAggregate::RowEntry &e) {
     fits = sorter.add(e);
     return fits;  // stops the scan once over the budget
   });
-  if (!fits) return false;
+  if (!fits) return false;  // what was collected is freed on return
   sorter.sort();
   sorter.visit(visit);
   return true;
-}
-}  // namespace
-
-void scan_for_build(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit) {
-  const KeyLayout &layout = agg.layout();
-  if (agg.ns_expr() == nullptr && layout.plain_prefix(layout.size()) && visit_sorted_in_memory(agg, visit)) return;
-  scan_in_order(agg, visit);
 }
 
 }  // namespace aggr::pg
