@@ -1,6 +1,7 @@
 #include "sorted_scan.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -40,13 +41,19 @@ struct Item {
 // Entries of a table scanned in heap order, bounded by maintenance_work_mem.
 class EntrySorter {
  public:
-  EntrySorter(const KeyLayout &layout, bool sums, std::size_t budget, std::uint64_t max_rows)
-      : layout_(layout), sums_(sums), budget_(budget), max_rows_(std::min<std::uint64_t>(max_rows, UINT32_MAX)) {}
+  EntrySorter(const KeyLayout &layout, SumKind kind, std::size_t budget, std::uint64_t max_rows)
+      : layout_(layout), kind_(kind), budget_(budget), max_rows_(std::min<std::uint64_t>(max_rows, UINT32_MAX)) {}
 
-  // False when the entry would pass the memory budget or the row limit.
+  // False when the entry would pass the memory budget or the row limit (or
+  // carries a sum the tree's kind does not keep: never, as sums are read).
   bool add(const CompiledAggregate::RowEntry &e) {
-    used_ += (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + (sums_ ? sizeof(Sum) : 0);
+    std::size_t sum_bytes = kind_ == SumKind::Exact ? sizeof(int128) : kind_ == SumKind::Float ? sizeof(double) : 0;
+    used_ += (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + sum_bytes;
     if (used_ > budget_ || items_.size() >= max_rows_) return false;
+    bool exact_only = e.value.approx == 0 && !std::signbit(e.value.approx);
+    if ((kind_ == SumKind::Exact && !exact_only) || (kind_ == SumKind::Float && e.value.exact != 0) ||
+        (kind_ == SumKind::None && !(exact_only && e.value.exact == 0)))
+      return false;
     Item item;
     item.prefix = layout_.sort_prefix(e.key);
     item.length = static_cast<std::uint32_t>(e.key.size());
@@ -57,9 +64,13 @@ class EntrySorter {
       item.offset = arena_.size();
       arena_ += e.key;
     }
-    if (sums_) {
-      item.sum = static_cast<std::uint32_t>(values_.size());
-      values_.push_back(e.value);
+    // Only the part of the sum the tree's kind keeps: 16 or 8 bytes, not 32.
+    if (kind_ == SumKind::Exact) {
+      item.sum = static_cast<std::uint32_t>(exact_.size());
+      exact_.push_back(e.value.exact);
+    } else if (kind_ == SumKind::Float) {
+      item.sum = static_cast<std::uint32_t>(approx_.size());
+      approx_.push_back(e.value.approx);
     }
     items_.push_back(item);
     return true;
@@ -82,7 +93,9 @@ class EntrySorter {
     CompiledAggregate::RowEntry e;
     for (const Item &item : items_) {
       e.key.assign(view(item));
-      e.value = sums_ ? values_[item.sum] : Sum{};
+      e.value = Sum{};
+      if (kind_ == SumKind::Exact) e.value.exact = exact_[item.sum];
+      if (kind_ == SumKind::Float) e.value.approx = approx_[item.sum];
       f(e);
     }
   }
@@ -93,12 +106,13 @@ class EntrySorter {
   }
 
   const KeyLayout &layout_;
-  bool sums_;
+  SumKind kind_;
   std::size_t budget_, used_ = 0;
   std::uint64_t max_rows_;
   std::string arena_;
   std::vector<Item> items_;
-  std::vector<Sum> values_;
+  std::vector<int128> exact_;
+  std::vector<double> approx_;
 };
 
 }  // namespace
@@ -111,7 +125,7 @@ bool visit_sorted_in_memory(CompiledAggregate &agg, const std::function<void(con
                             std::uint64_t max_rows) {
   if (!sorts_in_memory(agg)) return false;
   std::size_t budget = static_cast<std::size_t>(maintenance_work_mem) * 1024;
-  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind != SumKind::None, budget, max_rows);
+  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind, budget, max_rows);
   bool fits = true;
   scan_rows(agg, agg.scan_query(false), [&](const CompiledAggregate::RowEntry &e) {
     fits = sorter.add(e);
