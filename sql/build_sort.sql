@@ -93,5 +93,28 @@ SELECT aggr_count('bs_tx') = (SELECT count(*) FROM bs) AS count_ok, position_mis
 COMMIT;
 SELECT status FROM aggr_verify('bs_tx');
 SELECT aggr_drop('bs_tx');
+
+-- a column the aggregate reads changes type in the transaction that already
+-- used the aggregate: its compiled definition (int8 keys) is kept until the
+-- transaction ends, so a build or verify of the float8 values would encode
+-- them as int8 bits (a job step built and swapped in such a tree): refused
+CREATE TABLE br_stale (id int PRIMARY KEY, v int8);
+INSERT INTO br_stale SELECT g, (g * 7919) % 1000 - 500 FROM generate_series(1, 2000) g;
+BEGIN;
+SELECT aggr_create('br_stale_a', 'br_stale', key => 'v', build => 'now');
+ALTER TABLE br_stale ALTER COLUMN v TYPE float8 USING v / 3.0;
+SELECT aggr_rebuild('br_stale_a', background => false);
+SAVEPOINT s;
+SELECT aggr_job_step('br_stale_a');  -- the whole build in one step
+ROLLBACK TO s;
+SELECT * FROM aggr_verify('br_stale_a');
+ROLLBACK;
+BEGIN;
+SELECT aggr_create('br_stale_a', 'br_stale', key => 'v', build => 'now');
+ALTER TABLE br_stale ALTER COLUMN v TYPE float8 USING v / 3.0;
+SELECT aggr_rebuild('br_stale_a', batch_size => 500, background => false);
+SELECT aggr_job_step('br_stale_a');  -- batches through the held cursor
+ROLLBACK;
+DROP TABLE br_stale;
 DROP TABLE bs, key_specs;
 DROP FUNCTION position_mismatches(text, text), check_builds(text);

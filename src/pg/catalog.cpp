@@ -824,6 +824,20 @@ void CompiledAggregate::encode_scan_columns(RowEntry &out, Column &&column) {
   }
 }
 
+void CompiledAggregate::check_scan_types(TupleDesc desc) const {
+  std::vector<Oid> want;
+  if (ns_state_) want.push_back(ns_type_);
+  for (std::size_t i = 0; i < layout_.size(); ++i) want.push_back(layout_.column(i).type);
+  bool same = desc->natts == static_cast<int>(want.size()) + (sum_state_ ? 1 : 0);
+  for (std::size_t i = 0; same && i < want.size(); ++i) same = TupleDescAttr(desc, static_cast<int>(i))->atttypid == want[i];
+  if (same && sum_state_) same = getBaseType(TupleDescAttr(desc, desc->natts - 1)->atttypid) == sum_type_;
+  if (!same)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("the table of aggregate \"%s\" changed in this transaction", def_.name.c_str()),
+                    errdetail("A column the aggregate reads changed type since the transaction first used the aggregate."),
+                    errhint("Commit, then run it again (a stale aggregate is rebuilt with aggr_rebuild).")));
+}
+
 void CompiledAggregate::encode_scan_row(TupleTableSlot *slot, RowEntry &out) {
   encode_scan_columns(out, [slot](int col, bool *isnull) { return slot_getattr(slot, col, isnull); });
 }

@@ -97,6 +97,10 @@ class CompiledAggregate {
   // pg-side: encodes one row of the ordered scan query (ns?, keys..., pks..., sum?).
   void encode_scan_row(TupleTableSlot *slot, RowEntry &out);
   void encode_scan_row(HeapTuple tuple, TupleDesc desc, RowEntry &out);
+  // pg-side: raises an error when the scan query's columns are not of the
+  // types this compiled definition encodes (the table changed earlier in
+  // this transaction: compiled definitions are kept until it ends).
+  void check_scan_types(TupleDesc desc) const;
   // SQL that lists (ns, keys, pks, sum) of every row, in aggregate order
   // when `ordered`.
   std::string scan_query(bool ordered) const;

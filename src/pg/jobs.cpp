@@ -221,18 +221,6 @@ void drop_generations_except(const AggregateDef &def, int32 keep, int32 keep2) {
 
 namespace {
 
-int64 estimate_rows(Oid relid) {
-  int64 estimate = 0;
-  pg_guard([&] {
-    Relation rel = table_open(relid, AccessShareLock);
-    float4 reltuples = rel->rd_rel->reltuples;
-    estimate = reltuples >= 0 ? static_cast<int64>(reltuples)
-                              : static_cast<int64>(RelationGetNumberOfBlocks(rel)) * 100;  // never analyzed
-    table_close(rel, AccessShareLock);
-  });
-  return estimate;
-}
-
 // ---------------------------------------------------------------- steps
 
 // Applies sorted upserts of one namespace to the job's generation.
@@ -320,7 +308,7 @@ bool build_whole_in_memory(const AggregateDef &def, CompiledAggregate &agg, JobR
   pg_guard([] { PushActiveSnapshot(GetLatestSnapshot()); });  // taken after the wait
   std::uint64_t rows = 0;
   CompiledAggregate::RowEntry last;
-  bool built = bulk_build(def, agg, job.target, "aggr_backfill", [&](const RowVisitor &visit) {
+  bool built = bulk_build(def, agg, job.target, job.kind == "rebuild" ? "aggr_rebuild" : "aggr_backfill", [&](const RowVisitor &visit) {
     return visit_sorted_in_memory(agg, visit, kWholeBuildRows);
   }, rows, &last);
   pg_guard([] { PopActiveSnapshot(); });
@@ -364,6 +352,7 @@ void scan_step(const AggregateDef &def, JobRow &job) {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPI_cursor_fetch(portal, true, job.batch_size);
     fetched = SPI_processed;
+    if (fetched > 0) agg.check_scan_types(SPI_tuptable->tupdesc);
   });
   std::vector<Op> ops;
   std::string ops_ns;

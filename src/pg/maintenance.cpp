@@ -789,10 +789,11 @@ bool scan_receive(TupleTableSlot *slot, DestReceiver *self) {
 // internal query: SPI's context line is left out while the executor runs,
 // and the caller's context lines (a PL/pgSQL line) stay. An error longjmps
 // to run_ordered_scan's pg_guard, which restores error_context_stack.
-void scan_startup(DestReceiver *self, int, TupleDesc) {
+void scan_startup(DestReceiver *self, int, TupleDesc desc) {
   ScanReceiver *r = reinterpret_cast<ScanReceiver *>(self);
   r->spi_context = error_context_stack;
   error_context_stack = r->outer_context;
+  r->agg->check_scan_types(desc);  // raises (no C++ object lives in this frame)
 }
 void scan_shutdown(DestReceiver *self) { error_context_stack = reinterpret_cast<ScanReceiver *>(self)->spi_context; }
 void scan_destroy(DestReceiver *) {}
@@ -873,6 +874,18 @@ void finish_build(NamespaceBuild &b, const OpenTrees &o) {
   b.store.reset();
 }
 }  // namespace
+
+int64 estimate_rows(Oid relid) {
+  int64 estimate = 0;
+  pg_guard([&] {
+    Relation rel = table_open(relid, AccessShareLock);
+    float4 reltuples = rel->rd_rel->reltuples;
+    estimate = reltuples >= 0 ? static_cast<int64>(reltuples)
+                              : static_cast<int64>(RelationGetNumberOfBlocks(rel)) * 100;  // never analyzed
+    table_close(rel, AccessShareLock);
+  });
+  return estimate;
+}
 
 bool bulk_build(const AggregateDef &def, CompiledAggregate &agg, int32 target, const char *verb,
                 const std::function<bool(const RowVisitor &)> &scan, std::uint64_t &rows,

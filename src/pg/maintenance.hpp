@@ -146,6 +146,10 @@ void clear_trees(const AggregateDef &def, int32 generation, const std::string *n
 // Returns the number of rows indexed. The caller keeps writers out.
 std::uint64_t build_trees(const AggregateDef &def, const char *verb);
 
+// The planner's row count of a table (pg_class.reltuples), or 100 rows a
+// page if it was never analyzed. Guards its PostgreSQL calls.
+int64 estimate_rows(Oid relid);
+
 using RowVisitor = std::function<void(const CompiledAggregate::RowEntry &)>;
 // Writes generation `target`'s trees with bulk builders (one tree per
 // namespace) from the rows `scan` visits in aggregate order; `scan` returns

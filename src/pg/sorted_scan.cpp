@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -45,11 +44,14 @@ class EntrySorter {
       : layout_(layout), kind_(kind), budget_(budget), max_rows_(std::min<std::uint64_t>(max_rows, UINT32_MAX)) {}
 
   // False when the entry would pass the memory budget or the row limit (or
-  // carries a sum the tree's kind does not keep: never, as sums are read).
+  // would not compare without the guard, or carries a sum the tree's kind
+  // does not keep: neither happens with entries as the layout encodes them).
   bool add(const CompiledAggregate::RowEntry &e) {
     std::size_t sum_bytes = kind_ == SumKind::Exact ? sizeof(int128) : kind_ == SumKind::Float ? sizeof(double) : 0;
     used_ += (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + sum_bytes;
     if (used_ > budget_ || items_.size() >= max_rows_) return false;
+    int self = 0;  // every column decodes without the guard (see sort)
+    if (!layout_.compare_plain(e.key, e.key, layout_.size(), self)) return false;
     bool exact_only = e.value.approx == 0 && !std::signbit(e.value.approx);
     if ((kind_ == SumKind::Exact && !exact_only) || (kind_ == SumKind::Float && e.value.exact != 0) ||
         (kind_ == SumKind::None && !(exact_only && e.value.exact == 0)))
@@ -76,18 +78,40 @@ class EntrySorter {
     return true;
   }
 
-  // A total order: entries are unique (they end with the primary key).
-  void sort() {
-    std::size_t n = layout_.size();
-    std::sort(items_.begin(), items_.end(), [&](const Item &a, const Item &b) {
-      if (a.prefix != b.prefix) return a.prefix < b.prefix;
-      int c = 0;
-      if (!layout_.compare_plain(view(a), view(b), n, c))
-        throw std::logic_error("aggr_ext: an entry of the build sort is not plain");
-      return c < 0;
-    });
+  void reserve(std::uint64_t rows) {
+    items_.reserve(std::min<std::uint64_t>(rows, budget_ / sizeof(Item)));
+    if (kind_ == SumKind::Exact) exact_.reserve(items_.capacity());
+    if (kind_ == SumKind::Float) approx_.reserve(items_.capacity());
   }
 
+  // A total order: entries are unique (they end with the primary key).
+  // Sorted in runs of 64k entries merged pairwise, serving interrupts
+  // (a cancel) between runs and merges: std::sort itself cannot be
+  // interrupted, and a comparison may not throw out of it (an element held
+  // aside mid-sort would be lost).
+  void sort() {
+    std::size_t n = items_.size(), cols = layout_.size();
+    auto less = [&](const Item &a, const Item &b) {
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
+      int c = 0;
+      (void)layout_.compare_plain(view(a), view(b), cols, c);  // cannot fail: add() checked every entry
+      return c < 0;
+    };
+    auto at = [&](std::size_t k) { return items_.begin() + static_cast<std::ptrdiff_t>(std::min(k, n)); };
+    constexpr std::size_t kRun = std::size_t{1} << 16;
+    for (std::size_t i = 0; i < n; i += kRun) {
+      std::sort(at(i), at(i + kRun), less);
+      pg_guard([] { CHECK_FOR_INTERRUPTS(); });
+    }
+    for (std::size_t width = kRun; width < n; width *= 2) {
+      for (std::size_t i = 0; i + width < n; i += 2 * width) {
+        std::inplace_merge(at(i), at(i + width), at(i + 2 * width), less);
+        pg_guard([] { CHECK_FOR_INTERRUPTS(); });
+      }
+    }
+  }
+
+ public:
   template <typename Visit>
   void visit(Visit &&f) const {
     CompiledAggregate::RowEntry e;
@@ -125,7 +149,14 @@ bool visit_sorted_in_memory(CompiledAggregate &agg, const std::function<void(con
                             std::uint64_t max_rows) {
   if (!sorts_in_memory(agg)) return false;
   std::size_t budget = static_cast<std::size_t>(maintenance_work_mem) * 1024;
+  // A table the planner already counts as too big goes to the SQL sort at
+  // once, not after reading (and evaluating the keys of) a budget's worth
+  // of rows; otherwise the items are reserved up front, so that growing
+  // them does not hold two copies at once.
+  std::uint64_t estimate = static_cast<std::uint64_t>(std::max<int64>(estimate_rows(agg.def().source), 0));
+  if (estimate > max_rows || estimate > budget / sizeof(Item)) return false;
   EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind, budget, max_rows);
+  sorter.reserve(estimate + estimate / 8 + 16);
   bool fits = true;
   scan_rows(agg, agg.scan_query(false), [&](const CompiledAggregate::RowEntry &e) {
     fits = sorter.add(e);
