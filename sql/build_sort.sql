@@ -4,7 +4,7 @@
 -- position of every aggregate is compared with ORDER BY over the same
 -- table: NULLs first and last, DESC, NaN, -0, infinities, extremes, ties
 -- on the first column decided by the next; with maintenance_work_mem large
--- enough (in-memory sort) and too small (the SQL ordered scan).
+-- enough (in memory) and too small (sorted runs spilled and merged).
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS aggr_ext;
 RESET client_min_messages;
@@ -70,7 +70,8 @@ SET client_min_messages = warning;  -- aggr_create's NOTICEs
 -- in memory (3,000 entries of at most ~30 bytes)
 SELECT count(*) AS keys, sum(mismatches) AS mismatches, bool_and(verify = 'ok') AS verified FROM check_builds('64MB');
 SELECT k, mismatches, verify FROM check_builds('64MB') WHERE mismatches <> 0 OR verify <> 'ok';
--- the same through the SQL ordered scan: over the 1MB budget
+-- the same over the 1MB budget: sorted runs in temporary files, merged
+-- (40,000 rows: two runs)
 INSERT INTO bs (id, i4, g) SELECT g, g % 1000, g % 3 FROM generate_series(3001, 40000) g;
 SELECT count(*) AS keys, sum(mismatches) AS mismatches, bool_and(verify = 'ok') AS verified FROM check_builds('1MB');
 RESET client_min_messages;

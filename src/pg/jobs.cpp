@@ -309,7 +309,7 @@ bool build_whole_in_memory(const AggregateDef &def, CompiledAggregate &agg, JobR
   std::uint64_t rows = 0;
   CompiledAggregate::RowEntry last;
   bool built = bulk_build(def, agg, job.target, job.kind == "rebuild" ? "aggr_rebuild" : "aggr_backfill", [&](const RowVisitor &visit) {
-    return visit_sorted_in_memory(agg, visit, kWholeBuildRows);
+    return visit_sorted(agg, visit, kWholeBuildRows, false);
   }, rows, &last);
   pg_guard([] { PopActiveSnapshot(); });
   if (!built) return false;

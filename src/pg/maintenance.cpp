@@ -929,7 +929,7 @@ std::uint64_t build_trees(const AggregateDef &def, const char *verb) {
   CompiledAggregate &agg = compiled_aggregate(def);
   std::uint64_t rows = 0;
   bulk_build(def, agg, target, verb, [&](const RowVisitor &visit) {
-    if (!visit_sorted_in_memory(agg, visit)) scan_in_order(agg, visit);
+    if (!visit_sorted(agg, visit, UINT64_MAX, true)) scan_in_order(agg, visit);
     return true;
   }, rows, nullptr);
   clear_trees(def, def.generation, nullptr);  // the previous generation, if any

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "maintenance.hpp"
+#include "spill.hpp"
 
 namespace aggr::pg {
 
@@ -40,16 +41,25 @@ struct Item {
 // Entries of a table scanned in heap order, bounded by maintenance_work_mem.
 class EntrySorter {
  public:
-  EntrySorter(const KeyLayout &layout, SumKind kind, std::size_t budget, std::uint64_t max_rows)
-      : layout_(layout), kind_(kind), budget_(budget), max_rows_(std::min<std::uint64_t>(max_rows, UINT32_MAX)) {}
+  EntrySorter(const KeyLayout &layout, SumKind kind, std::size_t budget, std::uint64_t max_rows, bool spill)
+      : layout_(layout), kind_(kind), budget_(budget), max_rows_(max_rows), spill_(spill) {}
+  ~EntrySorter() {
+    for (SpillRun &run : runs_) run.forget();  // temporary files: closed by PostgreSQL at transaction end
+  }
 
   // False when the entry would pass the memory budget or the row limit (or
   // would not compare without the guard, or carries a sum the tree's kind
   // does not keep: neither happens with entries as the layout encodes them).
   bool add(const CompiledAggregate::RowEntry &e) {
     std::size_t sum_bytes = kind_ == SumKind::Exact ? sizeof(int128) : kind_ == SumKind::Float ? sizeof(double) : 0;
-    used_ += (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + sum_bytes;
-    if (used_ > budget_ || items_.size() >= max_rows_) return false;
+    std::size_t entry_bytes = (e.key.size() > Item::kInline ? e.key.size() : 0) + sizeof(Item) + sum_bytes;
+    used_ += entry_bytes;
+    if (++rows_ > max_rows_) return false;
+    if (used_ > budget_ || items_.size() >= UINT32_MAX) {
+      if (!spill_ || items_.empty()) return false;
+      spill_run();
+      used_ = entry_bytes;
+    }
     int self = 0;  // every column decodes without the guard (see sort)
     if (!layout_.compare_plain(e.key, e.key, layout_.size(), self)) return false;
     bool exact_only = e.value.approx == 0 && !std::signbit(e.value.approx);
@@ -112,16 +122,87 @@ class EntrySorter {
   }
 
  public:
+  // Every entry in order: from memory, or, when runs were spilled, the last
+  // run spilled too and all merged.
   template <typename Visit>
-  void visit(Visit &&f) const {
+  void visit(Visit &&f) {
     CompiledAggregate::RowEntry e;
-    for (const Item &item : items_) {
-      e.key.assign(view(item));
-      e.value = Sum{};
-      if (kind_ == SumKind::Exact) e.value.exact = exact_[item.sum];
-      if (kind_ == SumKind::Float) e.value.approx = approx_[item.sum];
-      f(e);
+    if (runs_.empty()) {
+      for (const Item &item : items_) {
+        e.key.assign(view(item));
+        e.value = Sum{};
+        if (kind_ == SumKind::Exact) e.value.exact = exact_[item.sum];
+        if (kind_ == SumKind::Float) e.value.approx = approx_[item.sum];
+        f(e);
+      }
+      return;
     }
+    if (!items_.empty()) spill_run();
+    merge_runs([&](const PendingOp &op) {
+      e.key = op.key;
+      e.value = op.value;
+      f(e);
+    });
+  }
+
+  std::size_t runs() const { return runs_.size(); }
+
+ private:
+  // Over the budget: the entries so far, sorted, go to a temporary file.
+  void spill_run() {
+    sort();
+    SpillRun run;
+    PendingOp op{0, true, std::string(), std::string(), Sum{}};
+    for (const Item &item : items_) {
+      op.key.assign(view(item));
+      op.value = Sum{};
+      if (kind_ == SumKind::Exact) op.value.exact = exact_[item.sum];
+      if (kind_ == SumKind::Float) op.value.approx = approx_[item.sum];
+      run.append(op);
+    }
+    run.finish_writing();
+    runs_.push_back(std::move(run));
+    items_.clear();
+    arena_.clear();
+    exact_.clear();
+    approx_.clear();
+  }
+
+  // A k-way merge of the runs (each sorted), smallest head first.
+  template <typename Emit>
+  void merge_runs(Emit &&emit) {
+    struct Head {
+      std::uint64_t prefix;
+      std::size_t run;
+    };
+    std::vector<PendingOp> heads(runs_.size());
+    std::size_t cols = layout_.size();
+    auto later = [&](const Head &a, const Head &b) {  // a priority_queue pops the greatest
+      if (a.prefix != b.prefix) return a.prefix > b.prefix;
+      int c = 0;
+      (void)layout_.compare_plain(heads[a.run].key, heads[b.run].key, cols, c);
+      return c > 0;
+    };
+    std::vector<Head> heap;
+    for (std::size_t r = 0; r < runs_.size(); ++r) {
+      runs_[r].start_reading();
+      if (runs_[r].next(heads[r])) heap.push_back(Head{layout_.sort_prefix(heads[r].key), r});
+    }
+    std::make_heap(heap.begin(), heap.end(), later);
+    std::uint64_t emitted = 0;
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      Head h = heap.back();
+      heap.pop_back();
+      emit(heads[h.run]);
+      if ((++emitted & 0xFFFF) == 0) pg_guard([] { CHECK_FOR_INTERRUPTS(); });
+      if (runs_[h.run].next(heads[h.run])) {
+        heap.push_back(Head{layout_.sort_prefix(heads[h.run].key), h.run});
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
+    }
+    for (SpillRun &run : runs_) run.close();
+    runs_.clear();
   }
 
  private:
@@ -132,7 +213,9 @@ class EntrySorter {
   const KeyLayout &layout_;
   SumKind kind_;
   std::size_t budget_, used_ = 0;
-  std::uint64_t max_rows_;
+  std::uint64_t max_rows_, rows_ = 0;
+  bool spill_;
+  std::vector<SpillRun> runs_;
   std::string arena_;
   std::vector<Item> items_;
   std::vector<int128> exact_;
@@ -145,22 +228,22 @@ bool sorts_in_memory(const CompiledAggregate &agg) {
   return agg.ns_expr() == nullptr && agg.layout().plain_prefix(agg.layout().size());
 }
 
-bool visit_sorted_in_memory(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit,
-                            std::uint64_t max_rows) {
+bool visit_sorted(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit,
+                  std::uint64_t max_rows, bool spill) {
   if (!sorts_in_memory(agg)) return false;
   std::size_t budget = static_cast<std::size_t>(maintenance_work_mem) * 1024;
-  // A table the planner already counts as too big goes to the SQL sort at
-  // once, not after reading (and evaluating the keys of) a budget's worth
-  // of rows; otherwise the items are reserved up front, so that growing
-  // them does not hold two copies at once.
+  // A table the planner already counts as too big goes elsewhere at once,
+  // not after reading (and evaluating the keys of) a budget's worth of rows;
+  // the items are reserved up front (up to the budget), so that growing them
+  // does not hold two copies at once.
   std::uint64_t estimate = static_cast<std::uint64_t>(std::max<int64>(estimate_rows(agg.def().source), 0));
-  if (estimate > max_rows || estimate > budget / sizeof(Item)) return false;
-  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind, budget, max_rows);
+  if (estimate > max_rows || (!spill && estimate > budget / sizeof(Item))) return false;
+  EntrySorter sorter(agg.layout(), agg.tree_config().sum_kind, budget, max_rows, spill);
   sorter.reserve(estimate + estimate / 8 + 16);
   bool fits = true;
   scan_rows(agg, agg.scan_query(false), [&](const CompiledAggregate::RowEntry &e) {
     fits = sorter.add(e);
-    return fits;  // stops the scan once over the budget
+    return fits;  // stops the scan at the row limit (or over the budget without spilling)
   });
   if (!fits) return false;  // what was collected is freed on return
   sorter.sort();

@@ -10,13 +10,14 @@
 namespace aggr::pg {
 
 // Visits every row of the source table as scan_in_order does, in the same
-// order, sorted in memory: when every key and primary key column is plain,
-// the aggregate has no namespace and the entries fit in
-// maintenance_work_mem and `max_rows`. Otherwise returns false, having
-// visited nothing.
-bool visit_sorted_in_memory(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit,
-                            std::uint64_t max_rows = UINT64_MAX);
-// Whether visit_sorted_in_memory may apply (it may still not fit).
+// order, sorted here: when every key and primary key column is plain and the
+// aggregate has no namespace. Within maintenance_work_mem in memory; beyond
+// it in sorted runs in temporary files, merged (`spill`), or not at all.
+// Returns false, having visited nothing, when it does not apply or the table
+// has more than `max_rows` rows (or does not fit and may not spill).
+bool visit_sorted(CompiledAggregate &agg, const std::function<void(const CompiledAggregate::RowEntry &)> &visit,
+                  std::uint64_t max_rows, bool spill);
+// Whether visit_sorted may apply.
 bool sorts_in_memory(const CompiledAggregate &agg);
 
 }  // namespace aggr::pg
