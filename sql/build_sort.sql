@@ -117,5 +117,33 @@ SELECT aggr_rebuild('br_stale_a', batch_size => 500, background => false);
 SELECT aggr_job_step('br_stale_a');  -- batches through the held cursor
 ROLLBACK;
 DROP TABLE br_stale;
+
+-- as a non-superuser table owner: the in-memory build, a spilled build and
+-- a background build in one job step (default batch size), against SQL
+CREATE ROLE regress_bs_owner;
+CREATE SCHEMA bs_owned AUTHORIZATION regress_bs_owner;
+SET ROLE regress_bs_owner;
+CREATE TABLE bs_owned.t (id int PRIMARY KEY, v float8);
+INSERT INTO bs_owned.t SELECT g, CASE g % 9 WHEN 0 THEN 'NaN'::float8 WHEN 1 THEN NULL ELSE ((g * 7919) % 1000)::float8 END
+  FROM generate_series(1, 30000) g;
+SELECT aggr_create('bs_owned_a', 'bs_owned.t', key => 'v DESC', sum_value => 'id', build => 'now');
+SELECT aggr_count('bs_owned_a') = 30000 AS count_ok, aggr_sum('bs_owned_a') = (SELECT sum(id) FROM bs_owned.t) AS sum_ok,
+       (SELECT a.id FROM aggr_at('bs_owned_a', 12345) a) = (SELECT t.id::text FROM bs_owned.t t ORDER BY t.v DESC, t.id OFFSET 12345 LIMIT 1) AS at_ok;
+SET maintenance_work_mem = '1MB';
+SELECT aggr_rebuild('bs_owned_a', background => false);
+SELECT aggr_job_step('bs_owned_a');  -- over the budget: the held ordered cursor (one batch of 50,000 covers it)
+SELECT phase, rows_done FROM aggr_job_status('bs_owned_a');
+RESET maintenance_work_mem;
+CALL aggr_wait('bs_owned_a');
+SELECT status FROM aggr_verify('bs_owned_a');
+SELECT aggr_rebuild('bs_owned_a', background => false);
+SELECT aggr_job_step('bs_owned_a');  -- the whole generation in one step
+SELECT phase, rows_done FROM aggr_job_status('bs_owned_a');
+CALL aggr_wait('bs_owned_a');
+SELECT status FROM aggr_verify('bs_owned_a');
+SELECT aggr_drop('bs_owned_a');
+RESET ROLE;
+DROP SCHEMA bs_owned CASCADE;
+DROP ROLE regress_bs_owner;
 DROP TABLE bs, key_specs;
 DROP FUNCTION position_mismatches(text, text), check_builds(text);

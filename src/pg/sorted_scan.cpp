@@ -17,8 +17,9 @@ namespace aggr::pg {
 // plain by-value type and there is no namespace, the entries are collected
 // from a scan in heap order and sorted here: on a 64-bit prefix of the
 // first key column, then the comparison the trees use (the bulk builder
-// checks the order it gets). Over maintenance_work_mem, or for other keys,
-// callers use the SQL ordered scan (from the start: nothing was written).
+// checks the order it gets). Over maintenance_work_mem the sorted entries
+// go to temporary files in runs, merged at the end (or, for a caller that
+// may not spill, nothing is visited); other keys use the SQL ordered scan.
 
 namespace {
 
@@ -94,19 +95,30 @@ class EntrySorter {
     if (kind_ == SumKind::Float) approx_.reserve(items_.capacity());
   }
 
-  // A total order: entries are unique (they end with the primary key).
+ private:
+  // Entries by prefix, then by the comparison the trees use: a total order
+  // (entries are unique: they end with the primary key).
+  int order(std::uint64_t prefix_a, std::string_view a, std::uint64_t prefix_b, std::string_view b) const {
+    if (prefix_a != prefix_b) return prefix_a < prefix_b ? -1 : 1;
+    int c = 0;
+    (void)layout_.compare_plain(a, b, layout_.size(), c);  // cannot fail: add() checked every entry
+    return c;
+  }
+
+  void read(const Item &item, std::string &key, Sum &value) const {
+    key.assign(view(item));
+    value = Sum{};
+    if (kind_ == SumKind::Exact) value.exact = exact_[item.sum];
+    if (kind_ == SumKind::Float) value.approx = approx_[item.sum];
+  }
+
   // Sorted in runs of 64k entries merged pairwise, serving interrupts
   // (a cancel) between runs and merges: std::sort itself cannot be
   // interrupted, and a comparison may not throw out of it (an element held
   // aside mid-sort would be lost).
   void sort() {
-    std::size_t n = items_.size(), cols = layout_.size();
-    auto less = [&](const Item &a, const Item &b) {
-      if (a.prefix != b.prefix) return a.prefix < b.prefix;
-      int c = 0;
-      (void)layout_.compare_plain(view(a), view(b), cols, c);  // cannot fail: add() checked every entry
-      return c < 0;
-    };
+    std::size_t n = items_.size();
+    auto less = [&](const Item &a, const Item &b) { return order(a.prefix, view(a), b.prefix, view(b)) < 0; };
     auto at = [&](std::size_t k) { return items_.begin() + static_cast<std::ptrdiff_t>(std::min(k, n)); };
     constexpr std::size_t kRun = std::size_t{1} << 16;
     for (std::size_t i = 0; i < n; i += kRun) {
@@ -122,17 +134,15 @@ class EntrySorter {
   }
 
  public:
-  // Every entry in order: from memory, or, when runs were spilled, the last
-  // run spilled too and all merged.
+  // Every entry in order: sorted in memory, or, when runs were spilled, the
+  // last run spilled too and all merged.
   template <typename Visit>
   void visit(Visit &&f) {
     CompiledAggregate::RowEntry e;
     if (runs_.empty()) {
+      sort();
       for (const Item &item : items_) {
-        e.key.assign(view(item));
-        e.value = Sum{};
-        if (kind_ == SumKind::Exact) e.value.exact = exact_[item.sum];
-        if (kind_ == SumKind::Float) e.value.approx = approx_[item.sum];
+        read(item, e.key, e.value);
         f(e);
       }
       return;
@@ -145,8 +155,6 @@ class EntrySorter {
     });
   }
 
-  std::size_t runs() const { return runs_.size(); }
-
  private:
   // Over the budget: the entries so far, sorted, go to a temporary file.
   void spill_run() {
@@ -154,10 +162,7 @@ class EntrySorter {
     SpillRun run;
     PendingOp op{0, true, std::string(), std::string(), Sum{}};
     for (const Item &item : items_) {
-      op.key.assign(view(item));
-      op.value = Sum{};
-      if (kind_ == SumKind::Exact) op.value.exact = exact_[item.sum];
-      if (kind_ == SumKind::Float) op.value.approx = approx_[item.sum];
+      read(item, op.key, op.value);
       run.append(op);
     }
     run.finish_writing();
@@ -176,12 +181,8 @@ class EntrySorter {
       std::size_t run;
     };
     std::vector<PendingOp> heads(runs_.size());
-    std::size_t cols = layout_.size();
-    auto later = [&](const Head &a, const Head &b) {  // a priority_queue pops the greatest
-      if (a.prefix != b.prefix) return a.prefix > b.prefix;
-      int c = 0;
-      (void)layout_.compare_plain(heads[a.run].key, heads[b.run].key, cols, c);
-      return c > 0;
+    auto later = [&](const Head &a, const Head &b) {  // the heap's top is its greatest
+      return order(a.prefix, heads[a.run].key, b.prefix, heads[b.run].key) > 0;
     };
     std::vector<Head> heap;
     for (std::size_t r = 0; r < runs_.size(); ++r) {
@@ -205,7 +206,6 @@ class EntrySorter {
     runs_.clear();
   }
 
- private:
   std::string_view view(const Item &i) const {
     return i.length <= Item::kInline ? std::string_view(i.bytes, i.length) : std::string_view(arena_).substr(i.offset, i.length);
   }
@@ -246,7 +246,6 @@ bool visit_sorted(CompiledAggregate &agg, const std::function<void(const Compile
     return fits;  // stops the scan at the row limit (or over the budget without spilling)
   });
   if (!fits) return false;  // what was collected is freed on return
-  sorter.sort();
   sorter.visit(visit);
   return true;
 }
