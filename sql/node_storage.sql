@@ -176,3 +176,33 @@ SELECT aggr_drop(name) FROM aggr_internal.aggregates WHERE name LIKE 'ns\_%' ORD
 DROP PROCEDURE ns_churn(int, bool);
 DROP FUNCTION ns_check(text);
 DROP TABLE ns_rows;
+
+-- The node size an aggregate gets when aggr_ext.node_bytes is 0 (the
+-- default): 800 when every key and primary key column has a fixed width and
+-- the widest entry key fits its 136-byte limit, 1600 otherwise (text keys or
+-- primary keys, too many wide columns); a size set explicitly is kept.
+SHOW aggr_ext.node_bytes;
+CREATE TABLE ns_size_int (id bigint PRIMARY KEY, score int NOT NULL, at timestamptz, u uuid);
+CREATE TABLE ns_size_text_pk (name text PRIMARY KEY, score int NOT NULL);
+CREATE TABLE ns_size_wide (a int8, b int8, c int8, d int8, e int8, f int8, g int8, h int8,
+                           i int8, j int8, k int8, l int8, m int8, n int8, o int8, p int8,
+                           PRIMARY KEY (a, b, c, d, e, f, g, h, i, j, k, l, m, n, o));
+SELECT aggr_create('ns_size_score', 'ns_size_int'::regclass, key => 'score DESC');
+SELECT aggr_create('ns_size_multi', 'ns_size_int'::regclass, key => 'score, at, u');
+SELECT aggr_create('ns_size_text_key', 'ns_size_int'::regclass, key => 'score::text');
+SELECT aggr_create('ns_size_text_id', 'ns_size_text_pk'::regclass, key => 'score');
+SELECT aggr_create('ns_size_wide_key', 'ns_size_wide'::regclass, key => 'p');
+SET aggr_ext.node_bytes = 1600;
+SELECT aggr_create('ns_size_set', 'ns_size_int'::regclass, key => 'score');
+SET aggr_ext.node_bytes = 799;
+RESET aggr_ext.node_bytes;
+SELECT name, node_bytes FROM aggr_internal.aggregates WHERE name LIKE 'ns\_size\_%' ORDER BY name;
+-- they work at that size (entries, splits, a merge of underfull nodes)
+INSERT INTO ns_size_int SELECT g, g % 1000, now() - g * interval '1 s', md5(g::text)::uuid FROM generate_series(1, 3000) g;
+DELETE FROM ns_size_int WHERE id % 3 <> 0;
+SELECT aggr_count('ns_size_multi') = (SELECT count(*) FROM ns_size_int) AS count_ok,
+       aggr_rank('ns_size_score', 500) = (SELECT count(*) + 1 FROM ns_size_int WHERE score > 500) AS rank_ok,
+       (SELECT status FROM aggr_verify('ns_size_multi')) AS verify_multi,
+       (SELECT status FROM aggr_verify('ns_size_score')) AS verify_score;
+SELECT aggr_drop(name) FROM aggr_internal.aggregates WHERE name LIKE 'ns\_size\_%' ORDER BY name;
+DROP TABLE ns_size_int, ns_size_text_pk, ns_size_wide;

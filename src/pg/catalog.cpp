@@ -11,10 +11,53 @@ extern "C" {
 namespace aggr::pg {
 
 // GUC aggr_ext.node_bytes: the node size an aggregate created from now on
-// gets. Each aggregate keeps its own. 1600 keeps a node row, with its room
-// for changes in place, under PostgreSQL's 2 kB TOAST threshold (a bigger
-// row costs an extra WAL record per update, see storage.cpp).
-int new_node_bytes = 1600;
+// gets; 0 (the default) chooses by its key, see node_bytes_for. Each
+// aggregate keeps its own.
+int new_node_bytes = 0;
+
+namespace {
+// 1600 keeps a node row, with its room for changes in place, under
+// PostgreSQL's 2 kB TOAST threshold (a bigger row costs an extra WAL record
+// per update, see storage.cpp) and allows 336-byte keys.
+constexpr int32 kWideKeyNodeBytes = 1600;
+// Keys of fixed-width columns get half that: a page then holds twice the
+// versions of a node row. The nodes every write changes (the upper levels of
+// a small tree) need a version per concurrent writer on their page, since a
+// writer queued on the tree's lock holds back pruning; with 1600-byte nodes
+// a page held four, so under eight writers those rows moved to new pages on
+// almost every fourth write, and the nodes table of a 1M-entry tree grew
+// from 31 to 155 MB in 30 s (800: 41 to 43 MB, and 18% more writes per
+// second; test/bench/wal.sh with NODE_BYTES).
+constexpr int32 kFixedKeyNodeBytes = 800;
+
+// The node size for an aggregate keyed by `key_exprs` over `source`
+// (its primary key columns follow the key in every entry).
+int32 node_bytes_for(Oid source, List *key_exprs) {
+  if (new_node_bytes != 0) return new_node_bytes;
+  std::size_t widest = 0;  // the largest encoded entry key: a flag byte and the value per column
+  auto fixed = [&](Oid type) {
+    int16 len = get_typlen(type);
+    widest += 1 + static_cast<std::size_t>(std::max<int16>(len, 0));
+    return len > 0;
+  };
+  ListCell *lc;
+  foreach (lc, key_exprs)
+    if (!fixed(exprType((Node *)lfirst(lc)))) return kWideKeyNodeBytes;
+  Relation rel = relation_open(source, AccessShareLock);
+  Oid pk = RelationGetPrimaryKeyIndex(rel);
+  bool all_fixed = OidIsValid(pk);
+  if (all_fixed) {
+    Relation idx = index_open(pk, AccessShareLock);
+    for (int k = 0; k < idx->rd_index->indnkeyatts && all_fixed; ++k)
+      all_fixed = fixed(TupleDescAttr(RelationGetDescr(rel), idx->rd_index->indkey.values[k] - 1)->atttypid);
+    index_close(idx, AccessShareLock);
+  }
+  relation_close(rel, AccessShareLock);
+  TreeConfig small;
+  small.max_node_bytes = kFixedKeyNodeBytes;
+  return all_fixed && widest <= small.max_entry_bytes() ? kFixedKeyNodeBytes : kWideKeyNodeBytes;
+}
+}  // namespace
 
 
 namespace {
@@ -280,7 +323,7 @@ int32 insert_aggregate(const std::string &name, Oid source, const char *key, con
     n[kNsExpr - 1] = p.ns_expr == nullptr;
     v[kNsExpr - 1] = p.ns_expr ? CStringGetTextDatum(nodeToString(p.ns_expr)) : (Datum)0;
     v[kState - 1] = CStringGetTextDatum("building");
-    v[kNodeBytes - 1] = Int32GetDatum(new_node_bytes);
+    v[kNodeBytes - 1] = Int32GetDatum(node_bytes_for(source, p.key_exprs));
     v[kCreated - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
     v[kGeneration - 1] = Int32GetDatum(0);
     n[kBuildGeneration - 1] = true;

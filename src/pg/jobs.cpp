@@ -28,6 +28,14 @@ namespace aggr::pg {
 int job_delay_ms = 0;
 int max_job_workers = 2;
 
+namespace {
+bool check_node_bytes(int *value, void **, GucSource) {
+  if (*value == 0 || *value >= 800) return true;
+  GUC_check_errdetail("aggr_ext.node_bytes is 0 (chosen by the key) or from 800 to 6400.");
+  return false;
+}
+}  // namespace
+
 void define_settings() {
   DefineCustomIntVariable("aggr_ext.max_job_workers", "Background job workers (backfills, rebuilds) that may run at once.",
                           "More jobs wait for a worker to finish; a finished worker takes the next. Bounds what any "
@@ -49,10 +57,11 @@ void define_settings() {
                           "Entries of a part at which a positional read across partitions selects in memory (tests).",
                           NULL, &partition_merge_rows, 256, 0, 1 << 20, PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
                           NULL, NULL, NULL);
-  DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on.",
-                          "Each aggregate keeps the size it was created with; keys may use a quarter of it minus 64 "
-                          "bytes. Larger nodes allow longer keys and cost more WAL per change.",
-                          &new_node_bytes, 1600, 800, 6400, PGC_USERSET, 0, NULL, NULL, NULL);
+  DefineCustomIntVariable("aggr_ext.node_bytes", "Node size of aggregates created from now on (0: chosen by the key).",
+                          "0 gives 800 to keys of fixed-width columns that fit 136 bytes, 1600 to others. Each "
+                          "aggregate keeps the size it was created with; keys may use a quarter of it minus 64 "
+                          "bytes. Larger nodes allow longer keys and cost more WAL and storage per change.",
+                          &new_node_bytes, 0, 0, 6400, PGC_USERSET, 0, check_node_bytes, NULL, NULL);
   DefineCustomBoolVariable("aggr_ext.merge_deltas", "Whether the merger folds deferred deltas into the trees.",
                            "Off pauses it (reads stay exact; they add in more deltas); aggr_merge(name) still works.",
                            &merge_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);

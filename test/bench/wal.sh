@@ -11,8 +11,16 @@
 #   MODE=bulk BULK_ROWS=2000000 bash test/bench/wal.sh
 # NODE_BYTES / NODES_FILLFACTOR (optional) set the aggregate's node size
 # (aggr_ext.node_bytes) and aggr_internal.nodes' fillfactor before the build;
-# CONFIGS (default "bt ag ag_deferred") picks the update configurations;
-# WALSTATS=1 adds each run's WAL by record type (pg_waldump --stats).
+# CONFIGS (default "bt ag ag_deferred") picks the update configurations and
+# CLIENTS (default "1 8") the client counts;
+# WALSTATS=1 adds each run's WAL by record type (pg_waldump --stats);
+# READ_SECS (default SECS) is how long each read latency run lasts, and
+# SIZE_EVERY=N prints the nodes table's size every N seconds of the update
+# runs (a storage soak: ROWS=1000000 SECS=600 READ_SECS=5 SIZE_EVERY=60).
+# Each update run also prints the machine's CPU time per transaction (all
+# processes: backends, merger, WAL writer, pgbench; from /proc/stat), the
+# merger's share of it, and the mean WAL flush (fdatasync) time per commit
+# (pg_stat_wal with track_wal_io_timing): what bounds a run on this machine.
 set -euo pipefail
 cd "${WORKTREE:-$(dirname "$0")/../..}"
 MODE=${MODE:-updates}; PORT=${PORT:-5650}
@@ -21,9 +29,20 @@ DIR=$(mktemp -d /tmp/walbench.XXXXXX); chmod 755 $DIR
 AGGR_PG_DURABLE=1 test/pg_cluster.sh start $DIR/pg $PORT
 trap "test/pg_cluster.sh stop $DIR/pg; rm -rf $DIR" EXIT
 echo "full_page_writes = $FPW" >> $DIR/pg/postgresql.conf
+echo "track_wal_io_timing = on" >> $DIR/pg/postgresql.conf
 runuser -u postgres -- $(pg_config --bindir)/pg_ctl -D $DIR/pg reload >/dev/null
 export PGHOST=$DIR/pg PGPORT=$PORT PGUSER=postgres
 q() { psql -XAtq "$@"; }
+# Busy CPU time of the whole machine, in clock ticks (user .. steal of /proc/stat).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# CPU ticks used so far by the merger process(es) of this cluster.
+merger_ticks() {
+  local t=0 pid
+  for pid in $(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'aggr_ext merger'"); do
+    t=$((t + $(awk '{print $14 + $15}' /proc/$pid/stat 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
 
 setup_node_options() {
   [ -n "${NODES_FILLFACTOR:-}" ] && q -c "ALTER TABLE aggr_internal.nodes SET (fillfactor = $NODES_FILLFACTOR)"
@@ -85,21 +104,36 @@ echo "\\set o random(0, $((ROWS - 20)))
 SELECT count(*) FROM aggr_page('ag_lb', :o, 20);" > $DIR/page.sql
 chmod 644 $DIR/rank.sql $DIR/page.sql
 for r in rank page; do
-  echo "reads aggr_$r $(pgbench -n -c 1 -T $SECS -f $DIR/$r.sql 2>/dev/null | awk '/^latency average/ {l=$4} /^tps/ {t=int($3)} END {print "latency_ms=" l " tps=" t}')"
+  echo "reads aggr_$r $(pgbench -n -c 1 -T ${READ_SECS:-$SECS} -f $DIR/$r.sql 2>/dev/null | awk '/^latency average/ {l=$4} /^tps/ {t=int($3)} END {print "latency_ms=" l " tps=" t}')"
 done
 for t in ${CONFIGS:-bt ag ag_deferred}; do
   tab=$t; [ $t = ag_deferred ] && { tab=ag; q -c "SELECT aggr_set_write_mode('ag_lb','deferred')" >/dev/null; }
   echo "\\set id random(1, $ROWS)
 \\set s random(0, 999999)
 UPDATE $tab SET score = :s WHERE id = :id;" > $DIR/u.sql; chmod 644 $DIR/u.sql
-  for c in 1 8; do
+  for c in ${CLIENTS:-1 8}; do
     q -c CHECKPOINT
+    q -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
     l0=$(q -c "SELECT pg_current_wal_lsn()")
+    c0=$(busy_ticks); m0=$(merger_ticks)
+    sampler=""
+    if [ -n "${SIZE_EVERY:-}" ]; then
+      (while sleep $SIZE_EVERY; do
+         echo "  $(date +%T) nodes relation: $(q -c "SELECT pg_size_pretty(pg_total_relation_size('aggr_internal.nodes'))")"
+       done) &
+      sampler=$!
+    fi
     tps=$(pgbench -n -c $c -j 2 -T $SECS -f $DIR/u.sql 2>/dev/null | awk '/^tps/ {print int($3)}')
+    [ -n "$sampler" ] && kill $sampler
+    c1=$(busy_ticks); m1=$(merger_ticks)
+    hz=$(getconf CLK_TCK); ntx=$((tps * SECS))
+    flush=$(q -c "SELECT round((wal_sync_time / greatest(wal_sync, 1))::numeric, 3) FROM pg_stat_wal")
     sleep 1
     l1=$(q -c "SELECT pg_current_wal_lsn()")
     n=$(q -c "SELECT round(pg_wal_lsn_diff('$l1','$l0'))")
-    echo "$t clients=$c tps=$tps wal_bytes_per_tx=$(( n / (tps * SECS) ))"
+    echo "$t clients=$c tps=$tps wal_bytes_per_tx=$(( n / (tps * SECS) ))" \
+      "cpu_us_per_tx=$(( (c1 - c0) * 1000000 / hz / ntx )) merger_cpu_us_per_tx=$(( (m1 - m0) * 1000000 / hz / ntx ))" \
+      "flush_ms=$flush nodes=$(q -c "SELECT pg_size_pretty(pg_total_relation_size('aggr_internal.nodes'))")"
     # WALSTATS=1: the run's WAL by record type (the WALSTATS_TOP=6 largest, combined size).
     [ "${WALSTATS:-0}" = 1 ] && pg_waldump --stats=record -p $DIR/pg/pg_wal -s $l0 -e $l1 2>/dev/null |
       sed 's/[()]/ /g' | awk 'NF == 9 && $1 ~ /\// {print $8, "  " $1 " n=" $2 " bytes=" $8 " (" $9 "%)"}' |
