@@ -112,21 +112,70 @@ class EntrySorter {
     if (kind_ == SumKind::Float) value.approx = approx_[item.sum];
   }
 
-  // Sorted in runs of 64k entries merged pairwise, serving interrupts
-  // (a cancel) between runs and merges: std::sort itself cannot be
+  // Sorted by the prefix's bytes, most significant first, in place (American
+  // flag sort: no second buffer beyond maintenance_work_mem), down to ranges
+  // of at most kSmallRange entries or of one prefix, which sort_range orders
+  // by the whole comparison. Buckets follow prefix order, which the whole
+  // comparison agrees with, so the result is the order `less` gives
+  // (measured at 1M random integer keys: the comparison sort took a fifth
+  // of the build).
+  void sort() { radix_sort(0, items_.size(), 0); }
+
+  static constexpr std::size_t kSmallRange = 64;
+
+  void radix_sort(std::size_t begin, std::size_t end, int byte) {
+    while (end - begin > kSmallRange && byte < 8) {
+      int shift = 56 - 8 * byte;
+      std::size_t count[256] = {};
+      for (std::size_t i = begin; i < end; ++i) ++count[(items_[i].prefix >> shift) & 0xff];
+      if (count[(items_[begin].prefix >> shift) & 0xff] == end - begin) {  // one bucket: next byte
+        ++byte;
+        continue;
+      }
+      std::size_t head[256], tail[256];
+      std::size_t at = begin;
+      for (int b = 0; b < 256; ++b) {
+        head[b] = at;
+        at += count[b];
+        tail[b] = at;
+      }
+      for (int b = 0; b < 256; ++b) {
+        while (head[b] < tail[b]) {
+          Item item = items_[head[b]];
+          int d = static_cast<int>((item.prefix >> shift) & 0xff);
+          while (d != b) {  // carry it to its bucket, taking what was there
+            std::swap(item, items_[head[d]++]);
+            d = static_cast<int>((item.prefix >> shift) & 0xff);
+          }
+          items_[head[b]++] = item;
+        }
+      }
+      if (end - begin > (std::size_t{1} << 16)) pg_guard([] { CHECK_FOR_INTERRUPTS(); });
+      std::size_t from = begin;
+      for (int b = 0; b < 256; ++b) {
+        if (count[b] > 1) radix_sort(from, from + count[b], byte + 1);
+        from += count[b];
+      }
+      return;
+    }
+    sort_range(begin, end);
+  }
+
+  // [begin, end) by the whole comparison: in runs of 64k entries merged
+  // pairwise, serving interrupts (a cancel) between runs and merges (many
+  // equal keys leave one big range): std::sort itself cannot be
   // interrupted, and a comparison may not throw out of it (an element held
   // aside mid-sort would be lost).
-  void sort() {
-    std::size_t n = items_.size();
+  void sort_range(std::size_t begin, std::size_t end) {
     auto less = [&](const Item &a, const Item &b) { return order(a.prefix, view(a), b.prefix, view(b)) < 0; };
-    auto at = [&](std::size_t k) { return items_.begin() + static_cast<std::ptrdiff_t>(std::min(k, n)); };
+    auto at = [&](std::size_t k) { return items_.begin() + static_cast<std::ptrdiff_t>(std::min(k, end)); };
     constexpr std::size_t kRun = std::size_t{1} << 16;
-    for (std::size_t i = 0; i < n; i += kRun) {
+    for (std::size_t i = begin; i < end; i += kRun) {
       std::sort(at(i), at(i + kRun), less);
-      pg_guard([] { CHECK_FOR_INTERRUPTS(); });
+      if (end - begin > kRun) pg_guard([] { CHECK_FOR_INTERRUPTS(); });
     }
-    for (std::size_t width = kRun; width < n; width *= 2) {
-      for (std::size_t i = 0; i + width < n; i += 2 * width) {
+    for (std::size_t width = kRun; width < end - begin; width *= 2) {
+      for (std::size_t i = begin; i + width < end; i += 2 * width) {
         std::inplace_merge(at(i), at(i + width), at(i + 2 * width), less);
         pg_guard([] { CHECK_FOR_INTERRUPTS(); });
       }
