@@ -442,7 +442,28 @@ PgNodeStore::PgNodeStore(Relation nodes, Oid nodes_pkey, TreeRow &tree, const Tr
       max_payload_(max_payload_bytes(config)),
       snap_(snap),
       write_through_(write_through) {
-  pg_guard([&] { node_cache().bind(nodes); });
+  pg_guard([&] {
+    node_cache().bind(nodes);
+    if (write_through_) {
+      // Not the current context: a build may create the store inside an SPI
+      // call whose context is gone before the store is.
+      MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+      bulk_ = GetBulkInsertState();
+      MemoryContextSwitchTo(old);
+    }
+  });
+}
+
+// Unwinding from an error may pass here before the transaction aborts; if
+// releasing the state fails, the resource owner releases its buffer pin at
+// transaction end and its memory goes with the context.
+PgNodeStore::~PgNodeStore() {
+  if (!bulk_) return;
+  BulkInsertState bulk = bulk_;
+  try {
+    pg_guard([&] { FreeBulkInsertState(bulk); });
+  } catch (...) {
+  }
 }
 
 std::string PgNodeStore::fetch_payload(NodeId id, ItemPointerData *tid, TransactionId *xmin) {
@@ -597,6 +618,7 @@ void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
   if (node && is_new) payload = encode_new_node(*node, kind_, max_payload_);
   if (node && !is_new) payload = encode_node_update(current_payload(tid), *node, kind_, max_payload_);
   int64 tree_id = tree_.tree_id;
+  BulkInsertState bulk = bulk_;
   ItemPointerData new_tid{};
   TransactionId new_xmin = InvalidTransactionId;
   pg_guard([&] {
@@ -610,7 +632,10 @@ void PgNodeStore::write_node(NodeId id, const NodePtr &node, bool is_new) {
     v[1] = Int64GetDatum(id);
     v[2] = PointerGetDatum(make_bytea(payload.data(), payload.size()));
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), v, n);
-    if (is_new)
+    if (is_new && bulk) {
+      heap_insert(rel, tup, GetCurrentCommandId(true), 0, bulk);
+      insert_index_entries(rel, tup);
+    } else if (is_new)
       insert_row(rel, tup);
     else
       update_row(rel, &tid, tup);
