@@ -10,7 +10,7 @@ PG_SRCS = src/pg/guard.cpp src/pg/keys.cpp src/pg/storage.cpp src/pg/catalog.cpp
           src/pg/citus.cpp src/pg/triggers.cpp src/pg/functions.cpp src/pg/verify.cpp src/pg/jobs.cpp src/pg/ddl.cpp src/pg/definition.cpp src/pg/params.cpp src/pg/planner.cpp src/pg/module.cpp
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup corruption api errors maintenance keys bounds params backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security security_review progress job_workers convex_api convex_review bulk_load bulk_load_txn planner planner_fuzz partitions node_storage build_sort build_sort_keys upgrade
+REGRESS = setup corruption api errors maintenance keys bounds params backfill fuzz_api ddl deferred job_differential snapshots drop_table security_background security security_review progress job_workers convex_api convex_review bulk_load bulk_load_txn planner planner_fuzz partitions node_storage build_sort build_sort_keys job_step_abort upgrade
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency backfill_live caches deferred_writers job_races reader_snapshots security_lock keyset_pages truncate_swap rr_own_writes cursor_snapshots drop_during_job bulk_load_concurrent rc_read_waits_for_writer planner_snapshots planner_writers partition_writers node_tids whole_build_races
 ISOLATION_OPTS = --outputdir=output_iso

@@ -357,6 +357,11 @@ void scan_step(const AggregateDef &def, JobRow &job) {
   bool resuming = reopened && job.has_last;
   if (resuming) decode_position(job.last_entry, last_ns, last_key);
   uint64 fetched = 0;
+  // The fetch moves the held cursor past the committed progress: until this
+  // step has written its batch, the cursor's position is unknown, so that a
+  // step aborted after the fetch (a cancel, a key too large, a lock timeout)
+  // reopens it instead of going on past the rows it lost.
+  cursor_positions().erase(def.id);
   pg_guard([&] {
     if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "SPI_connect failed");
     SPI_cursor_fetch(portal, true, job.batch_size);
